@@ -1,0 +1,149 @@
+"""Stage cache: content-based keys, atomic writes and streaming ``.npy`` files.
+
+Every stage output is written to a temporary name in the destination folder and renamed into
+place only once complete, so a killed run never leaves a file that a later run would trust.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any, BinaryIO, Iterator
+
+import numpy as np
+
+_TMP_MARK = ".tmp-"
+_IDENTITY_BLOCK = 1 << 20  # bytes hashed from each end of a file
+
+
+def file_identity(path: str | Path) -> str:
+    """Content fingerprint of a file: its size plus sha256 of its first and last MiB.
+
+    Cheap on multi-GB videos, yet survives renames and copies (unlike path + mtime).
+    """
+    path = Path(path)
+    size = path.stat().st_size
+    digest = hashlib.sha256(str(size).encode())
+    with open(path, "rb") as fh:
+        digest.update(fh.read(_IDENTITY_BLOCK))
+        if size > 2 * _IDENTITY_BLOCK:
+            fh.seek(size - _IDENTITY_BLOCK)
+            digest.update(fh.read(_IDENTITY_BLOCK))
+        elif size > _IDENTITY_BLOCK:
+            digest.update(fh.read())
+    return digest.hexdigest()[:16]
+
+
+def sha256_file(path: str | Path) -> str:
+    """Full sha256 (for checkpoints, where every byte matters)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def stage_key(*parts: Any) -> str:
+    """Short stable hash of stage parameters and upstream keys (dataclasses allowed)."""
+    normalized = [dataclasses.asdict(p) if dataclasses.is_dataclass(p) else p for p in parts]
+    blob = json.dumps(normalized, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def _tmp_name(final: Path) -> Path:
+    return final.with_name(f".{final.name}{_TMP_MARK}{os.getpid()}")
+
+
+@contextlib.contextmanager
+def atomic_path(final: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``final``; rename it into place only if the block succeeds."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_name(final)
+    try:
+        yield tmp
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write_json(final: str | Path, obj: Any) -> None:
+    with atomic_path(final) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def atomic_save_npy(final: str | Path, array: np.ndarray) -> None:
+    with atomic_path(final) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, array)
+
+
+def read_json(path: str | Path) -> Any | None:
+    """The JSON at ``path``, or None when it is missing or unreadable (treated as not cached)."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def sweep_stale_tmp(folder: str | Path) -> int:
+    """Delete temporary files left by killed runs (their writer process no longer exists)."""
+    removed = 0
+    pattern = re.compile(re.escape(_TMP_MARK) + r"(\d+)$")
+    for path in Path(folder).rglob(f"*{_TMP_MARK}*"):
+        match = pattern.search(path.name)
+        if not match or _pid_alive(int(match.group(1))):
+            continue
+        path.unlink(missing_ok=True)
+        removed += 1
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class NpyStreamWriter:
+    """Append rows to a ``.npy`` file whose length is unknown until the end.
+
+    Reserves a fixed-size header, streams rows after it, then rewrites the header with the final
+    shape, so decoding a long video never holds more than one frame in memory.
+    """
+
+    HEADER_BYTES = 128  # magic(6) + version(2) + len(2) + dict; fits any realistic shape
+
+    def __init__(self, fh: BinaryIO, row_shape: tuple[int, ...], dtype: np.dtype):
+        self._fh = fh
+        self.row_shape = tuple(row_shape)
+        self.dtype = np.dtype(dtype)
+        self.rows = 0
+        fh.write(b"\0" * self.HEADER_BYTES)
+
+    def append(self, row: np.ndarray) -> None:
+        if row.shape != self.row_shape:
+            raise ValueError(f"row shape {row.shape} != {self.row_shape}")
+        self._fh.write(np.ascontiguousarray(row, dtype=self.dtype).tobytes())
+        self.rows += 1
+
+    def close(self) -> None:
+        shape = (self.rows, *self.row_shape)
+        header = repr({"descr": self.dtype.str, "fortran_order": False, "shape": shape})
+        body_len = self.HEADER_BYTES - 10
+        header = header.ljust(body_len - 1) + "\n"
+        if len(header) != body_len:
+            raise ValueError(f"npy header too long for shape {shape}")
+        self._fh.seek(0)
+        self._fh.write(b"\x93NUMPY\x01\x00" + body_len.to_bytes(2, "little") + header.encode("latin1"))
+        self._fh.flush()

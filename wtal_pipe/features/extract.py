@@ -1,0 +1,304 @@
+"""The extraction pipeline for one video: decode -> flow -> two-stream I3D -> (T, 2048) + provenance.
+
+Each stage caches its output under ``DATA_DIR/cache/<video_stem>/`` keyed by the video's content
+fingerprint and the stage's parameters (plus the keys of the stages it reads), so a re-run skips
+finished work and a changed parameter recomputes only what depends on it.
+
+Chunking: row ``k`` covers frames ``[16k, 16k+16)``, seconds ``[16k/fps, 16(k+1)/fps)``; an
+incomplete tail chunk is dropped (the published convention), so ``T = floor(frames / 16)``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import platform
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+import torch
+
+from .. import __version__
+from ..cache import (NpyStreamWriter, atomic_path, atomic_save_npy, atomic_write_json, file_identity,
+                     read_json, stage_key)
+from ..config import DecodeConfig, FeatureConfig, FlowConfig
+from ..errors import WtalError
+from ..video import decode, flow
+from .weights import WeightsInfo, load_i3d
+
+ProgressFn = Callable[[str, int, int], None]  # (stage, done, total)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise WtalError("--device cuda was asked for but no CUDA GPU is visible", "use --device auto or cpu")
+    return torch.device(name)
+
+
+def cpu_has_native_bf16() -> bool:
+    """True on CPUs with AVX512-BF16 or AMX, where bf16 autocast is faster than fp32."""
+    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if cpu_has_native_bf16() else "fp32"
+
+
+@dataclass
+class I3DPair:
+    """The two loaded I3D streams on their device, with how they were loaded."""
+
+    rgb: torch.nn.Module
+    flow: torch.nn.Module
+    weights: dict[str, WeightsInfo]
+    device: torch.device
+    precision: str
+
+    @classmethod
+    def load(cls, config: FeatureConfig, device: str = "auto") -> "I3DPair":
+        dev = resolve_device(device)
+        precision = resolve_precision(config.precision, dev)
+        rgb, rgb_info = load_i3d("rgb", config.rgb_weights)
+        flw, flow_info = load_i3d("flow", config.flow_weights)
+        memory_format = torch.channels_last_3d
+        rgb, flw = (m.to(dev, memory_format=memory_format) for m in (rgb, flw))
+        return cls(rgb, flw, {"rgb": rgb_info, "flow": flow_info}, dev, precision)
+
+    @property
+    def is_random(self) -> bool:
+        return any(w.is_random for w in self.weights.values())
+
+    def weights_key(self) -> dict:
+        return {s: w.sha256 for s, w in self.weights.items()}
+
+    @torch.inference_mode()
+    def __call__(self, rgb_u8: np.ndarray, flow_u8: np.ndarray) -> np.ndarray:
+        """(B, L, H, W, 3) uint8 frames + (B, L, H, W, 2) uint8 flow -> (B, 2048) float32, RGB first."""
+        rgb = torch.from_numpy(np.array(rgb_u8)).to(self.device)  # copy: memmaps are read-only
+        flw = torch.from_numpy(np.array(flow_u8)).to(self.device)
+        rgb = rgb.permute(0, 4, 1, 2, 3).float().div_(127.5).sub_(1.0)  # (B, 3, L, H, W) in [-1, 1]
+        flw = flw.permute(0, 4, 1, 2, 3).float().sub_(128.0).div_(127.5).clamp_(-1.0, 1.0)  # (B, 2, L, H, W)
+        rgb = rgb.contiguous(memory_format=torch.channels_last_3d)
+        flw = flw.contiguous(memory_format=torch.channels_last_3d)
+        autocast = (torch.autocast(self.device.type, dtype=torch.bfloat16) if self.precision == "bf16"
+                    else contextlib.nullcontext())
+        with autocast:
+            features = torch.cat([self.rgb.features(rgb), self.flow.features(flw)], dim=1)
+        return features.float().cpu().numpy()
+
+
+@dataclass
+class VideoPaths:
+    """Where one video's stage outputs live."""
+
+    video: Path
+    data_dir: Path
+    stem: str = field(init=False)
+
+    def __post_init__(self):
+        self.stem = self.video.stem
+
+    @property
+    def cache(self) -> Path:
+        return self.data_dir / "cache" / self.stem
+
+    @property
+    def features(self) -> Path:
+        return self.data_dir / "features" / f"{self.stem}.npy"
+
+    @property
+    def metadata(self) -> Path:
+        return self.features.with_suffix(".json")
+
+
+def ensure_frames(paths: VideoPaths, identity: str, config: DecodeConfig,
+                  progress: ProgressFn | None = None) -> tuple[Path, dict]:
+    """Decoded frames (N, crop, crop, 3) uint8 at the target fps, streamed to disk."""
+    key = stage_key("decode", identity, config)
+    out, meta_path = paths.cache / f"frames-{key}.npy", paths.cache / f"frames-{key}.json"
+    meta = read_json(meta_path)
+    if meta is not None and out.exists():
+        return out, meta
+    info = decode.probe(paths.video)
+    first_source = last_source = None
+    with atomic_path(out) as tmp, open(tmp, "wb") as fh:
+        writer = NpyStreamWriter(fh, (config.crop, config.crop, 3), np.uint8)
+        for frame in decode.iter_frames(paths.video, config):
+            writer.append(frame.rgb)
+            first_source = frame.source_time if first_source is None else first_source
+            last_source = frame.source_time
+            if progress and frame.index % 25 == 0:
+                progress("decode", frame.index, 0)
+        writer.close()
+    meta = {"key": key, "n_frames": writer.rows, "fps": config.fps, "duration": writer.rows / config.fps,
+            "source": asdict(info), "first_source_time": first_source, "last_source_time": last_source}
+    atomic_write_json(meta_path, meta)
+    return out, meta
+
+
+def ensure_flow(paths: VideoPaths, frames_path: Path, frames_key: str, config: FlowConfig, workers: int,
+                progress: ProgressFn | None = None) -> tuple[Path, Path, str]:
+    """Flow (N, H, W, 2) uint8 and per-frame mean magnitude (N,) float32 for the decoded frames."""
+    key = stage_key("flow", frames_key, config)
+    out = paths.cache / f"flow-{key}.npy"
+    magnitude = paths.cache / f"flowmag-{key}.npy"
+    marker = paths.cache / f"flow-{key}.json"
+    if read_json(marker) is not None and out.exists() and magnitude.exists():
+        return out, magnitude, key
+    n_frames = np.load(frames_path, mmap_mode="r").shape[0]
+    done = 0
+
+    def step(count: int) -> None:
+        nonlocal done
+        done += count
+        if progress:
+            progress("flow", done, n_frames)
+
+    with atomic_path(out) as tmp_flow, atomic_path(magnitude) as tmp_mag:
+        flow.compute_flow(frames_path, tmp_flow, tmp_mag, config, workers, step)
+    atomic_write_json(marker, {"key": key, "frames_key": frames_key, "n_frames": n_frames,
+                               "preset": config.preset, "params": config.params, "bound": config.bound,
+                               "storage": "uint8 round(128 + clip(f, -bound, bound) * 127.5 / bound)"})
+    return out, magnitude, key
+
+
+def features_from_arrays(frames: np.ndarray, flows: np.ndarray, model: I3DPair, chunk: int,
+                         batch_size: int, progress: ProgressFn | None = None) -> np.ndarray:
+    """(N, H, W, 3) frames + (N, H, W, 2) flow (memmaps welcome) -> (floor(N / chunk), 2048)."""
+    n_chunks = frames.shape[0] // chunk
+    rows = np.zeros((n_chunks, 2 * 1024), np.float32)
+    for start in range(0, n_chunks, batch_size):
+        stop = min(n_chunks, start + batch_size)
+        span = slice(start * chunk, stop * chunk)
+        shape = (stop - start, chunk)
+        rows[start:stop] = model(frames[span].reshape(*shape, *frames.shape[1:]),
+                                 flows[span].reshape(*shape, *flows.shape[1:]))
+        if progress:
+            progress("features", stop, n_chunks)
+    return rows
+
+
+def library_versions() -> dict:
+    import av
+    import cv2
+
+    return {"wtal_pipe": __version__, "torch": torch.__version__, "av": av.__version__,
+            "opencv": cv2.__version__, "numpy": np.__version__, "python": platform.python_version()}
+
+
+def extract_video(video: Path, data_dir: Path, model: I3DPair, decode_config: DecodeConfig,
+                  flow_config: FlowConfig, feature_config: FeatureConfig, workers: int,
+                  force: bool = False, progress: ProgressFn | None = None) -> tuple[str, Path]:
+    """Run (or reuse) every stage for one video; returns ("cached" | "done", features path)."""
+    paths = VideoPaths(Path(video), Path(data_dir))
+    if not paths.video.exists():
+        raise WtalError("file not found", "check the path", paths.video)
+    identity = file_identity(paths.video)
+    frames_key = stage_key("decode", identity, decode_config)
+    flow_key = stage_key("flow", frames_key, flow_config)
+    feature_key = stage_key("features", flow_key, feature_config.chunk, model.precision, model.weights_key())
+    meta = read_json(paths.metadata)
+    if not force and meta is not None and meta.get("cache_key") == feature_key and _loads(paths.features):
+        return "cached", paths.features
+
+    frames_path, frames_meta = ensure_frames(paths, identity, decode_config, progress)
+    flow_path, _, _ = ensure_flow(paths, frames_path, frames_key, flow_config, workers, progress)
+    frames = np.load(frames_path, mmap_mode="r")
+    flows = np.load(flow_path, mmap_mode="r")
+    rows = features_from_arrays(frames, flows, model, feature_config.chunk, feature_config.batch_size,
+                                progress)
+    atomic_save_npy(paths.features, rows)
+    source = frames_meta["source"]
+    atomic_write_json(paths.metadata, {
+        "cache_key": feature_key,
+        "video": str(paths.video.resolve()),
+        "video_fingerprint": identity,
+        "shape": list(rows.shape),
+        "layout": "row k = frames [k*chunk, (k+1)*chunk) at fps; columns [0:1024] RGB I3D, [1024:2048] flow I3D",
+        "fps": decode_config.fps,
+        "chunk": feature_config.chunk,
+        "seconds_per_row": feature_config.chunk / decode_config.fps,
+        "n_frames": frames_meta["n_frames"],
+        "duration": frames_meta["duration"],
+        "tail_frames_dropped": frames_meta["n_frames"] % feature_config.chunk,
+        "source": {"width": source["width"], "height": source["height"], "fps": source["source_fps"],
+                   "duration": source["duration"], "codec": source["codec"]},
+        "decode": asdict(decode_config) | {"resize": "bilinear short side, centre crop",
+                                           "rgb_scale": "x / 127.5 - 1"},
+        "flow": {"preset": flow_config.preset, "params": flow_config.params, "bound": flow_config.bound,
+                 "scale": "clip(f, -bound, bound) / bound, stored as uint8"},
+        "weights": {s: (w.sha256 if w.is_random else {"path": w.path, "sha256": w.sha256, "layout": w.layout})
+                    for s, w in model.weights.items()},
+        "random_weights": model.is_random,
+        "precision": model.precision,
+        "device": str(model.device),
+        "versions": library_versions(),
+    })
+    return "done", paths.features
+
+
+def _loads(path: Path) -> bool:
+    try:
+        np.load(path, mmap_mode="r")
+        return True
+    except (OSError, ValueError):
+        return False
+
+
+def find_videos(inputs: Iterable[str | Path], extensions: tuple[str, ...]) -> list[Path]:
+    """Expand folders (recursively, by extension) and keep files as given, in a stable order."""
+    videos: list[Path] = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            videos += sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in extensions)
+        else:
+            videos.append(item)
+    stems: dict[str, Path] = {}
+    for video in videos:
+        if video.stem in stems and stems[video.stem] != video:
+            raise WtalError(f"two videos share the name {video.stem!r} ({stems[video.stem]} and {video})",
+                            "features are keyed by file stem; rename one", video)
+        stems[video.stem] = video
+    return list(stems.values())
+
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv")
+
+
+@dataclass
+class ExtractOutcome:
+    video: Path
+    status: str  # "done" | "cached" | "failed"
+    features: Path | None = None
+    error: str | None = None
+
+
+def extract_all(videos: list[Path], data_dir: Path, model: I3DPair, decode_config: DecodeConfig,
+                flow_config: FlowConfig, feature_config: FeatureConfig, workers: int, force: bool = False,
+                progress: ProgressFn | None = None,
+                on_result: Callable[[ExtractOutcome], None] | None = None) -> list[ExtractOutcome]:
+    """Extract every video; a video that fails (a WtalError) is recorded and the rest go on."""
+    from ..cache import sweep_stale_tmp
+
+    if Path(data_dir).exists():
+        sweep_stale_tmp(data_dir)
+    outcomes = []
+    for video in videos:
+        try:
+            status, path = extract_video(video, data_dir, model, decode_config, flow_config, feature_config,
+                                         workers, force, progress)
+            outcome = ExtractOutcome(video, status, path)
+        except WtalError as exc:
+            outcome = ExtractOutcome(video, "failed", error=exc.one_line())
+        outcomes.append(outcome)
+        if on_result:
+            on_result(outcome)
+    return outcomes

@@ -1,0 +1,157 @@
+"""I3D checkpoints: safe loading, key-layout conversion, hashing and the ``models/`` registry."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..cache import sha256_file
+from ..errors import DataError
+from .i3d import InceptionI3d
+
+STREAM_CHANNELS = {"rgb": 3, "flow": 2}
+RANDOM_SEED = 0
+
+# video_features / kinetics_i3d_pytorch key names -> pytorch-i3d names (applied in order).
+_VIDEO_FEATURES_RENAMES = [
+    (r"^conv3d_0c_1x1\.", "logits."),
+    (r"^conv3d_(\w+?)\.", lambda m: f"Conv3d_{m.group(1)}."),
+    (r"^mixed_(\w+?)\.", lambda m: f"Mixed_{m.group(1)}."),
+    (r"\.branch_0\.", ".b0."),
+    (r"\.branch_1\.0\.", ".b1a."),
+    (r"\.branch_1\.1\.", ".b1b."),
+    (r"\.branch_2\.0\.", ".b2a."),
+    (r"\.branch_2\.1\.", ".b2b."),
+    (r"\.branch_3\.1\.", ".b3b."),
+    (r"\.batch3d\.", ".bn."),
+]
+_PYTORCH_I3D_RENAMES = [
+    (r"^logits\.", "conv3d_0c_1x1."),
+    (r"^Conv3d_(\w+?)\.", lambda m: f"conv3d_{m.group(1)}."),
+    (r"^Mixed_(\w+?)\.", lambda m: f"mixed_{m.group(1)}."),
+    (r"\.b0\.", ".branch_0."),
+    (r"\.b1a\.", ".branch_1.0."),
+    (r"\.b1b\.", ".branch_1.1."),
+    (r"\.b2a\.", ".branch_2.0."),
+    (r"\.b2b\.", ".branch_2.1."),
+    (r"\.b3b\.", ".branch_3.1."),
+    (r"\.bn\.", ".batch3d."),
+]
+
+
+def _rename(state: dict, rules) -> dict:
+    out = {}
+    for key, value in state.items():
+        for pattern, repl in rules:
+            key = re.sub(pattern, repl, key)
+        out[key] = value
+    return out
+
+
+def to_video_features_layout(state: dict) -> dict:
+    """pytorch-i3d keys -> video_features keys (for users who feed the other toolbox)."""
+    return _rename(state, _PYTORCH_I3D_RENAMES)
+
+
+def normalize_state_dict(state: dict) -> tuple[dict, str]:
+    """Unwrap common containers and rename to the pytorch-i3d layout; returns (state, layout found)."""
+    for wrapper in ("state_dict", "model", "model_state_dict"):
+        if isinstance(state.get(wrapper), dict):
+            state = state[wrapper]
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    if any(k.startswith(("conv3d_1a_7x7.", "mixed_")) for k in state):
+        return _rename(state, _VIDEO_FEATURES_RENAMES), "video_features"
+    return state, "pytorch-i3d"
+
+
+@dataclass(frozen=True)
+class WeightsInfo:
+    """What the features were computed with; goes into every feature file's metadata."""
+
+    stream: str
+    path: str | None
+    sha256: str  # or "random-seed0"
+    layout: str | None
+
+    @property
+    def is_random(self) -> bool:
+        return self.path is None
+
+
+def models_dir() -> Path:
+    """``$WTAL_MODELS_DIR``, else the repository's ``models/`` folder beside the package."""
+    env = os.environ.get("WTAL_MODELS_DIR")
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "models"
+
+
+def registry() -> dict:
+    path = models_dir() / "registry.json"
+    return json.loads(path.read_text())["checkpoints"] if path.exists() else {}
+
+
+def resolve_checkpoint(name_or_path: str) -> tuple[Path, dict | None]:
+    """A registry name or a file path -> (file, registry entry or None)."""
+    entries = registry()
+    if name_or_path in entries:
+        entry = entries[name_or_path]
+        path = models_dir() / entry["file"]
+        if not path.exists():
+            raise DataError(f"checkpoint {name_or_path!r} is not in {models_dir()}",
+                            f"download {entry['origin']} and save it as {path}", path)
+        return path, entry
+    path = Path(name_or_path).expanduser()
+    if not path.exists():
+        raise DataError("checkpoint file not found",
+                        f"pass a path or one of: {', '.join(entries) or '(registry empty)'}", path)
+    by_file = {e["file"]: e for e in entries.values()}
+    return path, by_file.get(path.name)
+
+
+def load_i3d(stream: str, checkpoint: str | None) -> tuple[InceptionI3d, WeightsInfo]:
+    """Build one I3D stream; with no checkpoint, seeded random weights (the caller warns loudly)."""
+    channels = STREAM_CHANNELS[stream]
+    if checkpoint is None:
+        generator_state = torch.random.get_rng_state()
+        torch.manual_seed(RANDOM_SEED + channels)
+        model = InceptionI3d(channels)
+        torch.random.set_rng_state(generator_state)
+        return model.eval(), WeightsInfo(stream, None, f"random-seed{RANDOM_SEED}", None)
+
+    path, entry = resolve_checkpoint(checkpoint)
+    digest = sha256_file(path)
+    if entry and entry.get("sha256") and entry["sha256"] != digest:
+        raise DataError(f"sha256 {digest[:12]}... does not match the registry's {entry['sha256'][:12]}...",
+                        "the download is corrupt or a different file; fetch it again", path)
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise DataError(f"refused to unpickle ({str(exc).splitlines()[0]})",
+                        "only plain state_dict checkpoints are loaded (weights_only=True)", path)
+    except (RuntimeError, EOFError, OSError) as exc:
+        raise DataError(f"not a readable torch checkpoint ({exc})", "check the file", path)
+    if not isinstance(raw, dict):
+        raise DataError("checkpoint is not a state_dict", "save model.state_dict()", path)
+    state, layout = normalize_state_dict(raw)
+    first = state.get("Conv3d_1a_7x7.conv3d.weight")
+    if first is None:
+        raise DataError("not an I3D InceptionV1 checkpoint (no Conv3d_1a_7x7 weights)",
+                        "use a pytorch-i3d or video_features I3D checkpoint", path)
+    if first.shape[1] != channels:
+        other = next(s for s, c in STREAM_CHANNELS.items() if c == first.shape[1])
+        raise DataError(f"is a {other} checkpoint ({first.shape[1]} input channels), given for {stream}",
+                        f"pass it as --{other}-weights", path)
+    num_classes = state["logits.conv3d.weight"].shape[0] if "logits.conv3d.weight" in state else 400
+    model = InceptionI3d(channels, num_classes)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.startswith("logits.")]  # the head is unused for features
+    unexpected = [k for k in unexpected if not k.endswith("num_batches_tracked")]
+    if missing or unexpected:
+        raise DataError(f"key mismatch (missing {missing[:3]}, unexpected {unexpected[:3]})",
+                        "the checkpoint is not InceptionV1 I3D in a known layout", path)
+    return model.eval(), WeightsInfo(stream, str(path), digest, layout)

@@ -1,0 +1,1 @@
+"""Video decoding, optical flow and synthetic test clips."""

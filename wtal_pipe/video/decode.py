@@ -1,0 +1,132 @@
+"""PyAV decoding to a fixed frame rate by timestamp, resized and centre-cropped, as a generator.
+
+Output frame ``k`` shows what the source displays at time ``k / fps`` (the last source frame whose
+presentation time is <= that instant), so variable frame rate and odd rates such as 29.97 come out
+right. Frames are converted only when emitted and never collected, so memory does not grow with the
+video's length.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import numpy as np
+
+from ..config import DecodeConfig
+from ..errors import VideoError
+
+_PTS_TOLERANCE = 1e-4  # seconds; absorbs time-base rounding (e.g. 1001/30000)
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What the container says about a video, before decoding."""
+
+    path: str
+    width: int
+    height: int
+    source_fps: float | None
+    duration: float | None
+    codec: str
+
+
+@dataclass(frozen=True)
+class Frame:
+    index: int  # output frame index at the target fps
+    time: float  # output time k / fps, seconds from the first frame
+    source_time: float  # presentation time of the source frame shown
+    rgb: np.ndarray  # (crop, crop, 3) uint8
+
+
+def _open(path: Path):
+    import av
+
+    if not path.exists():
+        raise VideoError("file not found", "check the path", path)
+    try:
+        container = av.open(str(path))
+    except (av.error.FFmpegError, UnicodeDecodeError) as exc:
+        raise VideoError(f"not a readable video ({exc.__class__.__name__}: {exc})",
+                         "re-encode it, e.g. ffmpeg -i in -c:v libx264 out.mp4, or remove it", path)
+    if not container.streams.video:
+        container.close()
+        raise VideoError("contains no video stream", "pass a video file", path)
+    return container
+
+
+def probe(path: str | Path) -> VideoInfo:
+    path = Path(path)
+    container = _open(path)
+    try:
+        stream = container.streams.video[0]
+        rate = stream.average_rate or stream.guessed_rate
+        duration = None
+        if stream.duration is not None and stream.time_base is not None:
+            duration = float(stream.duration * stream.time_base)
+        elif container.duration is not None:
+            duration = container.duration / 1_000_000
+        return VideoInfo(str(path), stream.codec_context.width, stream.codec_context.height,
+                         float(rate) if rate else None, duration, stream.codec_context.name)
+    finally:
+        container.close()
+
+
+def resize_and_crop(rgb: np.ndarray, short_side: int, crop: int) -> np.ndarray:
+    """Bilinear resize to the given short side, then a centre ``crop`` x ``crop`` square."""
+    height, width = rgb.shape[:2]
+    scale = short_side / min(height, width)
+    new_w, new_h = max(crop, round(width * scale)), max(crop, round(height * scale))
+    resized = cv2.resize(rgb, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    top, left = (new_h - crop) // 2, (new_w - crop) // 2
+    return resized[top:top + crop, left:left + crop]
+
+
+def iter_frames(path: str | Path, config: DecodeConfig = DecodeConfig()) -> Iterator[Frame]:
+    """Yield frames resampled to ``config.fps``; raises VideoError on unreadable or empty input."""
+    import av
+
+    path = Path(path)
+    container = _open(path)
+    step = Fraction(config.fps).limit_denominator(1001)
+    emitted = 0
+    held = None  # (source_time, av.VideoFrame) currently on screen
+    first_time = None
+    last_duration = None
+
+    def emit_until(limit: float) -> Iterator[Frame]:
+        nonlocal emitted
+        while float(emitted / step) < limit - _PTS_TOLERANCE:
+            rgb = resize_and_crop(held[1].to_ndarray(format="rgb24"), config.short_side, config.crop)
+            yield Frame(emitted, float(emitted / step), held[0], rgb)
+            emitted += 1
+
+    try:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        fallback_rate = stream.average_rate or stream.guessed_rate or Fraction(25)
+        for frame in container.decode(stream):
+            if frame.pts is None:
+                continue
+            t = float(frame.pts * frame.time_base)
+            if first_time is None:
+                first_time = t
+            t -= first_time
+            if held is not None:
+                if t <= held[0]:  # out-of-order or duplicate timestamp: keep the earlier frame
+                    continue
+                yield from emit_until(t)
+            held = (t, frame)
+            if frame.duration:
+                last_duration = float(frame.duration * frame.time_base)
+        if held is None:
+            raise VideoError("has no decodable frames", "the file is empty or broken; remove it", path)
+        yield from emit_until(held[0] + (last_duration or float(1 / fallback_rate)))
+    except av.error.FFmpegError as exc:
+        raise VideoError(f"decoding failed after {emitted} frames ({exc})",
+                         "the file is truncated or corrupt; re-encode or remove it", path)
+    finally:
+        container.close()

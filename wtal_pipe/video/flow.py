@@ -1,0 +1,117 @@
+"""Optical flow between consecutive frames, one single-threaded worker process per core.
+
+Flow is clipped to +-bound and stored as uint8 ``round(128 + f * 127.5 / bound)`` - the community's
+8-bit format (for bound 20 this is ``128 + f*255/40``). Measured on 224x224 TV-L1 flow it halves
+the cache against float16 while the dequantized error (<= bound/255 px, 0.078 px at bound 20) is
+below TV-L1's own noise. The per-frame mean flow magnitude (before quantization) is stored beside it
+for the hard-negative stage.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import numpy as np
+
+from ..config import FlowConfig
+
+
+def default_workers() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+def make_flow_fn(params: dict) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """A function (prev_gray_u8, next_gray_u8) -> float32 (H, W, 2) flow in pixels (dx, dy)."""
+    if params["algorithm"] == "dis":
+        presets = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
+                   "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
+                   "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM}
+        engine = cv2.DISOpticalFlow_create(presets[params["preset"]])
+    else:
+        engine = cv2.optflow.DualTVL1OpticalFlow_create(
+            tau=params["tau"], lambda_=params["lambda_"], theta=params["theta"],
+            nscales=params["nscales"], warps=params["warps"], epsilon=params["epsilon"],
+            innnerIterations=params["inner_iterations"],  # sic: OpenCV's spelling
+            outerIterations=params["outer_iterations"], scaleStep=params["scale_step"],
+            gamma=params["gamma"], medianFiltering=params["median_filtering"],
+            useInitialFlow=False)
+    return lambda prev, nxt: engine.calc(prev, nxt, None)
+
+
+def quantize(flow: np.ndarray, bound: float) -> np.ndarray:
+    """float pixels -> uint8, clipped at +-bound."""
+    scaled = 128.0 + np.clip(flow, -bound, bound) * (127.5 / bound)
+    return np.clip(np.round(scaled), 0, 255).astype(np.uint8)
+
+
+def dequantize(flow_u8: np.ndarray) -> np.ndarray:
+    """uint8 -> float32 in [-1, 1] (flow / bound), the I3D flow-stream input scale."""
+    return np.clip((flow_u8.astype(np.float32) - 128.0) / 127.5, -1.0, 1.0)
+
+
+def _gray(rgb: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
+
+
+def flow_range(frames_path: str, out_path: str, magnitude_path: str, start: int, stop: int,
+               n_frames: int, config: FlowConfig) -> int:
+    """Worker: flow for frames ``start..stop-1`` written into the shared output memmaps.
+
+    Flow ``i`` is from frame i to frame i+1; the last frame (no successor) repeats the previous flow
+    so every frame has one and a 16-frame chunk always has 16 flow fields.
+    """
+    cv2.setNumThreads(1)
+    frames = np.load(frames_path, mmap_mode="r")
+    out = np.load(out_path, mmap_mode="r+")
+    magnitude = np.load(magnitude_path, mmap_mode="r+")
+    flow_fn = make_flow_fn(config.params)
+    prev_flow = None
+    if n_frames == 1:  # a single frame has no motion
+        out[0] = quantize(np.zeros((*frames.shape[1:3], 2), np.float32), config.bound)
+        return 1
+    nxt = _gray(frames[start])
+    for i in range(start, stop):
+        if i + 1 < n_frames:
+            cur, nxt = nxt, _gray(frames[i + 1])
+            flow = flow_fn(cur, nxt)
+        else:
+            flow = prev_flow if prev_flow is not None else flow_fn(_gray(frames[i - 1]), nxt)
+        out[i] = quantize(flow, config.bound)
+        magnitude[i] = float(np.sqrt((flow ** 2).sum(-1)).mean())
+        prev_flow = flow
+    out.flush()
+    magnitude.flush()
+    return stop - start
+
+
+def split_ranges(n: int, parts: int) -> list[tuple[int, int]]:
+    """Contiguous [start, stop) ranges covering 0..n, about equal in size."""
+    edges = np.linspace(0, n, max(1, min(parts, n)) + 1).round().astype(int)
+    return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:]) if b > a]
+
+
+def compute_flow(frames_path: Path, out_path: Path, magnitude_path: Path, config: FlowConfig,
+                 workers: int, progress: Callable[[int], None] | None = None) -> None:
+    """Fill ``out_path`` (N, H, W, 2) uint8 and ``magnitude_path`` (N,) float32 from a frames .npy.
+
+    Both outputs are paths the caller made atomic; workers write disjoint row ranges of them.
+    """
+    from joblib import Parallel, delayed
+
+    frames = np.load(frames_path, mmap_mode="r")
+    n_frames, height, width = frames.shape[:3]
+    np.lib.format.open_memmap(out_path, mode="w+", dtype=np.uint8, shape=(n_frames, height, width, 2)).flush()
+    np.lib.format.open_memmap(magnitude_path, mode="w+", dtype=np.float32, shape=(n_frames,)).flush()
+    ranges = split_ranges(n_frames, workers * 4)  # several per worker: balances and shows progress
+    tasks = (delayed(flow_range)(str(frames_path), str(out_path), str(magnitude_path), a, b, n_frames, config)
+             for a, b in ranges)
+    if workers == 1:
+        results = (task[0](*task[1], **task[2]) for task in tasks)
+    else:
+        results = Parallel(n_jobs=workers, backend="loky", return_as="generator_unordered")(tasks)
+    for done in results:
+        if progress:
+            progress(done)

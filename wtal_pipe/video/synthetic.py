@@ -1,0 +1,121 @@
+"""Synthetic clips: textured backgrounds with moving shapes, written with PyAV.
+
+Used by ``wtal make-sample``, the demo's planted-action dataset and the tests, so nothing needs a
+download. Shapes differ by colour, form and motion so that even random-weight I3D features can tell
+the planted "actions" apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import cv2
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ActionStyle:
+    """How a planted action looks: a coloured shape moving along a path."""
+
+    name: str
+    color: tuple[int, int, int]  # RGB
+    shape: str  # "square" | "disc" | "bar"
+    motion: str  # "horizontal" | "vertical" | "circle"
+
+
+ACTION_STYLES: tuple[ActionStyle, ...] = (
+    ActionStyle("red_square_horizontal", (230, 40, 40), "square", "horizontal"),
+    ActionStyle("green_disc_vertical", (40, 220, 60), "disc", "vertical"),
+    ActionStyle("blue_bar_circle", (50, 80, 240), "bar", "circle"),
+    ActionStyle("yellow_disc_horizontal", (240, 220, 40), "disc", "horizontal"),
+)
+
+
+@dataclass(frozen=True)
+class PlantedAction:
+    style: ActionStyle
+    start: float  # seconds
+    end: float
+
+
+def textured_background(height: int, width: int, seed: int) -> np.ndarray:
+    """Smooth random texture (gives optical flow something to lock onto)."""
+    rng = np.random.default_rng(seed)
+    small = rng.integers(40, 200, size=(max(2, height // 16), max(2, width // 16), 3), dtype=np.uint8)
+    return cv2.resize(small, (width, height), interpolation=cv2.INTER_CUBIC)
+
+
+def _draw(frame: np.ndarray, style: ActionStyle, phase: float) -> None:
+    height, width = frame.shape[:2]
+    radius = max(4, min(height, width) // 8)
+    amp_x, amp_y = width / 2 - radius - 1, height / 2 - radius - 1
+    wave = np.sin(2 * np.pi * phase)
+    cx, cy = width / 2, height / 2
+    if style.motion == "horizontal":
+        cx += amp_x * wave
+    elif style.motion == "vertical":
+        cy += amp_y * wave
+    else:
+        cx += amp_x * 0.7 * np.cos(2 * np.pi * phase)
+        cy += amp_y * 0.7 * wave
+    center = (int(round(cx)), int(round(cy)))
+    if style.shape == "disc":
+        cv2.circle(frame, center, radius, style.color, thickness=-1)
+    elif style.shape == "square":
+        cv2.rectangle(frame, (center[0] - radius, center[1] - radius),
+                      (center[0] + radius, center[1] + radius), style.color, thickness=-1)
+    else:
+        cv2.rectangle(frame, (center[0] - radius // 3, center[1] - 2 * radius),
+                      (center[0] + radius // 3, center[1] + 2 * radius), style.color, thickness=-1)
+
+
+def render_frames(seconds: float, fps: float, width: int, height: int,
+                  actions: Sequence[PlantedAction] = (), seed: int = 0,
+                  period: float = 1.6) -> Iterable[np.ndarray]:
+    """RGB frames of a static textured scene in which each action's shape moves during its interval."""
+    background = textured_background(height, width, seed)
+    for index in range(int(round(seconds * fps))):
+        t = index / fps
+        frame = background.copy()
+        for action in actions:
+            if action.start <= t < action.end:
+                _draw(frame, action.style, (t - action.start) / period)
+        yield frame
+
+
+def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float = 25.0,
+                codec: str = "libx264", times: Sequence[float] | None = None,
+                options: dict | None = None) -> Path:
+    """Encode RGB frames; ``times`` (seconds) gives explicit timestamps for variable frame rate."""
+    import av
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rate = Fraction(fps).limit_denominator(1001)
+    pix_fmt = {"libx264rgb": "rgb24", "ffv1": "yuv444p", "mjpeg": "yuvj420p", "png": "rgb24"}.get(
+        codec, "yuv420p")
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream(codec, rate=rate, options=options or {})
+        stream.pix_fmt = pix_fmt
+        time_base = Fraction(1, 90000) if times is not None else 1 / rate
+        stream.codec_context.time_base = time_base
+        for index, rgb in enumerate(frames):
+            if index == 0:
+                stream.height, stream.width = rgb.shape[:2]
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+            frame.pts = round(times[index] / time_base) if times is not None else index
+            frame.time_base = time_base
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return path
+
+
+def make_sample(path: str | Path, seconds: float = 8.0, fps: float = 30.0,
+                size: tuple[int, int] = (320, 240), seed: int = 0) -> tuple[Path, list[PlantedAction]]:
+    """A small clip with two planted actions; returns the file and what was planted where."""
+    actions = [PlantedAction(ACTION_STYLES[0], 1.5, 3.5), PlantedAction(ACTION_STYLES[1], 5.0, 7.0)]
+    frames = render_frames(seconds, fps, size[0], size[1], actions, seed=seed)
+    return write_video(path, frames, fps=fps), actions
