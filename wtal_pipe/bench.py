@@ -100,8 +100,9 @@ def run_benchmarks(stage: str, device: str = "auto", seconds: float = 20.0, out:
     on_gpu = device != "cpu" and torch.cuda.is_available()
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        clip = write_video(workdir / "bench.mp4", render_frames(
-            seconds, 30.0, 640, 360, [PlantedAction(ACTION_STYLES[0], 0.0, seconds)]), fps=30.0)
+        if stage in ("decode", "flow", "all"):
+            clip = write_video(workdir / "bench.mp4", render_frames(
+                seconds, 30.0, 640, 360, [PlantedAction(ACTION_STYLES[0], 0.0, seconds)]), fps=30.0)
         if stage in ("decode", "all"):
             results.update(bench_decode(clip))
         if stage in ("flow", "all"):

@@ -17,8 +17,8 @@ from rich.console import Console
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Weakly-supervised temporal action localization: video -> features -> model -> mAP.")
-console = Console()
-err_console = Console(stderr=True)
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 DataDir = Annotated[Path, typer.Option("--out", "-o", help="Dataset folder (features/, cache/ go here).")]
 Device = Annotated[str, typer.Option(help="auto | cpu | cuda")]
@@ -141,6 +141,5 @@ def main() -> None:
     except WtalError as exc:
         if os.environ.get("WTAL_DEBUG"):
             raise
-        err_console.print(f"[bold red]error[/]: {exc.one_line()}  [dim](WTAL_DEBUG=1 for details)[/]",
-                          soft_wrap=True)
+        err_console.print(f"[bold red]error[/]: {exc.one_line()}  [dim](WTAL_DEBUG=1 for details)[/]")
         sys.exit(2)

@@ -82,17 +82,25 @@ class I3DPair:
     @torch.inference_mode()
     def __call__(self, rgb_u8: np.ndarray, flow_u8: np.ndarray) -> np.ndarray:
         """(B, L, H, W, 3) uint8 frames + (B, L, H, W, 2) uint8 flow -> (B, 2048) float32, RGB first."""
-        rgb = torch.from_numpy(np.array(rgb_u8)).to(self.device)  # copy: memmaps are read-only
-        flw = torch.from_numpy(np.array(flow_u8)).to(self.device)
+        pin = self.device.type == "cuda"
+        rgb = _to_device(rgb_u8, self.device, pin)
+        flw = _to_device(flow_u8, self.device, pin)
         rgb = rgb.permute(0, 4, 1, 2, 3).float().div_(127.5).sub_(1.0)  # (B, 3, L, H, W) in [-1, 1]
         flw = flw.permute(0, 4, 1, 2, 3).float().sub_(128.0).div_(127.5).clamp_(-1.0, 1.0)  # (B, 2, L, H, W)
         rgb = rgb.contiguous(memory_format=torch.channels_last_3d)
         flw = flw.contiguous(memory_format=torch.channels_last_3d)
         autocast = (torch.autocast(self.device.type, dtype=torch.bfloat16) if self.precision == "bf16"
                     else contextlib.nullcontext())
-        with autocast:
+        # fp32 means fp32: cuDNN would otherwise silently use TF32 for the convolutions.
+        cudnn = torch.backends.cudnn.flags(enabled=True, benchmark=True, allow_tf32=self.precision != "fp32")
+        with autocast, cudnn:
             features = torch.cat([self.rgb.features(rgb), self.flow.features(flw)], dim=1)
         return features.float().cpu().numpy()
+
+
+def _to_device(array: np.ndarray, device: torch.device, pin: bool) -> torch.Tensor:
+    tensor = torch.from_numpy(np.array(array))  # a copy: memmaps are read-only
+    return tensor.pin_memory().to(device, non_blocking=True) if pin else tensor
 
 
 @dataclass
@@ -257,6 +265,8 @@ def find_videos(inputs: Iterable[str | Path], extensions: tuple[str, ...]) -> li
     """Expand folders (recursively, by extension) and keep files as given, in a stable order."""
     videos: list[Path] = []
     for item in map(Path, inputs):
+        if not item.exists():
+            raise WtalError("no such file or folder", "check the path", item)
         if item.is_dir():
             videos += sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in extensions)
         else:
