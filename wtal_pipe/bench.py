@@ -86,6 +86,25 @@ def bench_i3d(device: str, batch_size: int, batches: int) -> dict:
     return results
 
 
+def bench_evaluate(per_class: int = 5000, classes: int = 20, videos: int = 200) -> dict:
+    """Evaluator time on a synthetic GT with ``per_class`` random detections per class."""
+    from .evaluate import evaluate
+
+    rng = np.random.default_rng(0)
+    database = {f"v{v}": {"subset": "test", "annotations": [
+        {"label": f"c{rng.integers(classes)}", "segment": [float(s), float(s + rng.uniform(2, 20))]}
+        for s in rng.uniform(0, 200, 15)]} for v in range(videos)}
+    results: dict[str, list] = {}
+    for c in range(classes):
+        for _ in range(per_class):
+            start = float(rng.uniform(0, 200))
+            results.setdefault(f"v{rng.integers(videos)}", []).append(
+                {"label": f"c{c}", "score": float(rng.random()), "segment": [start, start + float(rng.uniform(1, 20))]})
+    started = time.perf_counter()
+    evaluate(database, {"results": results}, "test", np.round(np.arange(0.1, 0.75, 0.1), 2))
+    return {"evaluate_seconds_20_classes_x_5000_dets_7_tious": round(time.perf_counter() - started, 3)}
+
+
 def run_benchmarks(stage: str, device: str = "auto", seconds: float = 20.0, out: Path | None = None,
                    print_fn: Callable = print) -> dict:
     """Generate a synthetic 640x360 clip and time each stage on it; prints and returns the numbers."""
@@ -113,6 +132,8 @@ def run_benchmarks(stage: str, device: str = "auto", seconds: float = 20.0, out:
                     writer.append(frame.rgb)
                 writer.close()
             results.update(bench_flow(frames_path, workdir, pairs=64 if on_gpu else 16))
+        if stage in ("evaluate", "all"):
+            results.update(bench_evaluate())
         if stage in ("i3d", "all"):
             results.update(bench_i3d(device, batch_size=16 if on_gpu else 2, batches=10 if on_gpu else 2))
     print_fn(json.dumps(results, indent=2))

@@ -115,15 +115,130 @@ def make_sample_cli(
 
 @app.command("bench")
 def bench_cli(
-    stage: Annotated[str, typer.Argument(help="decode | flow | i3d | all")] = "all",
+    stage: Annotated[str, typer.Argument(help="decode | flow | i3d | evaluate | all")] = "all",
     device: Device = "auto",
     seconds: Annotated[float, typer.Option(help="Length of the synthetic clip used.")] = 20.0,
     out: Annotated[Optional[Path], typer.Option(help="Also write the results as JSON here.")] = None,
 ):
-    """Measure decode frames/s, flow pairs/s per worker count and I3D chunks/s (fp32 vs fast path)."""
+    """Measure decode frames/s, flow pairs/s per worker count, I3D chunks/s (fp32 vs bf16), evaluator time."""
     from .bench import run_benchmarks
 
     run_benchmarks(stage, device=device, seconds=seconds, out=out, print_fn=console.print)
+
+
+Method = Annotated[str, typer.Option(help="basnet | um | cmcs | backtal (backtal needs background clicks).")]
+Data = Annotated[Path, typer.Option("--data", "-d", help="Dataset folder: features/, annotations.json, ...")]
+
+
+@app.command("train")
+def train_cli(
+    method: Method,
+    data: Data = Path("data"),
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder for checkpoint, config and log.")] = Path("run"),
+    seed: int = 0,
+    iters: Annotated[Optional[int], typer.Option(help="Optimizer steps (default: the method's published value).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Videos per forward pass.")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Learning rate (published: 1e-4; 1e-3 for short CPU runs).")] = None,
+    num_segments: Annotated[Optional[int], typer.Option(help="Rows sampled per training video.")] = None,
+    subset: Annotated[str, typer.Option(help="Training subset name (ActivityNet: training).")] = "train",
+    negatives: Annotated[Optional[bool], typer.Option(
+        "--negatives/--no-negatives", help="Train with CMCS hard negatives (default: on for cmcs when present).")] = None,
+    simulate_clicks: Annotated[bool, typer.Option(help="BackTAL: one simulated click per background run of the GT.")] = False,
+    settings: Annotated[Optional[list[str]], typer.Option(
+        "--set", help="Any method setting, e.g. --set accumulate=4 --set class_threshold=0.2.")] = None,
+    device: Device = "auto",
+):
+    """Train a method on DATA_DIR's features; writes RUN_DIR/checkpoint.pt, config.json, train_log.jsonl."""
+    from .train import TrainOptions, train
+
+    from .train import parse_settings
+
+    flags = {"iterations": iters, "batch_size": batch_size, "lr": lr, "num_segments": num_segments}
+    overrides = {k: v for k, v in flags.items() if v is not None} | parse_settings(settings or [])
+    options = TrainOptions(method, data, out, seed=seed, subset=subset, device=device, negatives=negatives,
+                           simulate_clicks=simulate_clicks, overrides=overrides)
+    checkpoint = train(options, on_log=lambda r: console.print(
+        f"step {r['step']:>6}  loss {r['loss']:.4f}  " + "  ".join(
+            f"{k} {v:.4f}" for k, v in r.items() if k not in ("step", "loss", "seconds"))))
+    console.print(f"wrote {checkpoint}")
+
+
+@app.command("test")
+def test_cli(
+    run: Annotated[Path, typer.Option("--run", "-r", help="Run folder written by wtal train.")],
+    data: Data = Path("data"),
+    subset: str = "test",
+    out: Annotated[Path, typer.Option("--out", "-o", help="Detections JSON (ActivityNet format).")] = Path("dets.json"),
+    tiou: Annotated[str, typer.Option(help="tIoU thresholds: start:stop:step or a comma list.")] = "0.1:0.7:0.1",
+    settings: Annotated[Optional[list[str]], typer.Option(
+        "--set", help="Re-tune localization without retraining, e.g. --set nms_threshold=0.5.")] = None,
+    device: Device = "cpu",
+):
+    """Localize every video of a subset from its features, write detections, print the mAP table."""
+    from .cache import atomic_write_json
+    from .evaluate import evaluate, parse_tiou
+    from .data.dataset import load_annotations
+    from .localize import localize_dataset
+    from .train import load_run, parse_settings
+
+    thresholds = parse_tiou(tiou)
+    model, meta = load_run(run, device, parse_settings(settings or []))
+    detections = localize_dataset(model, meta, data, subset, device, cas_out=out.with_suffix(".cas.npz"))
+    atomic_write_json(out, detections)
+    n = sum(len(d) for d in detections["results"].values())
+    console.print(f"wrote {out} ({n} detections in {len(detections['results'])} videos; raw scores in "
+                  f"{out.with_suffix('.cas.npz')})")
+    result = evaluate(load_annotations(data / "annotations.json"), detections, subset, thresholds, out)
+    console.print(f"{meta['method']} on {subset} ({len(result.classes)} classes):\n{result.table()}")
+
+
+@app.command("evaluate")
+def evaluate_cli(
+    detections: Annotated[Path, typer.Argument(help="ActivityNet-format detections JSON.")],
+    gt: Annotated[Path, typer.Option(help="Ground truth (ActivityNet style; string segments fine).")],
+    subset: str = "test",
+    tiou: Annotated[str, typer.Option(help="THUMOS14 0.1:0.7:0.1; ActivityNet 0.5:0.95:0.05.")] = "0.1:0.7:0.1",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON with per-class AP.")] = False,
+):
+    """mAP per tIoU threshold and on average, exactly the ActivityNet protocol."""
+    import json
+
+    from .evaluate import evaluate_files, parse_tiou
+
+    result = evaluate_files(detections, gt, subset, parse_tiou(tiou))
+    if as_json:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        console.print(result.table())
+
+
+import_app = typer.Typer(help="Bring other published layouts into a DATA_DIR.", no_args_is_help=True)
+app.add_typer(import_app, name="import")
+
+
+@import_app.command("bas-thumos")
+def import_bas_thumos_cli(
+    source: Annotated[Path, typer.Argument(help="Folder with features/{train,test}/{rgb,flow}/ and gt.json.")],
+    out: DataDir = Path("data"),
+    durations: Annotated[Optional[Path], typer.Option(help="Annotation file with per-video durations.")] = None,
+):
+    """Import the BaS-Net/UM THUMOS14 I3D feature release (rows become concat(rgb, flow))."""
+    from .data.importers import import_bas_thumos
+
+    count = import_bas_thumos(source, out, durations)
+    console.print(f"imported {count} videos into {out}")
+
+
+@import_app.command("clicks")
+def import_clicks_cli(
+    csv_file: Annotated[Path, typer.Argument(help="BackTAL click file (URLID,URL,TagID,Tag,Start,End,Time,State).")],
+    data: Data = Path("data"),
+):
+    """Write DATA_DIR/clicks.json from a background-click CSV."""
+    from .data.importers import import_clicks
+
+    count = import_clicks(csv_file, data)
+    console.print(f"wrote {data / 'clicks.json'} ({count} videos)")
 
 
 def _user_error(what: str, fix: str = ""):

@@ -1,0 +1,126 @@
+"""DATA_DIR loading, sampling, clicks (real CSV format) and the BaS-Net/UM THUMOS14 importer."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from wtal_pipe.data.dataset import Dataset, load_annotations, sample_rows, simulate_clicks
+from wtal_pipe.data.importers import import_bas_thumos, import_clicks, read_click_csv
+from wtal_pipe.data.synthetic import write_planted_dataset
+from wtal_pipe.errors import DataError
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture
+def planted(tmp_path):
+    write_planted_dataset(tmp_path / "d", num_classes=3, feature_dim=16, n_train=6, n_test=3)
+    return tmp_path / "d"
+
+
+def test_dataset_reads_dims_and_classes_from_files(planted):
+    train = Dataset(planted, "train")
+    assert train.feature_dim == 16 and train.classes == ["action_0", "action_1", "action_2"]
+    assert len(train.videos) == 6 and all(v.labels.sum() >= 1 for v in train.videos)
+    assert train.videos[0].seconds_per_row == pytest.approx(0.64)
+    (planted / "classes.txt").write_text("action_2\naction_1\naction_0\nextra\n")
+    reordered = Dataset(planted, "train")
+    assert reordered.num_classes == 4 and reordered.classes[0] == "action_2"
+
+
+def test_wrong_feature_dimension_names_the_file(planted):
+    vid = next(iter(json.loads((planted / "annotations.json").read_text())["database"]))
+    np.save(planted / "features" / f"{vid}.npy", np.zeros((50, 17), np.float32))
+    with pytest.raises(DataError, match=rf"{vid}\.npy: feature dimension 17 differs from 16"):
+        Dataset(planted, "train")
+
+
+def test_unknown_label_and_missing_features(planted):
+    (planted / "classes.txt").write_text("action_0\naction_1\n")
+    with pytest.raises(DataError, match="annotations.json: video .*: unknown label 'action_2'"):
+        Dataset(planted, "train")
+    (planted / "classes.txt").unlink()
+    victim = sorted((planted / "features").glob("train_*.npy"))[0]
+    victim.unlink()
+    with pytest.raises(DataError, match=rf"{victim.name}: features file missing \(run wtal extract"):
+        Dataset(planted, "train")
+
+
+def test_subset_names_are_configurable(planted):
+    with pytest.raises(DataError, match="no videos in subset 'training'.*subsets present: test, train"):
+        Dataset(planted, "training")
+
+
+def test_random_sampling_covers_each_span():
+    rng = np.random.default_rng(0)
+    idx = sample_rows(1000, 10, random=True, rng=rng)
+    assert len(idx) == 10 and all(100 * i <= v < 100 * (i + 1) for i, v in enumerate(idx))
+    short = sample_rows(5, 12, random=True, rng=rng)
+    assert len(short) == 12 and short.min() >= 0 and short.max() <= 4 and np.all(np.diff(short) >= 0)
+    np.testing.assert_array_equal(sample_rows(7, 4, random=False, rng=rng), [0, 2, 4, 6])
+    np.testing.assert_array_equal(sample_rows(7, None, random=True, rng=rng), np.arange(7))
+
+
+def test_simulated_clicks_one_per_background_run(planted):
+    video = Dataset(planted, "train").videos[0]
+    rows = video.load().shape[0]
+    clicks = simulate_clicks(video, rows, np.random.default_rng(0))
+    fg = np.zeros(rows, bool)
+    for s, e, _ in video.segments:
+        fg[int(np.floor(s / 0.64)):int(np.ceil(e / 0.64))] = True
+    n_runs = int(np.sum(np.diff(np.concatenate([[1], fg.astype(int)])) == -1))
+    assert len(clicks) == n_runs and not fg[clicks].any()
+
+
+def test_real_click_csv_parses():
+    clicks = read_click_csv(FIXTURES / "thumos14_clicks_A1.csv")  # UTF-8 BOM header
+    assert len(clicks) == 200
+    assert clicks["video_validation_0000051"] == [21.5, 79.0, 126.5, 161.5]
+    assert sum(len(v) for v in clicks.values()) == 2264  # grep -c background_background
+    gt = load_annotations(FIXTURES / "thumos14_gt.json")
+    assert set(clicks) == {vid for vid, v in gt.items() if v["subset"] == "train"}
+
+
+def test_clicks_reach_the_dataset(planted, tmp_path):
+    csv = tmp_path / "c.csv"
+    vid = next(v for v in json.loads((planted / "annotations.json").read_text())["database"] if v.startswith("train"))
+    csv.write_text("\ufeffURLID,URL,TagID,Tag,Start,End,Time,State\n"
+                   f"{vid},{vid}.mp4,20,background_background,1.5,1.5,1,1\n"
+                   f"{vid},{vid}.mp4,20,background_background,0.2,0.2,1,1\n")
+    assert import_clicks(csv, planted) == 1
+    videos = {v.vid: v for v in Dataset(planted, "train").videos}
+    np.testing.assert_array_equal(videos[vid].clicks, [0, 2])  # seconds -> rows of 0.64 s
+
+
+def test_bad_click_csv(tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_text("video,time\nx,1\n")
+    with pytest.raises(DataError, match="bad.csv: missing column"):
+        read_click_csv(path)
+
+
+def test_import_bas_thumos_layout(tmp_path):
+    gt = load_annotations(FIXTURES / "thumos14_gt.json")
+    keep = [vid for vid in gt if gt[vid]["subset"] == "train"][:2] + [vid for vid in gt if gt[vid]["subset"] == "test"][:2]
+    source = tmp_path / "bas"
+    (source / "gt.json").parent.mkdir(parents=True)
+    shutil.copy(FIXTURES / "thumos14_gt.json", source / "gt.json")
+    small = {"database": {vid: json.loads((FIXTURES / "thumos14_gt.json").read_text())["database"][vid] for vid in keep}}
+    (source / "gt.json").write_text(json.dumps(small))
+    for vid in keep:
+        subset = gt[vid]["subset"]
+        for stream, value in (("rgb", 1.0), ("flow", 2.0)):
+            folder = source / "features" / subset / stream
+            folder.mkdir(parents=True, exist_ok=True)
+            np.save(folder / f"{vid}.npy", np.full((30, 1024), value, np.float32))
+    count = import_bas_thumos(source, tmp_path / "data", durations=FIXTURES / "thumos14_gt_fps_duration.json")
+    assert count == 4
+    rows = np.load(tmp_path / "data" / "features" / f"{keep[0]}.npy")
+    assert rows.shape == (30, 2048) and rows[0, 0] == 1.0 and rows[0, 1024] == 2.0  # RGB first
+    test = Dataset(tmp_path / "data", "test")
+    assert test.feature_dim == 2048 and all(v.duration > 30 for v in test.videos)  # real durations imported

@@ -1,0 +1,1 @@
+"""Datasets of features + labels, and importers for other published layouts."""

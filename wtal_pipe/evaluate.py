@@ -1,0 +1,171 @@
+"""ActivityNet-protocol detection mAP (the metric of every WTAL paper's table), vectorized.
+
+Per class and tIoU threshold: detections sorted by score (descending); each takes the not yet matched
+ground truth of its video with the highest tIoU >= threshold (TP), else it is a FP (so duplicates are
+FPs); AP is the area under the monotone precision envelope at every recall point. mAP averages over
+the ground truth's classes; a class without detections scores 0. A detection on a video without
+ground truth of its class is a FP. Ties are broken exactly as the reference implementation
+(``argsort()[::-1]`` on scores and on tIoUs), so per-class AP matches it to float precision.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .data.dataset import load_annotations
+from .errors import DataError
+
+THUMOS_TIOU = tuple(np.round(np.arange(0.1, 0.75, 0.1), 2))
+
+
+def parse_tiou(spec: str) -> np.ndarray:
+    """"0.1:0.7:0.1" (inclusive range) or "0.3,0.5,0.7"."""
+    try:
+        if ":" in spec:
+            start, stop, step = map(float, spec.split(":"))
+            values = np.arange(start, stop + step / 2, step)
+        else:
+            values = np.array([float(v) for v in spec.split(",")])
+    except ValueError:
+        raise DataError(f"bad --tiou {spec!r}", "use start:stop:step like 0.1:0.7:0.1, or 0.3,0.5")
+    if values.size == 0 or values.min() <= 0 or values.max() > 1:
+        raise DataError(f"bad --tiou {spec!r}", "thresholds must lie in (0, 1]")
+    return np.round(values, 6)
+
+
+def segment_iou(target: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    """tIoU of one [s, e] with each row of (N, 2)."""
+    inter = (np.minimum(target[1], candidates[:, 1]) - np.maximum(target[0], candidates[:, 0])).clip(0)
+    union = (candidates[:, 1] - candidates[:, 0]) + (target[1] - target[0]) - inter
+    return inter.astype(float) / union
+
+
+def interpolated_ap(precision: np.ndarray, recall: np.ndarray) -> float:
+    """Area under the monotone precision envelope (all points)."""
+    mprec = np.concatenate([[0.0], precision, [0.0]])
+    mrec = np.concatenate([[0.0], recall, [1.0]])
+    mprec = np.maximum.accumulate(mprec[::-1])[::-1]
+    idx = np.flatnonzero(mrec[1:] != mrec[:-1]) + 1
+    return float(np.sum((mrec[idx] - mrec[idx - 1]) * mprec[idx]))
+
+
+def average_precision(gt_videos: np.ndarray, gt_segments: np.ndarray, det_videos: np.ndarray,
+                      det_segments: np.ndarray, det_scores: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """AP at each threshold for one class. Videos are integer ids; returns (n_thresholds,)."""
+    n_gt = len(gt_videos)
+    if n_gt == 0:
+        return np.zeros(len(thresholds))
+    if len(det_scores) == 0:
+        return np.zeros(len(thresholds))
+    order = det_scores.argsort()[::-1]
+    det_videos, det_segments = det_videos[order], det_segments[order]
+    tp = np.zeros((len(thresholds), len(order)))
+    gt_by_video: dict[int, np.ndarray] = {}
+    for index, video in enumerate(gt_videos):
+        gt_by_video.setdefault(int(video), []).append(index)
+    gt_by_video = {v: np.asarray(ix) for v, ix in gt_by_video.items()}
+    locked = np.zeros((len(thresholds), n_gt), bool)
+    for d in range(len(order)):
+        candidates = gt_by_video.get(int(det_videos[d]))
+        if candidates is None:
+            continue
+        ious = segment_iou(det_segments[d], gt_segments[candidates])
+        ranked = ious.argsort()[::-1]
+        ranked_gt = candidates[ranked]
+        # the first ranked GT that is free; it must clear the threshold, else this detection is a FP
+        eligible = (ious[ranked][None, :] >= thresholds[:, None]) & ~locked[:, ranked_gt]  # (n_thr, n_cand)
+        # walking the ranking stops at the first tIoU below threshold: later free GTs are never reached
+        first_free = eligible.argmax(axis=1)
+        hit = eligible.any(axis=1)
+        tp[hit, d] = 1
+        locked[np.flatnonzero(hit), ranked_gt[first_free[hit]]] = True
+    tp_cum = np.cumsum(tp, axis=1)
+    fp_cum = np.cumsum(1 - tp, axis=1)
+    recall = tp_cum / n_gt
+    precision = tp_cum / (tp_cum + fp_cum)
+    return np.array([interpolated_ap(precision[t], recall[t]) for t in range(len(thresholds))])
+
+
+@dataclass
+class EvaluationResult:
+    thresholds: np.ndarray  # (n_thr,)
+    classes: list[str]
+    ap: np.ndarray  # (n_classes, n_thr)
+
+    @property
+    def map_per_threshold(self) -> np.ndarray:
+        return self.ap.mean(axis=0)
+
+    @property
+    def average_map(self) -> float:
+        return float(self.map_per_threshold.mean())
+
+    def to_dict(self) -> dict:
+        return {"tiou": [float(t) for t in self.thresholds],
+                "mAP": {f"{t:g}": float(m) for t, m in zip(self.thresholds, self.map_per_threshold)},
+                "average_mAP": self.average_map,
+                "per_class_AP": {c: {f"{t:g}": float(a) for t, a in zip(self.thresholds, row)}
+                                 for c, row in zip(self.classes, self.ap)}}
+
+    def table(self) -> str:
+        head = " ".join(f"{t:>6.2f}" for t in self.thresholds)
+        vals = " ".join(f"{100 * m:6.2f}" for m in self.map_per_threshold)
+        return f"tIoU {head}    avg\nmAP  {vals} {100 * self.average_map:6.2f}"
+
+
+def evaluate(ground_truth: dict, detections: dict, subset: str, thresholds=THUMOS_TIOU,
+             detections_path: str | Path | None = None) -> EvaluationResult:
+    """mAP of ``detections`` (ActivityNet result JSON as a dict) against a GT ``database`` dict."""
+    thresholds = np.asarray(thresholds, float)
+    classes: list[str] = []
+    class_index: dict[str, int] = {}
+    video_index: dict[str, int] = {}
+    gt_rows = []
+    for vid, video in ground_truth.items():
+        if video.get("subset") != subset:
+            continue
+        video_index.setdefault(vid, len(video_index))
+        for ann in video.get("annotations", []):
+            if ann["label"] not in class_index:
+                class_index[ann["label"]] = len(classes)
+                classes.append(ann["label"])
+            gt_rows.append((class_index[ann["label"]], video_index[vid], *map(float, ann["segment"])))
+    if not classes:
+        raise DataError(f"no ground truth in subset {subset!r}", "check --subset")
+    results = detections.get("results")
+    if not isinstance(results, dict):
+        raise DataError('no "results" object', "pass ActivityNet-format detections", detections_path)
+    det_rows = []
+    for vid, dets in results.items():
+        vindex = video_index.setdefault(vid, len(video_index))  # videos outside the GT: their detections are FPs
+        for det in dets:
+            label = det.get("label")
+            if label not in class_index:
+                raise DataError(f"video {vid}: label {label!r} is not a class of the ground truth subset {subset!r}",
+                                "fix the label or evaluate on the subset it belongs to", detections_path)
+            det_rows.append((class_index[label], vindex, float(det["segment"][0]), float(det["segment"][1]),
+                             float(det["score"])))
+    gt = np.asarray(gt_rows, float).reshape(-1, 4)
+    det = np.asarray(det_rows, float).reshape(-1, 5)
+    ap = np.zeros((len(classes), len(thresholds)))
+    for c in range(len(classes)):
+        g = gt[gt[:, 0] == c]
+        d = det[det[:, 0] == c]
+        ap[c] = average_precision(g[:, 1].astype(int), g[:, 2:4], d[:, 1].astype(int), d[:, 2:4], d[:, 4], thresholds)
+    return EvaluationResult(thresholds, classes, ap)
+
+
+def evaluate_files(detections_path: str | Path, gt_path: str | Path, subset: str,
+                   thresholds=THUMOS_TIOU) -> EvaluationResult:
+    detections_path = Path(detections_path)
+    if not detections_path.exists():
+        raise DataError("detections file not found", "run wtal test or wtal localize first", detections_path)
+    try:
+        detections = json.loads(detections_path.read_text())
+    except ValueError as exc:
+        raise DataError(f"not JSON ({exc})", "pass an ActivityNet-format detection file", detections_path)
+    return evaluate(load_annotations(gt_path), detections, subset, thresholds, detections_path)

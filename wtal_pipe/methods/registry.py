@@ -1,0 +1,28 @@
+"""``--method`` name -> method class (a dict and a decorator, nothing more)."""
+
+from __future__ import annotations
+
+from ..errors import WtalError
+
+_METHODS: dict[str, type] = {}
+
+
+def register_method(name: str):
+    def decorate(cls):
+        if name in _METHODS:
+            raise ValueError(f"method {name!r} registered twice")
+        cls.name = name
+        _METHODS[name] = cls
+        return cls
+
+    return decorate
+
+
+def list_methods() -> list[str]:
+    return sorted(_METHODS)
+
+
+def get_method(name: str) -> type:
+    if name not in _METHODS:
+        raise WtalError(f"unknown method {name!r}", f"choose one of {', '.join(list_methods())}")
+    return _METHODS[name]
