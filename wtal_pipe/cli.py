@@ -126,6 +126,29 @@ def bench_cli(
     run_benchmarks(stage, device=device, seconds=seconds, out=out, print_fn=console.print)
 
 
+@app.command("negatives")
+def negatives_cli(
+    data: Annotated[Path, typer.Argument(help="Dataset folder (features/, cache/ from wtal extract).")],
+    ratio: Annotated[float, typer.Option(help="Lowest share of frames (by log flow magnitude) taken as static.")] = 0.25,
+    subset: Annotated[str, typer.Option(help="Training subset: only training videos get negatives.")] = "train",
+    from_features: Annotated[bool, typer.Option(
+        help="No flow cache (imported features): rank rows by flow-feature norm, an approximation.")] = False,
+):
+    """Build CMCS hard-negative pseudo videos <vid>_bg from the static stretches of training videos."""
+    from .negatives import NegativesConfig, build_negatives
+
+    if from_features:
+        warn("--from-features: static rows are ranked by the norm of the flow half of each feature row, an "
+             "approximation of the published per-frame TV-L1 ranking.")
+    results = build_negatives(data, subset, NegativesConfig(ratio=ratio, from_features=from_features))
+    for r in results:
+        console.print(f"{r.status:>8} {r.vid}" + (f" ({r.rows} rows)" if r.rows else "")
+                      + (f" - {r.reason}" if r.reason else ""))
+    made = [r for r in results if r.status in ("written", "cached")]
+    console.print(f"{len(made)} pseudo videos ({sum(r.rows for r in made)} rows) in {data / 'negatives'}, "
+                  f"{len(results) - len(made)} videos skipped")
+
+
 Method = Annotated[str, typer.Option(help="basnet | um | cmcs | backtal (backtal needs background clicks).")]
 Data = Annotated[Path, typer.Option("--data", "-d", help="Dataset folder: features/, annotations.json, ...")]
 

@@ -52,7 +52,7 @@ class Video:
     segments: list[tuple[float, float, int]]  # (start_s, end_s, class index)
     duration: float
     seconds_per_row: float
-    clicks: np.ndarray = field(default_factory=lambda: np.zeros(0))  # row indices clicked as background
+    clicks: np.ndarray = field(default_factory=lambda: np.zeros(0, int))  # row indices clicked as background
     background_only: bool = False
 
     def load(self) -> np.ndarray:

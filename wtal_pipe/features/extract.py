@@ -227,6 +227,8 @@ def extract_video(video: Path, data_dir: Path, model: I3DPair, decode_config: De
     source = frames_meta["source"]
     atomic_write_json(paths.metadata, {
         "cache_key": feature_key,
+        "frames_key": frames_key,
+        "flow_key": flow_key,
         "video": str(paths.video.resolve()),
         "video_fingerprint": identity,
         "shape": list(rows.shape),
