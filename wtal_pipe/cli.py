@@ -149,6 +149,87 @@ def negatives_cli(
                   f"{len(results) - len(made)} videos skipped")
 
 
+@app.command("localize")
+def localize_cli(
+    clips: Annotated[list[Path], typer.Argument(help="Video files and/or folders.")],
+    run: Annotated[Path, typer.Option("--run", "-r", help="Run folder written by wtal train.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Detections JSON (ActivityNet format).")] = Path("dets.json"),
+    plot: Annotated[Optional[Path], typer.Option(help="PNG of the CAS and detections (one per clip: name_<clip>.png "
+                                                       "when several).")] = None,
+    gt: Annotated[Optional[Path], typer.Option(help="Annotations to draw as ground truth in the plot.")] = None,
+    data: Annotated[Optional[Path], typer.Option(help="Extraction cache (default: RUN_DIR/localize).")] = None,
+    rgb_weights: Annotated[Optional[str], typer.Option(help="Override the run's RGB I3D checkpoint.")] = None,
+    flow_weights: Annotated[Optional[str], typer.Option(help="Override the run's flow I3D checkpoint.")] = None,
+    flow: Annotated[Optional[str], typer.Option(help="Override the run's flow preset.")] = None,
+    workers: Annotated[int, typer.Option(help="Flow worker processes (default: one per core).")] = 0,
+    device: Device = "auto",
+):
+    """Raw clips -> decode -> flow -> I3D -> trained model -> detections (seconds from the clip's start)."""
+    from .cache import atomic_write_json
+    from .config import DecodeConfig, FeatureConfig, FlowConfig
+    from .data.dataset import load_annotations
+    from .features.extract import VIDEO_EXTENSIONS, find_videos
+    from .localize import detections_json, localize_clips
+    from .train import load_run
+    from .video.flow import default_workers
+
+    model, meta = load_run(run, "cpu")
+    found = find_videos(clips, VIDEO_EXTENSIONS)
+    if not found:
+        raise _user_error(f"no videos found in {', '.join(map(str, clips))}", "pass video files or folders")
+    settings = meta.get("extraction") or {}
+    weights = settings.get("weights", {})
+    trained_weights = {s: (None if str(w).startswith("random") else w) for s, w in weights.items()}
+    feature_config = FeatureConfig(chunk=settings.get("chunk", 16),
+                                   rgb_weights=rgb_weights or trained_weights.get("rgb"),
+                                   flow_weights=flow_weights or trained_weights.get("flow"))
+    decode_config = DecodeConfig(fps=settings.get("fps", 25.0), short_side=settings.get("short_side", 256),
+                                 crop=settings.get("crop", 224))
+    flow_config = FlowConfig(flow or settings.get("flow", "tvl1"))
+    if feature_config.rgb_weights is None or feature_config.flow_weights is None:
+        random_weights_warning("clip features")
+    results = localize_clips(found, model, meta, data or run / "localize", decode_config, flow_config,
+                             feature_config, workers or default_workers(), device)
+    per_video = {r.clip.stem: r.detections for r in results if r.error is None}
+    atomic_write_json(out, detections_json(per_video, meta["classes"], {"method": meta["method"], "run": str(run)}))
+    annotations = load_annotations(gt) if gt else {}
+    for r in results:
+        if r.error:
+            err_console.print(f"[red]FAILED[/] {r.error}")
+            continue
+        console.print(f"[bold]{r.clip.name}[/] ({r.duration:.1f} s): {len(r.detections)} detections")
+        for c, score, start, end in sorted(r.detections, key=lambda d: -d[1])[:10]:
+            console.print(f"  {meta['classes'][c]:<28} {start:8.2f} - {end:8.2f} s   score {score:6.3f}")
+        if plot:
+            from .plot import plot_video
+
+            target = plot if len(results) == 1 else plot.with_name(f"{plot.stem}_{r.clip.stem}{plot.suffix}")
+            index = {name: i for i, name in enumerate(meta["classes"])}
+            truth = [(a["segment"][0], a["segment"][1], index[a["label"]])
+                     for a in annotations.get(r.clip.stem, {}).get("annotations", []) if a["label"] in index]
+            plot_video(target, r.clip.name, r.scores, r.detections, meta["classes"], model.config, r.seconds_per_row,
+                       truth)
+            console.print(f"  plot: {target}")
+    console.print(f"wrote {out}")
+    if any(r.error for r in results):
+        raise typer.Exit(1)
+
+
+@app.command("demo")
+def demo_cli(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for every artifact of the demo.")] = Path("wtal_demo"),
+    videos: Annotated[int, typer.Option(help="Synthetic videos to generate (3 of 4 for training).")] = 24,
+    seconds: Annotated[float, typer.Option(help="Length of each video.")] = 14.0,
+    iters: Annotated[int, typer.Option(help="Training steps.")] = 400,
+    seed: int = 0,
+):
+    """The whole pipeline on a generated labelled video set: extract -> negatives -> train -> test -> localize."""
+    from .demo import run_demo
+
+    run_demo(out, n_videos=videos, seconds=seconds, iterations=iters, seed=seed, print_fn=console.print,
+             warn_fn=warn)
+
+
 Method = Annotated[str, typer.Option(help="basnet | um | cmcs | backtal (backtal needs background clicks).")]
 Data = Annotated[Path, typer.Option("--data", "-d", help="Dataset folder: features/, annotations.json, ...")]
 
@@ -195,6 +276,7 @@ def test_cli(
     tiou: Annotated[str, typer.Option(help="tIoU thresholds: start:stop:step or a comma list.")] = "0.1:0.7:0.1",
     settings: Annotated[Optional[list[str]], typer.Option(
         "--set", help="Re-tune localization without retraining, e.g. --set nms_threshold=0.5.")] = None,
+    plot_dir: Annotated[Optional[Path], typer.Option(help="Write one PNG per video (CAS, detections, GT) here.")] = None,
     device: Device = "cpu",
 ):
     """Localize every video of a subset from its features, write detections, print the mAP table."""
@@ -208,6 +290,11 @@ def test_cli(
     model, meta = load_run(run, device, parse_settings(settings or []))
     detections = localize_dataset(model, meta, data, subset, device, cas_out=out.with_suffix(".cas.npz"))
     atomic_write_json(out, detections)
+    if plot_dir:
+        from .plot import plot_saved_scores
+
+        count = plot_saved_scores(out.with_suffix(".cas.npz"), detections, model.config, meta, data, subset, plot_dir)
+        console.print(f"wrote {count} plots to {plot_dir}")
     n = sum(len(d) for d in detections["results"].values())
     console.print(f"wrote {out} ({n} detections in {len(detections['results'])} videos; raw scores in "
                   f"{out.with_suffix('.cas.npz')})")

@@ -12,6 +12,7 @@ classes with index 0 are localized (``if pred.any()`` dropped them); NMS works o
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +34,7 @@ class VideoScores:
 @torch.inference_mode()
 def infer(model: Method, features: np.ndarray, device: torch.device | str = "cpu") -> VideoScores:
     """Run a trained model over a whole video's features (T, D), no sampling."""
-    x = torch.from_numpy(np.asarray(features, np.float32)).unsqueeze(0).to(device)
+    x = torch.from_numpy(np.array(features, np.float32)).unsqueeze(0).to(device)  # a copy: memmaps are read-only
     out = model.eval()(x)
     actionness = None if out.actionness is None else out.actionness[0].float().cpu().numpy()
     return VideoScores(out.video_scores[0].float().cpu().numpy(), out.cas[0].float().cpu().numpy(), actionness)
@@ -155,3 +156,44 @@ def localize_dataset(model: Method, meta: dict, data_dir: Path, subset: str, dev
         with atomic_path(cas_out) as tmp, open(tmp, "wb") as fh:
             np.savez_compressed(fh, **raw)
     return detections_json(per_video, meta["classes"], {"method": meta["method"], "subset": subset})
+
+
+@dataclass
+class ClipResult:
+    clip: Path
+    scores: VideoScores | None
+    detections: list[tuple[int, float, float, float]]
+    seconds_per_row: float
+    duration: float
+    error: str | None = None
+
+
+def localize_clips(clips: list[Path], model: Method, meta: dict, data_dir: Path, decode_config, flow_config,
+                   feature_config, workers: int, device: str = "auto", progress=None) -> list[ClipResult]:
+    """Raw clips -> decode -> flow -> I3D (through the extraction cache in ``data_dir``) -> detections.
+
+    A clip that fails to decode is reported in its result and the others go on.
+    """
+    from .errors import DataError, WtalError
+    from .features.extract import I3DPair, extract_video
+    from .features.i3d import FEATURE_DIM
+
+    if meta["feature_dim"] != 2 * FEATURE_DIM:
+        raise DataError(f"the run was trained on {meta['feature_dim']}-d features, a clip gives {2 * FEATURE_DIM}-d "
+                        "two-stream I3D features", "localize with a run trained on wtal extract features",
+                        meta.get("data_dir"))
+    extractor = I3DPair.load(feature_config, device)
+    results = []
+    for clip in clips:
+        try:
+            _, features_path = extract_video(clip, data_dir, extractor, decode_config, flow_config, feature_config,
+                                             workers, progress=progress)
+        except WtalError as exc:
+            results.append(ClipResult(clip, None, [], 0.0, 0.0, error=exc.one_line()))
+            continue
+        features = np.load(features_path)
+        spr = feature_config.chunk / decode_config.fps
+        duration = json.loads(features_path.with_suffix(".json").read_text())["duration"]
+        scores = infer(model, features, next(model.parameters()).device)
+        results.append(ClipResult(clip, scores, localize(scores, model.config, spr, duration), spr, duration))
+    return results

@@ -123,7 +123,12 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
                             "add clicks.json (wtal import clicks ...) or pass --simulate-clicks",
                             Path(options.data_dir) / "clicks.json")
     device = resolve_device(options.device)
-    model = get_method(options.method)(dataset.feature_dim, dataset.num_classes, config).to(device)
+    model = get_method(options.method)(dataset.feature_dim, dataset.num_classes, config)
+    if config.normalize_features:
+        rows = np.concatenate([np.asarray(v.load(), np.float64) for v in dataset.videos])
+        model.feature_mean.copy_(torch.from_numpy(rows.mean(0)))
+        model.feature_std.copy_(torch.from_numpy(rows.std(0) + 1e-6))
+    model = model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     sampler = BatchSampler(dataset.videos, config, clicks, rng)
     out_dir = Path(options.out_dir)
@@ -134,7 +139,8 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
                 "videos": len(dataset.videos), "negatives": sum(v.background_only for v in dataset.videos),
                 "clicks": "simulated" if options.simulate_clicks else ("real" if config.uses_clicks else "none"),
                 "seconds_per_row": dataset.videos[0].seconds_per_row, "device": str(device),
-                "checkpoint": "final (no test-set selection)"}
+                "checkpoint": "final (no test-set selection)",
+                "extraction": extraction_settings(dataset.videos[0].features)}
     atomic_write_json(out_dir / "config.json", run_meta)
 
     model.train()
@@ -162,6 +168,19 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
     with atomic_path(checkpoint) as tmp:
         torch.save({**run_meta, "state_dict": {k: v.cpu() for k, v in model.state_dict().items()}}, tmp)
     return checkpoint
+
+
+def extraction_settings(features_path: Path) -> dict | None:
+    """How the training features were extracted (from ``wtal extract``'s provenance JSON), so that
+    ``wtal localize`` can extract a new clip the same way; None for imported or synthetic features."""
+    from .cache import read_json
+
+    meta = read_json(Path(features_path).with_suffix(".json")) or {}
+    if "decode" not in meta:
+        return None
+    weights = {stream: (w if isinstance(w, str) else w["path"]) for stream, w in meta["weights"].items()}
+    return {"fps": meta["decode"]["fps"], "short_side": meta["decode"]["short_side"], "crop": meta["decode"]["crop"],
+            "flow": meta["flow"]["preset"], "chunk": meta["chunk"], "weights": weights}
 
 
 def _to(batch: Batch, device: torch.device) -> Batch:

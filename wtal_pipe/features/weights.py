@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import pickle
 import re
@@ -113,15 +114,27 @@ def resolve_checkpoint(name_or_path: str) -> tuple[Path, dict | None]:
     return path, by_file.get(path.name)
 
 
+def random_i3d(channels: int) -> InceptionI3d:
+    """Seeded random I3D, He-initialized (fan-in, ReLU) so activations keep their scale through the
+    ~60 layers: PyTorch's default init shrinks the features to ~1e-6, useless even for testing.
+    The global RNG is left untouched."""
+    generator = torch.Generator().manual_seed(RANDOM_SEED + channels)
+    model = InceptionI3d(channels)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.Conv3d):
+                std = (2.0 / (module.in_channels * math.prod(module.kernel_size))) ** 0.5
+                module.weight.copy_(torch.randn(module.weight.shape, generator=generator) * std)
+                if module.bias is not None:
+                    module.bias.zero_()
+    return model.eval()
+
+
 def load_i3d(stream: str, checkpoint: str | None) -> tuple[InceptionI3d, WeightsInfo]:
     """Build one I3D stream; with no checkpoint, seeded random weights (the caller warns loudly)."""
     channels = STREAM_CHANNELS[stream]
     if checkpoint is None:
-        generator_state = torch.random.get_rng_state()
-        torch.manual_seed(RANDOM_SEED + channels)
-        model = InceptionI3d(channels)
-        torch.random.set_rng_state(generator_state)
-        return model.eval(), WeightsInfo(stream, None, f"random-seed{RANDOM_SEED}", None)
+        return random_i3d(channels), WeightsInfo(stream, None, f"random-seed{RANDOM_SEED}", None)
 
     path, entry = resolve_checkpoint(checkpoint)
     digest = sha256_file(path)

@@ -42,6 +42,7 @@ class MethodConfig:
     uses_clicks: bool = False  # needs background clicks (BackTAL)
     has_background_class: bool = True  # can train on background-only pseudo videos (hard negatives)
     negatives_by_default: bool = False  # train with hard negatives whenever DATA_DIR/negatives exists
+    normalize_features: bool = False  # standardize each feature dimension with training-set statistics
 
 
 @dataclass
@@ -69,6 +70,11 @@ class Method(nn.Module):
     def __init__(self, feature_dim: int, num_classes: int, config: MethodConfig):
         super().__init__()
         self.feature_dim, self.num_classes, self.config = feature_dim, num_classes, config
+        # Identity unless normalize_features: the trainer fills them and they travel in the checkpoint,
+        # so training and inference always see the same input scale.
+        self.register_buffer("feature_mean", torch.zeros(feature_dim))
+        self.register_buffer("feature_std", torch.ones(feature_dim))
+        self.register_forward_pre_hook(lambda module, args: ((args[0] - module.feature_mean) / module.feature_std,))
 
     def forward(self, features: torch.Tensor) -> MethodOutput:
         raise NotImplementedError

@@ -73,13 +73,20 @@ def _draw(frame: np.ndarray, style: ActionStyle, phase: float) -> None:
 
 
 def render_frames(seconds: float, fps: float, width: int, height: int,
-                  actions: Sequence[PlantedAction] = (), seed: int = 0,
-                  period: float = 1.6) -> Iterable[np.ndarray]:
-    """RGB frames of a static textured scene in which each action's shape moves during its interval."""
-    background = textured_background(height, width, seed)
+                  actions: Sequence[PlantedAction] = (), seed: int = 0, period: float = 1.6,
+                  pan: float = 0.0, pauses: Sequence[tuple[float, float]] = ()) -> Iterable[np.ndarray]:
+    """RGB frames of a textured scene in which each action's shape moves during its interval.
+
+    ``pan`` scrolls the background by that many pixels per frame (a panning camera) except during
+    ``pauses`` (start, end seconds), which are then truly static stretches.
+    """
+    background = textured_background(height, width * 2, seed)
+    offset = 0.0
     for index in range(int(round(seconds * fps))):
         t = index / fps
-        frame = background.copy()
+        if not any(a <= t < b for a, b in pauses):
+            offset += pan
+        frame = np.ascontiguousarray(np.roll(background, -int(round(offset)), axis=1)[:, :width])
         for action in actions:
             if action.start <= t < action.end:
                 _draw(frame, action.style, (t - action.start) / period)
