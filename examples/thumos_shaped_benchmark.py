@@ -2,9 +2,10 @@
 with synthetic 2048-d features in which each annotated segment carries its class's prototype.
 
     python examples/thumos_shaped_benchmark.py OUT_DIR [--methods basnet,um,cmcs,backtal] [--device cuda]
-        [--scale 1.0] [--seed 0]
+        [--scale 1.0] [--dim 2048] [--seed 0] [--set accumulate=4 ...]
 
-``--scale`` multiplies every method's published iteration count (use < 1 on a CPU). Prints one mAP row
+``--scale`` multiplies every method's published iteration count (use < 1 on a CPU, which also switches
+to lr 1e-3); ``--dim`` sets the feature size (smaller is faster on a CPU). Prints one mAP row
 per method (final checkpoint, tIoU 0.1:0.7) and writes OUT_DIR/results.json.
 """
 
@@ -22,7 +23,7 @@ from wtal_pipe.data.dataset import load_annotations
 from wtal_pipe.evaluate import THUMOS_TIOU, evaluate
 from wtal_pipe.localize import localize_dataset
 from wtal_pipe.methods import get_method
-from wtal_pipe.train import TrainOptions, load_run, train
+from wtal_pipe.train import TrainOptions, load_run, parse_settings, train
 
 FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures"
 SECONDS_PER_ROW = 16 / 25
@@ -54,14 +55,17 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--dim", type=int, default=2048)
+    parser.add_argument("--set", action="append", default=[], help="method setting name=value, for every method")
     args = parser.parse_args()
     data = args.out / "data"
     if not (data / "annotations.json").exists():
-        write_features(data, args.seed)
+        write_features(data, args.seed, args.dim)
     results = {}
     for method in args.methods.split(","):
         published = get_method(method).Config().iterations
-        overrides = {"iterations": max(1, int(published * args.scale)), "lr": 1e-3 if args.scale < 1 else 1e-4}
+        overrides = {"iterations": max(1, int(published * args.scale)), "lr": 1e-3 if args.scale < 1 else 1e-4,
+                     **parse_settings(args.set)}
         run = args.out / f"run_{method}"
         train(TrainOptions(method, data, run, seed=args.seed, device=args.device,
                            simulate_clicks=method == "backtal", overrides=overrides))
