@@ -119,7 +119,8 @@ def random_i3d(channels: int) -> InceptionI3d:
     ~60 layers: PyTorch's default init shrinks the features to ~1e-6, useless even for testing.
     The global RNG is left untouched."""
     generator = torch.Generator().manual_seed(RANDOM_SEED + channels)
-    model = InceptionI3d(channels)
+    with torch.random.fork_rng(devices=[]):  # the constructor's default init draws from the global RNG
+        model = InceptionI3d(channels)
     with torch.no_grad():
         for module in model.modules():
             if isinstance(module, torch.nn.Conv3d):
