@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 
 from wtal_pipe.features.i3d import InceptionI3d

@@ -116,7 +116,7 @@ def run_demo(out: str | Path, n_videos: int = 24, seconds: float = 14.0, iterati
                model.config, clip_result.seconds_per_row, truth)
     for c, score, start, end in sorted(clip_result.detections, key=lambda d: -d[1])[:5]:
         print_fn(f"      {meta['classes'][c]:<24} {start:6.2f} - {end:6.2f} s  score {score:.3f}")
-    print_fn(f"      truth: " + ", ".join(f"{a['label']} {a['segment'][0]:g}-{a['segment'][1]:g} s"
+    print_fn("      truth: " + ", ".join(f"{a['label']} {a['segment'][0]:g}-{a['segment'][1]:g} s"
                                           for a in database[clip.stem]["annotations"]))
     print_fn(f"\nCMCS on the demo's {len(result.classes)} classes, {sum(v['subset'] == 'test' for v in database.values())} "
              f"test videos:\n{result.table()}")
