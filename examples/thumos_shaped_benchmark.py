@@ -21,7 +21,7 @@ import numpy as np
 from wtal_pipe.cache import atomic_save_npy
 from wtal_pipe.data.dataset import load_annotations
 from wtal_pipe.evaluate import THUMOS_TIOU, evaluate
-from wtal_pipe.localize import localize_dataset
+from wtal_pipe.pipeline import localize_dataset
 from wtal_pipe.methods import get_method
 from wtal_pipe.train import TrainOptions, load_run, parse_settings, train
 
@@ -70,7 +70,7 @@ def main() -> None:
         train(TrainOptions(method, data, run, seed=args.seed, device=args.device,
                            simulate_clicks=method == "backtal", overrides=overrides))
         model, meta = load_run(run, args.device)
-        detections = localize_dataset(model, meta, data, "test", args.device)
+        detections = localize_dataset(model, meta, data, "test")
         result = evaluate(load_annotations(data / "annotations.json"), detections, "test", THUMOS_TIOU)
         results[method] = {"iterations": overrides["iterations"], "lr": overrides["lr"], **result.to_dict()}
         print(f"{method:8s} iters {overrides['iterations']:6d}  " + result.table().splitlines()[1], flush=True)

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from wtal_pipe.data.dataset import Dataset, load_annotations, sample_rows, simulate_clicks
+from wtal_pipe.data import sampling
+from wtal_pipe.data.dataset import Dataset, load_annotations, simulate_clicks
 from wtal_pipe.data.importers import import_bas_thumos, import_clicks, read_click_csv
 from wtal_pipe.data.synthetic import write_planted_dataset
 from wtal_pipe.errors import DataError
@@ -56,25 +57,46 @@ def test_subset_names_are_configurable(planted):
         Dataset(planted, "training")
 
 
-def test_random_sampling_covers_each_span():
+def test_random_perturb_draws_one_row_per_span_including_the_next_anchor():
     rng = np.random.default_rng(0)
-    idx = sample_rows(1000, 10, random=True, rng=rng)
-    assert len(idx) == 10 and all(100 * i <= v < 100 * (i + 1) for i, v in enumerate(idx))
-    short = sample_rows(5, 12, random=True, rng=rng)
+    draws = np.stack([sampling.random_perturb(1000, 10, rng) for _ in range(2000)])
+    for i in range(10):  # span i draws from [100 i, 100 (i + 1)], both ends included (official random_perturb)
+        assert draws[:, i].min() == 100 * i and draws[:, i].max() == min(100 * (i + 1), 999)
+    short = sampling.random_perturb(5, 12, rng)
     assert len(short) == 12 and short.min() >= 0 and short.max() <= 4 and np.all(np.diff(short) >= 0)
-    np.testing.assert_array_equal(sample_rows(7, 4, random=False, rng=rng), [0, 2, 4, 6])
-    np.testing.assert_array_equal(sample_rows(7, None, random=True, rng=rng), np.arange(7))
+    np.testing.assert_array_equal(sampling.random_perturb(7, 7, rng), np.arange(7))
+
+
+def test_test_time_sampling_modes():
+    rows = np.arange(20, dtype=np.float32)[:, None] * np.ones((1, 3), np.float32)
+    np.testing.assert_array_equal(sampling.uniform(7, 4), [0, 1, 3, 5])  # floor(i * 7 / 4)
+    np.testing.assert_array_equal(sampling.test_input(rows, "uniform", 8)[:, 0], np.floor(np.arange(8) * 20 / 8))
+    assert sampling.test_input(rows, "uniform", 50).shape == (50, 3)  # short videos repeat rows (BaS-Net)
+    assert sampling.test_input(rows, "uniform-if-longer", 50).shape == (20, 3)  # UM keeps short videos whole
+    assert sampling.test_input(rows, "uniform-if-longer", 10).shape == (10, 3)
+    assert sampling.test_input(rows, "whole", 10).shape == (20, 3)
+    stretched = sampling.test_input(rows, "interpolate", 40)[:, 0]  # half-pixel aligned linear (BackTAL)
+    np.testing.assert_allclose(stretched[:4], [0.0, 0.25, 0.75, 1.25])
+    np.testing.assert_allclose(stretched[-1], 19.0)
+
+
+def test_clicks_follow_the_sampling():
+    # interpolated rows: BackTAL's min(n - 1, int(t / duration * n)); sampled rows: the source row's clicks
+    mask = sampling.click_mask(np.array([0.0, 5.0, 9.99, 10.0]), 16, 0.64, 10.0, None, 750)
+    np.testing.assert_array_equal(np.flatnonzero(mask), [0, 375, 749])
+    source = np.array([0, 0, 1, 2, 3, 3])
+    mask = sampling.click_mask(np.array([0.7]), 4, 0.64, 2.56, source, 6)  # 0.7 s lies in row 1
+    np.testing.assert_array_equal(mask, [0, 0, 1, 0, 0, 0])
 
 
 def test_simulated_clicks_one_per_background_run(planted):
     video = Dataset(planted, "train").videos[0]
-    rows = video.load().shape[0]
-    clicks = simulate_clicks(video, rows, np.random.default_rng(0))
-    fg = np.zeros(rows, bool)
+    clicks = simulate_clicks(video, np.random.default_rng(0))
+    fg = np.zeros(round(video.duration * video.frame_rate), bool)
     for s, e, _ in video.segments:
-        fg[int(np.floor(s / 0.64)):int(np.ceil(e / 0.64))] = True
+        fg[int(np.floor(s * video.frame_rate)):int(np.ceil(e * video.frame_rate))] = True
     n_runs = int(np.sum(np.diff(np.concatenate([[1], fg.astype(int)])) == -1))
-    assert len(clicks) == n_runs and not fg[clicks].any()
+    assert len(clicks) == n_runs and not fg[(clicks * video.frame_rate).round().astype(int)].any()
 
 
 def test_real_click_csv_parses():
@@ -94,7 +116,7 @@ def test_clicks_reach_the_dataset(planted, tmp_path):
                    f"{vid},{vid}.mp4,20,background_background,0.2,0.2,1,1\n")
     assert import_clicks(csv, planted) == 1
     videos = {v.vid: v for v in Dataset(planted, "train").videos}
-    np.testing.assert_array_equal(videos[vid].clicks, [0, 2])  # seconds -> rows of 0.64 s
+    np.testing.assert_array_equal(videos[vid].clicks, [0.2, 1.5])  # seconds, mapped to rows by the sampling
 
 
 def test_bad_click_csv(tmp_path):

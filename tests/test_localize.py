@@ -7,33 +7,97 @@ import json
 import numpy as np
 import pytest
 
+from wtal_pipe.data.dataset import VideoTiming
 from wtal_pipe.demo import run_demo
-from wtal_pipe.evaluate import segment_iou
-from wtal_pipe.localize import VideoScores, contrast_score, localize, nms, runs, upsample
+from wtal_pipe.intervals import runs, tiou
+from wtal_pipe.localize import VideoScores, dilate, localize, nms, normalize, outer_bounds, resample
+from wtal_pipe.methods import get_method
 from wtal_pipe.methods.base import MethodConfig
 
+TIMING = VideoTiming(rows=50, seconds_per_row=0.64, duration=32.0, frame_count=800)
 
-def test_runs_contrast_and_nms():
+
+def test_runs_nms_and_dilation():
     assert runs(np.array([0, 1, 1, 0, 1], bool)) == [(1, 2), (4, 4)]
-    score = np.array([0, 0, 1, 1, 1, 1, 0, 0], float)
-    assert contrast_score(score, 2, 5, 0.25) == pytest.approx(1.0)  # outer: one row each side, both 0
-    keep = nms(np.array([[0, 10], [1, 10], [20, 30]], float), np.array([0.9, 0.8, 0.7]), 0.5)
-    assert list(keep) == [0, 2]
-    np.testing.assert_allclose(upsample(np.array([0.0, 1.0]), 2), [0.0, 0.25, 0.75, 1.0])
+    segments = np.array([[0, 10], [1, 10], [20, 30]], float)
+    assert list(nms(segments, np.array([0.9, 0.8, 0.7]), 0.5)) == [0, 2]
+    # "+1" overlap (the official NMS): segments 0.5 s apart overlap by 0.5 of a union of 5.5
+    apart = np.array([[0, 2], [2.5, 4.5]], float)
+    assert list(nms(apart, np.array([0.9, 0.8]), 0.05)) == [0, 1]
+    assert list(nms(apart, np.array([0.9, 0.8]), 0.05, plus_one=True)) == [0]
+    # a kept proposal survives while its tIoU stays strictly below the threshold
+    assert list(nms(np.array([[0, 10], [5, 15]], float), np.array([1.0, 0.5]), 1 / 3)) == [0]
+    mask = np.zeros((1, 40), bool)
+    mask[0, 20] = True
+    np.testing.assert_array_equal(np.flatnonzero(dilate(mask, 20)[0]), np.arange(10, 30))  # 10 before, 9 after
+
+
+def test_normalizations():
+    signal = np.array([[-1.0, 2.0], [1.0, 4.0], [3.0, 3.0]], np.float32)
+    np.testing.assert_allclose(normalize(signal, "relu-minmax")[:, 0], [-1 / 3, 1 / 3, 1.0])  # min clipped at 0
+    np.testing.assert_allclose(normalize(signal, "relu-minmax-clip")[:, 0], [0.0, 1 / 3, 1.0])
+    np.testing.assert_allclose(normalize(signal, "minmax")[:, 1], [0.0, 1.0, 0.5])
+    assert normalize(signal, "minmax").dtype == np.float32  # the official code normalizes float32 tensors
+    flat = normalize(np.full((4, 1), -2.0, np.float32), "relu-minmax")
+    np.testing.assert_allclose(flat[:, 0], -2.0)  # max and min clipped to 0: range 0 -> 1, values kept
+
+
+def test_grid_geometries_and_times():
+    rows = np.array([[0.0], [1.0], [3.0]], np.float32)
+    timing = VideoTiming(rows=3, seconds_per_row=0.64, duration=1.92, frame_count=48)
+    grid, time = resample(rows, MethodConfig(resample="starts-extrapolated", upsample=2), timing)
+    np.testing.assert_allclose(grid[:, 0], [0, 0.5, 1, 2, 3, 4])  # chunk starts, last point extrapolated
+    assert time(np.array([2])) == pytest.approx(0.64)
+    grid, time = resample(rows, MethodConfig(resample="starts-inclusive", upsample="frames"), timing)
+    assert grid.shape == (33, 1) and grid[16, 0] == pytest.approx(1.0) and time(np.array([25])) == pytest.approx(1.0)
+    grid, time = resample(rows, MethodConfig(resample="centres", upsample="frames"), timing)
+    assert grid.shape == (48, 1) and grid[0, 0] == 0.0 and grid[-1, 0] == pytest.approx(3.0)  # edges held
+    assert time(np.array([24])) == pytest.approx(0.96)
+    # a test input resampled to 750 rows still maps to the video's own seconds
+    _, time = resample(np.zeros((750, 1), np.float32), MethodConfig(), VideoTiming(100, 0.64, 64.0, 1600))
+    assert time(np.array([750 * 24])) == pytest.approx(64.0)
+
+
+def test_outer_region_conventions():
+    start, end = np.array([10]), np.array([17])  # 8 points, r * L = 2
+    assert [int(v[0]) for v in outer_bounds(start, end, 100, 0.25, "bas")] == [8, 10, 18, 20]
+    assert [int(v[0]) for v in outer_bounds(start, end, 100, 0.25, "backtal")] == [8, 10, 18, 19]
+    assert [int(v[0]) for v in outer_bounds(start, end, 100, 0.25, "cmcs")] == [8, 10, 18, 20]
+    # 5 points (r * L = 1.25): BaS-Net rounds the left side up and the right side down
+    assert [int(v[0]) for v in outer_bounds(np.array([10]), np.array([14]), 100, 0.25, "bas")] == [8, 10, 15, 16]
+    # CMCS: a left region reaching past the start is empty (the official negative slice)
+    left_lo, left_hi, _, _ = outer_bounds(np.array([1]), np.array([12]), 100, 0.25, "cmcs")
+    assert left_hi[0] - left_lo[0] == 0
 
 
 def test_localize_finds_a_planted_bump_in_seconds():
-    cas = np.zeros((50, 2))
+    cas = np.zeros((50, 2), np.float32)
     cas[10:20, 1] = 1.0
     scores = VideoScores(np.array([0.05, 0.9]), cas, None)
     config = MethodConfig(upsample=4, nms_threshold=0.5)
-    detections = localize(scores, config, seconds_per_row=0.64, duration=32.0)
+    detections = localize(scores, config, TIMING)
     assert {d[0] for d in detections} == {1}  # class 0 is below the class threshold
     best = max(detections, key=lambda d: d[1])
-    assert segment_iou(np.array(best[2:]), np.array([[6.4, 12.8]]))[0] > 0.9
-    # class index 0 alone is localized too (a published bug dropped it)
-    only_zero = localize(VideoScores(np.array([0.9, 0.0]), cas[:, ::-1], None), config, 0.64)
+    assert tiou(np.array(best[2:]), np.array([[6.4, 12.8]]))[0] > 0.9
+    # class index 0 alone is localized too (the official `if pred.any()` dropped it)
+    only_zero = localize(VideoScores(np.array([0.9, 0.0]), cas[:, ::-1].copy(), None), config, TIMING)
     assert only_zero and {d[0] for d in only_zero} == {0}
+    # a proposal that starts at grid point 0 alone is kept (the official `any(position)` dropped it)
+    at_start = np.zeros((50, 1), np.float32)
+    at_start[0, 0] = 1.0
+    found = localize(VideoScores(np.array([0.9]), at_start, None), MethodConfig(upsample=1, nms_threshold=None), TIMING)
+    assert (0, pytest.approx(0.0), pytest.approx(0.64)) in [(d[0], d[2], d[3]) for d in found]
+
+
+def test_each_method_localizes_with_its_official_defaults():
+    """The defaults each method's config sets are the official post-processing choices."""
+    basnet, um, cmcs, backtal = (get_method(n).Config() for n in ("basnet", "um", "cmcs", "backtal"))
+    assert basnet.binarize_class_score and basnet.nms_plus_one and basnet.nms_threshold == 0.7
+    assert um.argmax_fallback and um.min_proposal_length == 2 and um.test_sampling == "uniform-if-longer"
+    assert len(um.actionness_thresholds) == 9 and len(backtal.actionness_thresholds) == 7
+    assert cmcs.nms_threshold is None and cmcs.mask_dilation == 20 and cmcs.thresholds_relative_to_mean
+    assert backtal.resample == "centres" and backtal.upsample == "frames" and backtal.nms_threshold == 0.55
+    assert (basnet.eval_tiou, um.eval_tiou, cmcs.eval_tiou) == ("0.1:0.9:0.1", "0.1:0.7:0.1", "0.1:0.5:0.1")
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +145,7 @@ def test_localize_cli_on_a_raw_clip(demo, tmp_path, run_cli):
     # the planted action is found: the best detection of its class overlaps it
     truth = database[vid]["annotations"][0]
     best = max((d for d in found if d["label"] == truth["label"]), key=lambda d: d["score"])
-    overlap = segment_iou(np.array(truth["segment"]), np.array([best["segment"]]))[0]
+    overlap = tiou(np.array(truth["segment"]), np.array([best["segment"]]))[0]
     print(f"tIoU of the best {truth['label']} detection with the truth: {overlap:.2f}")
     assert overlap >= 0.3
     # the extraction settings came from the run (64x64 frames, DIS), through the run's own cache

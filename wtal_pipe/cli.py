@@ -169,7 +169,8 @@ def localize_cli(
     from .config import DecodeConfig, FeatureConfig, FlowConfig
     from .data.dataset import load_annotations
     from .features.extract import VIDEO_EXTENSIONS, find_videos
-    from .localize import detections_json, localize_clips
+    from .localize import detections_json
+    from .pipeline import localize_clips
     from .train import load_run
     from .video.flow import default_workers
 
@@ -197,7 +198,7 @@ def localize_cli(
         if r.error:
             err_console.print(f"[red]FAILED[/] {r.error}")
             continue
-        console.print(f"[bold]{r.clip.name}[/] ({r.duration:.1f} s): {len(r.detections)} detections")
+        console.print(f"[bold]{r.clip.name}[/] ({r.timing.duration:.1f} s): {len(r.detections)} detections")
         for c, score, start, end in sorted(r.detections, key=lambda d: -d[1])[:10]:
             console.print(f"  {meta['classes'][c]:<28} {start:8.2f} - {end:8.2f} s   score {score:6.3f}")
         if plot:
@@ -207,8 +208,7 @@ def localize_cli(
             index = {name: i for i, name in enumerate(meta["classes"])}
             truth = [(a["segment"][0], a["segment"][1], index[a["label"]])
                      for a in annotations.get(r.clip.stem, {}).get("annotations", []) if a["label"] in index]
-            plot_video(target, r.clip.name, r.scores, r.detections, meta["classes"], model.config, r.seconds_per_row,
-                       truth)
+            plot_video(target, r.clip.name, r.scores, r.detections, meta["classes"], model.config, r.timing, truth)
             console.print(f"  plot: {target}")
     console.print(f"wrote {out}")
     if any(r.error for r in results):
@@ -273,7 +273,8 @@ def test_cli(
     data: Data = Path("data"),
     subset: str = "test",
     out: Annotated[Path, typer.Option("--out", "-o", help="Detections JSON (ActivityNet format).")] = Path("dets.json"),
-    tiou: Annotated[str, typer.Option(help="tIoU thresholds: start:stop:step or a comma list.")] = "0.1:0.7:0.1",
+    tiou: Annotated[Optional[str], typer.Option(
+        help="tIoU thresholds: start:stop:step or a comma list (default: the range the method's paper reports).")] = None,
     settings: Annotated[Optional[list[str]], typer.Option(
         "--set", help="Re-tune localization without retraining, e.g. --set nms_threshold=0.5.")] = None,
     plot_dir: Annotated[Optional[Path], typer.Option(help="Write one PNG per video (CAS, detections, GT) here.")] = None,
@@ -283,12 +284,12 @@ def test_cli(
     from .cache import atomic_write_json
     from .evaluate import evaluate, parse_tiou
     from .data.dataset import load_annotations
-    from .localize import localize_dataset
+    from .pipeline import localize_dataset
     from .train import load_run, parse_settings
 
-    thresholds = parse_tiou(tiou)
     model, meta = load_run(run, device, parse_settings(settings or []))
-    detections = localize_dataset(model, meta, data, subset, device, cas_out=out.with_suffix(".cas.npz"))
+    thresholds = parse_tiou(tiou or model.config.eval_tiou)
+    detections = localize_dataset(model, meta, data, subset, scores_out=out.with_suffix(".cas.npz"))
     atomic_write_json(out, detections)
     if plot_dir:
         from .plot import plot_saved_scores

@@ -60,8 +60,9 @@ def run_demo(out: str | Path, n_videos: int = 24, seconds: float = 14.0, iterati
     from .errors import WtalError
     from .evaluate import THUMOS_TIOU, evaluate
     from .features.extract import I3DPair, extract_all
-    from .localize import detections_json, localize_clips, localize_dataset
+    from .localize import detections_json
     from .negatives import build_negatives
+    from .pipeline import localize_clips, localize_dataset
     from .plot import plot_saved_scores, plot_video
     from .train import TrainOptions, load_run, train
     from .video.flow import default_workers
@@ -99,7 +100,7 @@ def run_demo(out: str | Path, n_videos: int = 24, seconds: float = 14.0, iterati
 
     print_fn("[5/6] testing on the held-out videos")
     model, meta = load_run(run)
-    detections = localize_dataset(model, meta, data, "test", cas_out=out / "dets_test.cas.npz")
+    detections = localize_dataset(model, meta, data, "test", scores_out=out / "dets_test.cas.npz")
     (out / "dets_test.json").write_text(json.dumps(detections, indent=1))
     result = evaluate(load_annotations(data / "annotations.json"), detections, "test", THUMOS_TIOU)
     plot_saved_scores(out / "dets_test.cas.npz", detections, model.config, meta, data, "test", out / "plots")
@@ -113,7 +114,7 @@ def run_demo(out: str | Path, n_videos: int = 24, seconds: float = 14.0, iterati
     index = {name: i for i, name in enumerate(meta["classes"])}
     truth = [(a["segment"][0], a["segment"][1], index[a["label"]]) for a in database[clip.stem]["annotations"]]
     plot_video(out / "localize_clip.png", clip.name, clip_result.scores, clip_result.detections, meta["classes"],
-               model.config, clip_result.seconds_per_row, truth)
+               model.config, clip_result.timing, truth)
     for c, score, start, end in sorted(clip_result.detections, key=lambda d: -d[1])[:5]:
         print_fn(f"      {meta['classes'][c]:<24} {start:6.2f} - {end:6.2f} s  score {score:.3f}")
     print_fn("      truth: " + ", ".join(f"{a['label']} {a['segment'][0]:g}-{a['segment'][1]:g} s"

@@ -1,199 +1,245 @@
-"""Scores -> proposals -> detections, shared by every method.
+"""Scores -> proposals -> detections, shared by every method (pure NumPy, no model, no files).
 
-Per selected class: upsample the CAS, min-max normalize it over time, threshold it at each of the
-method's thresholds, group consecutive positions into proposals and score each by outer-inner
-contrast plus a share of the video-level class score; then per-class NMS, and seconds.
-A method with an actionness score adds a second proposal set from thresholding that.
+Per selected class: normalize the CAS over time, resample it onto a finer grid, threshold it at each of
+the method's thresholds, group consecutive grid points into proposals, score each by outer-inner
+contrast plus a share of the video-level class score; a method with an actionness score adds a
+second proposal set from thresholding that; then per-class NMS and seconds.
 
-Deliberate fixes of published code: the class score is used as a probability (BaS-Net binarized it);
-classes with index 0 are localized (``if pred.any()`` dropped them); NMS works on seconds without the
-"+1" area term meant for integer frame indices.
+The four official implementations differ in every one of these steps (normalization, grid geometry,
+rounding of the outer region, the NMS overlap), and the differences move mAP by points, so each is a
+config setting whose default is what that method's official code does. Proposals are scored for all
+runs of a threshold at once from prefix sums, so a THUMOS14-length test set localizes in seconds.
+
+Always fixed (real bugs, not choices): a video whose only selected class has index 0 is localized
+(BaS-Net's ``if pred.any()``), a proposal starting at grid point 0 alone is kept (``any(position)``),
+and a class without proposals does not crash.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
-import torch
 
-from .methods.base import Method, MethodConfig
+from .data.dataset import VideoTiming
+from .intervals import runs_2d
+from .methods.base import MethodConfig
+
+Detection = tuple[int, float, float, float]  # (class index, score, start_s, end_s)
 
 
 @dataclass
 class VideoScores:
-    """What a method says about one whole video (numpy, no batch dimension)."""
+    """What a method says about one whole video at its test-time input length (numpy, no batch)."""
 
     video_scores: np.ndarray  # (C,)
-    cas: np.ndarray  # (T, C)
-    actionness: np.ndarray | None  # (T,)
+    cas: np.ndarray  # (T_in, C), before normalization
+    actionness: np.ndarray | None  # (T_in,) in [0, 1]
 
 
-@torch.inference_mode()
-def infer(model: Method, features: np.ndarray, device: torch.device | str = "cpu") -> VideoScores:
-    """Run a trained model over a whole video's features (T, D), no sampling."""
-    x = torch.from_numpy(np.array(features, np.float32)).unsqueeze(0).to(device)  # a copy: memmaps are read-only
-    out = model.eval()(x)
-    actionness = None if out.actionness is None else out.actionness[0].float().cpu().numpy()
-    return VideoScores(out.video_scores[0].float().cpu().numpy(), out.cas[0].float().cpu().numpy(), actionness)
+def normalize(signal: np.ndarray, mode: str) -> np.ndarray:
+    """Per column over time (axis 0), in the signal's own precision (the official code normalizes
+    float32 tensors, and proposals at tiny values depend on it).
 
-
-def upsample(signal: np.ndarray, factor: int) -> np.ndarray:
-    """Linear interpolation along time (axis 0) by an integer factor (half-pixel aligned)."""
-    if factor <= 1:
-        return signal
-    length = signal.shape[0]
-    positions = np.clip((np.arange(length * factor) + 0.5) / factor - 0.5, 0, length - 1)
-    low = np.floor(positions).astype(int)
-    high = np.minimum(low + 1, length - 1)
-    frac = (positions - low).reshape(-1, *([1] * (signal.ndim - 1)))
-    return signal[low] * (1 - frac) + signal[high] * frac
-
-
-def minmax(signal: np.ndarray) -> np.ndarray:
+    ``relu-minmax``: the official BaS-Net/BackTAL ``minmax_norm``: min and max clipped at 0 from
+    below, a non-positive range replaced by 1, the result not clipped; ``relu-minmax-clip``: the same,
+    clipped to [0, 1] (UM); ``minmax``: a true min-max (CMCS ``normalize``).
+    """
+    signal = np.asarray(signal)
     low, high = signal.min(axis=0, keepdims=True), signal.max(axis=0, keepdims=True)
-    return (signal - low) / np.maximum(high - low, 1e-8)
+    if mode != "minmax":
+        low, high = np.maximum(low, 0), np.maximum(high, 0)
+    delta = high - low
+    out = (signal - low) / np.where(delta > 0, delta, 1).astype(signal.dtype)
+    return np.clip(out, 0, 1) if mode == "relu-minmax-clip" else out
 
 
-def runs(mask: np.ndarray) -> list[tuple[int, int]]:
-    """[start, end] (inclusive) of each run of True."""
-    padded = np.concatenate([[False], mask, [False]])
-    edges = np.flatnonzero(padded[1:] != padded[:-1])
-    return [(int(a), int(b) - 1) for a, b in zip(edges[::2], edges[1::2])]
+@dataclass(frozen=True)
+class GridTime:
+    """Grid index -> seconds as ``index / divisor * scale``, the arithmetic of the official code (segment
+    ends that differ in the last bit flip NMS decisions at exactly the threshold)."""
+
+    divisor: float
+    scale: float
+
+    def __call__(self, index: np.ndarray) -> np.ndarray:
+        return np.asarray(index, np.float64) / self.divisor * self.scale
 
 
-def contrast_score(score: np.ndarray, start: int, end: int, outer_ratio: float) -> float:
-    """mean(inside) - mean(outer margins of outer_ratio * length on both sides)."""
+def resample(signal: np.ndarray, config: MethodConfig, timing: VideoTiming) -> tuple[np.ndarray, GridTime]:
+    """(T_in, K) scores -> (N, K) on the localization grid, and how grid indices map to seconds.
+
+    ``starts-extrapolated`` (BaS-Net/UM ``upgrade_resolution``): rows are chunk starts, ``factor * T``
+    points at ``j / factor``, the last ``factor - 1`` extrapolated; ``starts-inclusive`` (CMCS
+    ``interpolate``): from the first to the last chunk start, ``factor * (T - 1) + 1`` points; both with
+    scipy's ``interp1d`` as the official code. ``centres`` (BackTAL): rows are chunk centres, OpenCV's
+    linear resize, one class at a time as the official code. ``upsample="frames"`` gives one point per
+    video frame: ``frames_per_row`` per row, or the frame count for ``centres``.
+    """
+    import cv2
+    from scipy.interpolate import interp1d
+
+    t_in = signal.shape[0]
+    per_row = timing.frames_per_row
+    fps = per_row / timing.seconds_per_row  # frame rate of the feature grid
+    factor = per_row if config.upsample == "frames" else int(config.upsample)
+    if config.resample == "centres":  # BackTAL: index / frame_num * duration
+        n = max(1, timing.frame_count) if config.upsample == "frames" else factor * t_in
+        span = timing.duration if config.upsample == "frames" else timing.rows * timing.seconds_per_row
+        columns = [cv2.resize(np.ascontiguousarray(signal[:, k][None], np.float32), (n, 1),
+                              interpolation=cv2.INTER_LINEAR)[0] for k in range(signal.shape[1])]
+        return np.stack(columns, axis=1).astype(np.float64), GridTime(n, span)
+    if config.resample == "starts-extrapolated":  # BaS-Net/UM: index * (16 v_len) / (scale T_in fps)
+        knots, points = np.arange(t_in), np.arange(0, t_in, 1 / factor)
+        time = GridTime(1.0, (per_row * timing.rows) / (factor * t_in * fps))
+    else:  # CMCS: frame index / fps
+        knots, points = np.arange(t_in) * factor, np.arange(factor * (t_in - 1) + 1)
+        time = GridTime(fps * factor / per_row * t_in / timing.rows, 1.0)
+    if t_in == 1:  # a single row has no slope (the official code cannot interpolate it)
+        return np.repeat(np.asarray(signal, np.float64), points.size, axis=0), time
+    fill = "extrapolate" if config.resample == "starts-extrapolated" else np.nan
+    values = interp1d(knots, signal, kind="linear", axis=0, fill_value=fill)(points)
+    return np.asarray(values, np.float64), time
+
+
+def dilate(mask: np.ndarray, width: int) -> np.ndarray:
+    """Dilate runs of True along the last axis by a ``width``-point footprint: ``width // 2`` points
+    before and the rest after (skimage's ``dilation`` with an even column footprint, as CMCS uses)."""
+    if width <= 1:
+        return mask
+    before, after = width // 2, width - 1 - width // 2
+    counts = np.concatenate([np.zeros((*mask.shape[:-1], 1)), np.cumsum(mask, axis=-1)], axis=-1)
+    n = mask.shape[-1]
+    idx = np.arange(n)
+    hi, lo = np.minimum(idx + before + 1, n), np.maximum(idx - after, 0)
+    return (counts[..., hi] - counts[..., lo]) > 0
+
+
+def outer_bounds(start: np.ndarray, end: np.ndarray, n: int, ratio: float,
+                 convention: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """[left_lo, left_hi) and [right_lo, right_hi) of each proposal's outer region (``end`` inclusive).
+
+    ``bas`` (BaS-Net/UM ``get_proposal_oic``): ``int(start - r L)`` before, through ``int(end + r L)``
+    after; ``backtal``: the same before, up to but excluding ``int(end + r L)`` after; ``cmcs``
+    (``mask_to_detections``): at least one point each side, and an empty left region when it would
+    reach past the start (the official negative slice).
+    """
     length = end - start + 1
-    margin = int(outer_ratio * length)
-    inner = score[start:end + 1].mean()
-    outer = np.concatenate([score[max(0, start - margin):start], score[end + 1:end + 1 + margin]])
-    return float(inner - (outer.mean() if outer.size else 0.0))
+    reach = ratio * length
+    if convention == "cmcs":
+        stop = end + 1
+        left_lo = np.minimum(np.trunc(start - reach), start - 1).astype(np.int64)
+        left_hi = np.where(left_lo < 0, 0, start)
+        left_lo = np.maximum(left_lo, 0)
+        right_hi = np.minimum(np.maximum(np.trunc(stop + reach).astype(np.int64), stop + 1), n)
+        return left_lo, left_hi, stop, right_hi
+    left_lo = np.maximum(0, np.trunc(start - reach)).astype(np.int64)
+    right_reach = np.trunc(end + reach).astype(np.int64)
+    right_hi = np.minimum(n - 1, right_reach) + 1 if convention == "bas" else np.minimum(n, right_reach)
+    return left_lo, start, end + 1, np.maximum(right_hi, end + 1)
 
 
-def nms(segments: np.ndarray, scores: np.ndarray, threshold: float) -> np.ndarray:
-    """Indices kept by greedy 1-D NMS on [start, end] seconds."""
-    order = np.argsort(-scores, kind="stable")
+def proposals(mask_signal: np.ndarray, thresholds: np.ndarray, score_signal: np.ndarray,
+              thresholded_scores: bool, config: MethodConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(start, end inclusive, contrast) of every proposal of one class from one signal.
+
+    A grid point is in a proposal at threshold ``th`` when ``mask_signal >= th`` and ``> 0`` (the
+    official ``cas[cas < th] = 0; cas > 0``). The contrast is the mean of ``score_signal`` inside minus
+    the mean over the outer region (0 if empty), with ``score_signal`` zeroed below the threshold when
+    ``thresholded_scores``. Order: threshold by threshold, in time (the official order, which NMS ties
+    depend on).
+    """
+    n = mask_signal.shape[0]
+    mask = (mask_signal[None, :] >= thresholds[:, None]) & (mask_signal[None, :] > 0)  # (K, N)
+    mask = dilate(mask, config.mask_dilation)
+    which, start, end = runs_2d(mask)
+    keep = end - start + 1 >= config.min_proposal_length
+    which, start, end = which[keep], start[keep], end[keep]
+    if thresholded_scores:
+        scored = np.where(score_signal[None, :] >= thresholds[:, None], score_signal[None, :], 0.0)  # (K, N)
+    else:
+        scored = score_signal[None, :]
+        which = np.zeros_like(which)
+    prefix = np.zeros((scored.shape[0], n + 1))
+    np.cumsum(scored, axis=1, out=prefix[:, 1:])
+    left_lo, left_hi, right_lo, right_hi = outer_bounds(start, end, n, config.outer_ratio, config.outer_region)
+    inner = (prefix[which, end + 1] - prefix[which, start]) / (end - start + 1)
+    outer_sum = (prefix[which, left_hi] - prefix[which, left_lo]) + (prefix[which, right_hi] - prefix[which, right_lo])
+    outer_len = (left_hi - left_lo) + (right_hi - right_lo)
+    outer = np.where(outer_len > 0, outer_sum / np.maximum(outer_len, 1), 0.0)
+    return start, end, inner - outer
+
+
+def nms(segments: np.ndarray, scores: np.ndarray, threshold: float, plus_one: bool = False) -> np.ndarray:
+    """Indices kept by greedy 1-D NMS on [start, end] seconds: a proposal survives while its tIoU with
+    every kept one is below ``threshold``. ``plus_one`` adds 1 to lengths and overlaps (the official
+    code, written for frame indices)."""
+    extra = 1.0 if plus_one else 0.0
+    lengths = segments[:, 1] - segments[:, 0] + extra
+    order = scores.argsort()[::-1]
     keep = []
     while order.size:
-        i = order[0]
+        i, rest = order[0], order[1:]
         keep.append(i)
-        rest = order[1:]
-        inter = np.clip(np.minimum(segments[i, 1], segments[rest, 1]) - np.maximum(segments[i, 0], segments[rest, 0]),
-                        0, None)
-        union = (segments[i, 1] - segments[i, 0]) + (segments[rest, 1] - segments[rest, 0]) - inter
-        iou = inter / np.maximum(union, 1e-8)
-        order = rest[iou <= threshold]
-    return np.asarray(keep, int)
+        inter = np.maximum(0.0, np.minimum(segments[i, 1], segments[rest, 1])
+                           - np.maximum(segments[i, 0], segments[rest, 0]) + extra)
+        iou = inter / np.maximum(lengths[i] + lengths[rest] - inter, 1e-12)
+        order = rest[iou < threshold]
+    return np.asarray(keep, np.int64)
 
 
-def localize(scores: VideoScores, config: MethodConfig, seconds_per_row: float,
-             duration: float | None = None) -> list[tuple[int, float, float, float]]:
-    """Detections (class index, score, start_s, end_s) for one video, best first per class."""
-    classes = np.flatnonzero(scores.video_scores >= config.class_threshold)
-    if classes.size == 0:
-        classes = np.array([int(np.argmax(scores.video_scores))])
-    factor = max(1, config.upsample)
-    cas = minmax(upsample(scores.cas[:, classes], factor))  # (T * factor, n_selected)
-    proposal_sets = [(cas, config.cas_thresholds)]
+def selected_classes(video_scores: np.ndarray, config: MethodConfig) -> np.ndarray:
+    classes = np.flatnonzero(video_scores >= config.class_threshold)
+    if classes.size == 0 and config.argmax_fallback:
+        classes = np.array([int(np.argmax(video_scores))])
+    return classes
+
+
+def localization_signals(scores: VideoScores, config: MethodConfig, timing: VideoTiming,
+                         classes: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, GridTime]:
+    """The normalized CAS of ``classes`` and the actionness, on the grid (N, len(classes)) / (N,), and
+    the grid's time mapping (what the localizer thresholds, and what the plots draw)."""
+    cas, time = resample(normalize(scores.cas[:, classes], config.cas_normalization), config, timing)
+    actionness = None
     if scores.actionness is not None and config.actionness_thresholds:
-        actionness = minmax(upsample(scores.actionness[:, None], factor))
-        proposal_sets.append((np.repeat(actionness, classes.size, axis=1), config.actionness_thresholds))
-    seconds_per_step = seconds_per_row / factor
-    detections = []
+        actionness = resample(np.asarray(scores.actionness)[:, None], config, timing)[0][:, 0]
+    return cas, actionness, time
+
+
+def localize(scores: VideoScores, config: MethodConfig, timing: VideoTiming) -> list[Detection]:
+    """Detections (class index, score, start_s, end_s) for one video, per class in NMS order."""
+    classes = selected_classes(scores.video_scores, config)
+    if classes.size == 0:
+        return []
+    cas, actionness, time = localization_signals(scores, config, timing, classes)
+    detections: list[Detection] = []
     for column, c in enumerate(classes):
-        found = []
-        for signal, thresholds in proposal_sets:
-            for threshold in thresholds:
-                for start, end in runs(signal[:, column] > threshold):
-                    score = (contrast_score(cas[:, column], start, end, config.outer_ratio)
-                             + config.class_score_weight * float(scores.video_scores[c]))
-                    found.append((score, start * seconds_per_step, (end + 1) * seconds_per_step))
-        if not found:
+        signal = cas[:, column]
+        thresholds = np.asarray(config.cas_thresholds, np.float64)
+        if config.thresholds_relative_to_mean:
+            thresholds = thresholds * signal.mean()
+        found = [proposals(signal, thresholds, signal, config.contrast_on_thresholded, config)]
+        if actionness is not None:
+            found.append(proposals(actionness, np.asarray(config.actionness_thresholds, np.float64), signal,
+                                   False, config))
+        start = np.concatenate([f[0] for f in found])
+        if start.size == 0:
             continue
-        found_arr = np.unique(np.asarray(found), axis=0)  # thresholds often repeat a proposal
-        segments, proposal_scores = found_arr[:, 1:], found_arr[:, 0]
-        if duration is not None:
-            segments = np.clip(segments, 0.0, duration)
-        keep = (nms(segments, proposal_scores, config.nms_threshold) if config.nms_threshold is not None
-                else np.argsort(-proposal_scores, kind="stable"))
-        detections += [(int(c), float(proposal_scores[i]), float(segments[i, 0]), float(segments[i, 1]))
-                       for i in keep]
+        end = np.concatenate([f[1] for f in found])
+        class_score = 1.0 if config.binarize_class_score else float(scores.video_scores[c])
+        score = np.concatenate([f[2] for f in found]) + config.class_score_weight * class_score
+        segments = np.stack([time(start), time(end + 1)], axis=1)
+        if config.clip_to_duration:
+            segments = np.clip(segments, 0.0, timing.duration)
+        keep = (np.arange(score.size) if config.nms_threshold is None
+                else nms(segments, score, config.nms_threshold, config.nms_plus_one))
+        detections += [(int(c), float(score[i]), float(segments[i, 0]), float(segments[i, 1])) for i in keep]
     return detections
 
 
-def detections_json(per_video: dict[str, list[tuple[int, float, float, float]]], classes: list[str],
-                    external: dict | None = None) -> dict:
+def detections_json(per_video: dict[str, list[Detection]], classes: list[str], external: dict | None = None) -> dict:
     """ActivityNet result format."""
     return {"version": "wtal-pipe", "results": {
         vid: [{"label": classes[c], "score": round(score, 6), "segment": [round(s, 3), round(e, 3)]}
               for c, score, s, e in dets] for vid, dets in per_video.items()},
         "external_data": external or {}}
-
-
-def localize_dataset(model: Method, meta: dict, data_dir: Path, subset: str, device: str = "cpu",
-                     cas_out: Path | None = None) -> dict:
-    """Detections (ActivityNet JSON dict) for every video of a subset; optionally saves the raw scores
-    (``cas_out``, .npz) so thresholds and NMS can be re-tuned without re-running the model."""
-    from .cache import atomic_path
-    from .data.dataset import Dataset
-    from .errors import DataError
-
-    dataset = Dataset(data_dir, subset, classes=meta["classes"])
-    if dataset.feature_dim != meta["feature_dim"]:
-        raise DataError(f"features are {dataset.feature_dim}-d but the model was trained on {meta['feature_dim']}-d",
-                        "use features from the extractor the run was trained with", data_dir)
-    per_video, raw = {}, {}
-    for video in dataset.videos:
-        scores = infer(model, video.load(), next(model.parameters()).device)
-        per_video[video.vid] = localize(scores, model.config, video.seconds_per_row, video.duration)
-        raw[f"{video.vid}/cas"], raw[f"{video.vid}/video_scores"] = scores.cas, scores.video_scores
-        if scores.actionness is not None:
-            raw[f"{video.vid}/actionness"] = scores.actionness
-    if cas_out is not None:
-        with atomic_path(cas_out) as tmp, open(tmp, "wb") as fh:
-            np.savez_compressed(fh, **raw)
-    return detections_json(per_video, meta["classes"], {"method": meta["method"], "subset": subset})
-
-
-@dataclass
-class ClipResult:
-    clip: Path
-    scores: VideoScores | None
-    detections: list[tuple[int, float, float, float]]
-    seconds_per_row: float
-    duration: float
-    error: str | None = None
-
-
-def localize_clips(clips: list[Path], model: Method, meta: dict, data_dir: Path, decode_config, flow_config,
-                   feature_config, workers: int, device: str = "auto", progress=None) -> list[ClipResult]:
-    """Raw clips -> decode -> flow -> I3D (through the extraction cache in ``data_dir``) -> detections.
-
-    A clip that fails to decode is reported in its result and the others go on.
-    """
-    from .errors import DataError, WtalError
-    from .features.extract import I3DPair, extract_video
-    from .features.i3d import FEATURE_DIM
-
-    if meta["feature_dim"] != 2 * FEATURE_DIM:
-        raise DataError(f"the run was trained on {meta['feature_dim']}-d features, a clip gives {2 * FEATURE_DIM}-d "
-                        "two-stream I3D features", "localize with a run trained on wtal extract features",
-                        meta.get("data_dir"))
-    extractor = I3DPair.load(feature_config, device)
-    results = []
-    for clip in clips:
-        try:
-            _, features_path = extract_video(clip, data_dir, extractor, decode_config, flow_config, feature_config,
-                                             workers, progress=progress)
-        except WtalError as exc:
-            results.append(ClipResult(clip, None, [], 0.0, 0.0, error=exc.one_line()))
-            continue
-        features = np.load(features_path)
-        spr = feature_config.chunk / decode_config.fps
-        duration = json.loads(features_path.with_suffix(".json").read_text())["duration"]
-        scores = infer(model, features, next(model.parameters()).device)
-        results.append(ClipResult(clip, scores, localize(scores, model.config, spr, duration), spr, duration))
-    return results

@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 
 from .cache import atomic_path
+from .data.dataset import VideoTiming
 from .errors import WtalError
-from .localize import VideoScores, minmax, upsample
+from .localize import Detection, VideoScores, localization_signals
 from .methods.base import MethodConfig
 
 
@@ -24,25 +25,25 @@ def _pyplot():
     return plt
 
 
-def plot_video(path: str | Path, title: str, scores: VideoScores, detections: list[tuple[int, float, float, float]],
-               classes: list[str], config: MethodConfig, seconds_per_row: float,
+def plot_video(path: str | Path, title: str, scores: VideoScores, detections: list[Detection],
+               classes: list[str], config: MethodConfig, timing: VideoTiming,
                ground_truth: list[tuple[float, float, int]] | None = None, top: int = 5) -> Path:
-    """One panel per class that was detected or annotated: normalized CAS, thresholds, bars."""
+    """One panel per class that was detected or annotated: the signal the localizer thresholds (normalized
+    and resampled as the method's config says), its thresholds, the detections as bars, the truth."""
     plt = _pyplot()
     shown = sorted({d[0] for d in detections} | {g[2] for g in ground_truth or []})
     if not shown:
         shown = [int(np.argmax(scores.video_scores))]
-    factor = max(1, config.upsample)
-    time = (np.arange(scores.cas.shape[0] * factor) + 0.5) * seconds_per_row / factor
+    cas, actionness, grid_time = localization_signals(scores, config, timing, np.asarray(shown))
+    time = grid_time(np.arange(cas.shape[0]) + 0.5)
     fig, axes = plt.subplots(len(shown), 1, figsize=(11, 2.2 * len(shown) + 0.6), sharex=True, squeeze=False)
-    for ax, c in zip(axes[:, 0], shown):
-        cas = minmax(upsample(scores.cas[:, [c]], factor))[:, 0]
-        ax.plot(time, cas, color="tab:blue", lw=1.2, label="CAS (min-max normalized)")
-        if scores.actionness is not None:
-            act = minmax(upsample(scores.actionness[:, None], factor))[:, 0]
-            ax.plot(time, act, color="tab:purple", lw=0.8, alpha=0.6, label="actionness")
-        for threshold in (min(config.cas_thresholds), max(config.cas_thresholds)):
-            ax.axhline(threshold, color="grey", ls=":", lw=0.8)
+    for column, (ax, c) in enumerate(zip(axes[:, 0], shown)):
+        ax.plot(time, cas[:, column], color="tab:blue", lw=1.2, label=f"CAS ({config.cas_normalization})")
+        if actionness is not None:
+            ax.plot(time, actionness, color="tab:purple", lw=0.8, alpha=0.6, label="actionness")
+        if not config.thresholds_relative_to_mean:
+            for threshold in (min(config.cas_thresholds), max(config.cas_thresholds)):
+                ax.axhline(threshold, color="grey", ls=":", lw=0.8)
         mine = sorted((d for d in detections if d[0] == c), key=lambda d: -d[1])[:top]
         for rank, (_, score, start, end) in enumerate(mine):
             y = 1.08 + 0.1 * rank
@@ -53,8 +54,8 @@ def plot_video(path: str | Path, title: str, scores: VideoScores, detections: li
                 ax.axvspan(start, end, color="tab:green", alpha=0.18, lw=0)
         ax.set_ylim(-0.05, 1.12 + 0.1 * max(1, len(mine)))
         ax.set_ylabel(f"{classes[c]}\n(p={scores.video_scores[c]:.2f})", fontsize=8)
-    axes[0, 0].set_title(f"{title}: red = top detections (score), green = ground truth, dotted = thresholds "
-                         f"{min(config.cas_thresholds):g}..{max(config.cas_thresholds):g}", fontsize=9)
+    axes[0, 0].set_title(f"{title}: red = top detections (score), green = ground truth, dotted = threshold range",
+                         fontsize=9)
     axes[-1, 0].set_xlabel("seconds")
     axes[0, 0].legend(loc="upper left", fontsize=7)
     fig.tight_layout()
@@ -68,14 +69,13 @@ def plot_saved_scores(scores_path: Path, detections: dict, config: MethodConfig,
                       subset: str, out_dir: Path) -> int:
     """One plot per video of a ``wtal test`` run, from the raw scores it saved (no model needed)."""
     from .data.dataset import Dataset
+    from .pipeline import load_scores
 
-    raw = np.load(scores_path)
+    scores, timings = load_scores(scores_path)
     dataset = Dataset(data_dir, subset, classes=meta["classes"])
+    index = {name: i for i, name in enumerate(meta["classes"])}
     for video in dataset.videos:
-        actionness = raw[f"{video.vid}/actionness"] if f"{video.vid}/actionness" in raw else None
-        scores = VideoScores(raw[f"{video.vid}/video_scores"], raw[f"{video.vid}/cas"], actionness)
-        dets = [(meta["classes"].index(d["label"]), d["score"], *d["segment"])
-                for d in detections["results"].get(video.vid, [])]
-        plot_video(Path(out_dir) / f"{video.vid}.png", video.vid, scores, dets, meta["classes"], config,
-                   video.seconds_per_row, video.segments)
+        dets = [(index[d["label"]], d["score"], *d["segment"]) for d in detections["results"].get(video.vid, [])]
+        plot_video(Path(out_dir) / f"{video.vid}.png", video.vid, scores[video.vid], dets, meta["classes"], config,
+                   timings[video.vid], video.segments)
     return len(dataset.videos)

@@ -1,4 +1,4 @@
-"""One training loop for every method: sampling, optimizer, seeds, log, checkpoint.
+"""One training loop for every method: sampling, optimizer, accumulation, seeds, log, checkpoint.
 
 The checkpoint holds only tensors and plain Python values (method name, full config, classes,
 feature dimension), so it loads with ``torch.load(weights_only=True)`` and a run can be re-created
@@ -13,20 +13,21 @@ import pickle
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
 from .cache import atomic_path, atomic_write_json
-from .data.dataset import Dataset, Video, sample_rows, simulate_clicks
+from .data.dataset import Dataset, Video, simulate_clicks
+from .data.sampling import click_mask, training_input
 from .errors import DataError, WtalError
 from .features.extract import resolve_device
 from .methods import get_method
 from .methods.base import Batch, Method, MethodConfig
 
 CHECKPOINT = "checkpoint.pt"
-FORMAT = "wtal-pipe/1"
+FORMAT = "wtal-pipe/2"
 
 
 @dataclass
@@ -59,14 +60,9 @@ def parse_settings(pairs: list[str]) -> dict:
 
 
 def build_config(method: str, overrides: dict) -> MethodConfig:
-    cls = get_method(method)
-    fields = {f.name for f in dataclasses.fields(cls.Config)}
-    unknown = set(overrides) - fields
-    if unknown:
-        raise WtalError(f"unknown setting(s) {sorted(unknown)} for {method}", f"known: {', '.join(sorted(fields))}")
-    config = cls.Config(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in overrides.items()})
-    if config.num_segments is None and config.batch_size != 1:
-        raise WtalError("whole-video training (num_segments None) needs --batch-size 1")
+    config = get_method(method).Config.from_settings(overrides)
+    if config.train_sampling == "whole" and config.batch_size != 1:
+        raise WtalError("whole-video training (train_sampling whole) needs --batch-size 1")
     return config
 
 
@@ -80,32 +76,55 @@ def _use_negatives(options: TrainOptions, config: MethodConfig) -> bool:
     return options.negatives
 
 
-class BatchSampler:
-    """Epochs of shuffled videos, each sampled to ``num_segments`` rows (random perturbation)."""
+@dataclass
+class Entry:
+    """One training sample: a video with the labels it trains on and its loss weight."""
 
-    def __init__(self, videos: list[Video], config: MethodConfig, clicks: dict[str, np.ndarray],
-                 rng: np.random.Generator):
-        self.videos, self.config, self.clicks, self.rng = videos, config, clicks, rng
+    video: Video
+    labels: np.ndarray
+    weight: float
+
+
+def training_entries(videos: list[Video], single_label_copies: bool) -> list[Entry]:
+    """One entry per video, or (CMCS) one per label of a multi-label video, weighted 1 / #labels."""
+    entries = []
+    for video in videos:
+        classes = np.flatnonzero(video.labels)
+        if not single_label_copies or classes.size <= 1:
+            entries.append(Entry(video, video.labels, 1.0))
+            continue
+        for c in classes:
+            one_hot = np.zeros_like(video.labels)
+            one_hot[c] = 1.0
+            entries.append(Entry(video, one_hot, 1.0 / classes.size))
+    return entries
+
+
+class BatchSampler:
+    """Epochs of shuffled entries, each turned into a training input by the method's sampling."""
+
+    def __init__(self, entries: list[Entry], config: MethodConfig, rng: np.random.Generator):
+        self.entries, self.config, self.rng = entries, config, rng
         self.order: list[int] = []
 
     def next(self) -> Batch:
         chosen = []
         for _ in range(self.config.batch_size):
             if not self.order:
-                self.order = list(self.rng.permutation(len(self.videos)))
-            chosen.append(self.videos[self.order.pop()])
+                self.order = list(self.rng.permutation(len(self.entries)))
+            chosen.append(self.entries[self.order.pop()])
         features, clicks = [], []
-        for video in chosen:
-            rows = video.load()
-            idx = sample_rows(rows.shape[0], self.config.num_segments, random=True, rng=self.rng)
-            features.append(np.asarray(rows[idx], np.float32))
-            clicked = np.zeros(rows.shape[0], np.float32)
-            clicked[self.clicks.get(video.vid, video.clicks)] = 1.0
-            clicks.append(clicked[idx])
+        for entry in chosen:
+            video, rows = entry.video, entry.video.load()
+            sample, source = training_input(rows, self.config.train_sampling, self.config.num_segments, self.rng)
+            features.append(sample)
+            clicks.append(click_mask(video.clicks, rows.shape[0], video.seconds_per_row, video.duration, source,
+                                     self.config.num_segments))
         return Batch(features=torch.from_numpy(np.stack(features)),
-                     labels=torch.from_numpy(np.stack([v.labels for v in chosen])),
-                     background_only=torch.tensor([v.background_only for v in chosen]),
-                     clicks=torch.from_numpy(np.stack(clicks)))
+                     labels=torch.from_numpy(np.stack([e.labels for e in chosen]).astype(np.float32)),
+                     background_only=torch.tensor([e.video.background_only for e in chosen]),
+                     clicks=torch.from_numpy(np.stack(clicks)),
+                     weights=torch.tensor([e.weight for e in chosen], dtype=torch.float32))
 
 
 def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -> Path:
@@ -114,10 +133,11 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
     dataset = Dataset(options.data_dir, options.subset, negatives=_use_negatives(options, config))
     rng = np.random.default_rng(options.seed)
     torch.manual_seed(options.seed)
-    clicks = {}
     if config.uses_clicks:
         if options.simulate_clicks:
-            clicks = {v.vid: simulate_clicks(v, v.load().shape[0], rng) for v in dataset.videos if not v.background_only}
+            for video in dataset.videos:
+                if not video.background_only:
+                    video.clicks = simulate_clicks(video, rng)
         elif not dataset.has_clicks:
             raise DataError(f"{options.method} is trained with background clicks, and there are none",
                             "add clicks.json (wtal import clicks ...) or pass --simulate-clicks",
@@ -130,7 +150,7 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
         model.feature_std.copy_(torch.from_numpy(rows.std(0) + 1e-6))
     model = model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    sampler = BatchSampler(dataset.videos, config, clicks, rng)
+    sampler = BatchSampler(training_entries(dataset.videos, config.single_label_copies), config, rng)
     out_dir = Path(options.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     run_meta = {"format": FORMAT, "method": options.method, "config": asdict(config),
@@ -144,6 +164,7 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
     atomic_write_json(out_dir / "config.json", run_meta)
 
     model.train()
+    divisor = config.accumulate if config.gradient_accumulation == "mean" else 1
     start = time.perf_counter()
     with atomic_path(out_dir / "train_log.jsonl") as log_tmp, open(log_tmp, "w") as log:
         for step in range(1, config.iterations + 1):
@@ -152,22 +173,24 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
             for _ in range(config.accumulate):
                 batch = _to(sampler.next(), device)
                 terms = model.loss(model(batch.features), batch)
-                loss = sum(terms.values()) / config.accumulate
-                loss.backward()
-                for name, value in terms.items():
+                (sum(terms.values()) / divisor).backward()
+                for name, value in terms.items():  # logged per forward pass, whatever the accumulation
                     totals[name] = totals.get(name, 0.0) + value.item() / config.accumulate
             optimizer.step()
-            record = {"step": step, "loss": sum(totals.values()), **totals,
-                      "seconds": round(time.perf_counter() - start, 3)}
+            record: dict[str, Any] = {"step": step, "loss": sum(totals.values()), **totals,
+                                      "seconds": round(time.perf_counter() - start, 3)}
             if not np.isfinite(record["loss"]):
                 raise WtalError(f"loss became {record['loss']} at step {step}", "lower --lr")
             log.write(json.dumps(record) + "\n")
             if on_log and (step % options.log_every == 0 or step == config.iterations):
                 on_log(record)
-    checkpoint = out_dir / CHECKPOINT
-    with atomic_path(checkpoint) as tmp:
+    save_checkpoint(out_dir / CHECKPOINT, run_meta, model)
+    return out_dir / CHECKPOINT
+
+
+def save_checkpoint(path: Path, run_meta: dict, model: Method) -> None:
+    with atomic_path(path) as tmp:
         torch.save({**run_meta, "state_dict": {k: v.cpu() for k, v in model.state_dict().items()}}, tmp)
-    return checkpoint
 
 
 def extraction_settings(features_path: Path) -> dict | None:
@@ -198,14 +221,12 @@ def load_run(run_dir: str | Path, device: str = "cpu", overrides: dict | None = 
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as exc:
         raise DataError(f"unreadable checkpoint ({exc.__class__.__name__})", "re-train the run", path)
     if not isinstance(saved, dict) or saved.get("format") != FORMAT:
-        raise DataError("not a wtal-pipe checkpoint", "pass the RUN_DIR written by wtal train", path)
+        found = saved.get("format") if isinstance(saved, dict) else None
+        fix = ("it was written by an older wtal-pipe whose methods were not yet the official ones: re-train it"
+               if isinstance(found, str) and found.startswith("wtal-pipe/") else "pass the RUN_DIR written by wtal train")
+        raise DataError("not a checkpoint of this wtal-pipe version", fix, path)
     cls = get_method(saved["method"])
-    config_fields = {f.name for f in dataclasses.fields(cls.Config)}
-    settings = {k: v for k, v in saved["config"].items() if k in config_fields} | (overrides or {})
-    unknown = set(settings) - config_fields
-    if unknown:
-        raise WtalError(f"unknown setting(s) {sorted(unknown)}", f"known: {', '.join(sorted(config_fields))}")
-    config = cls.Config(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in settings.items()})
+    config = cls.Config.from_settings({**saved["config"], **(overrides or {})})
     model = cls(saved["feature_dim"], len(saved["classes"]), config)
     model.load_state_dict(saved["state_dict"])
     meta = {k: v for k, v in saved.items() if k != "state_dict"}

@@ -1,4 +1,4 @@
-"""The DATA_DIR layout and segment sampling.
+"""The DATA_DIR layout: videos with their features, labels, timing and background clicks.
 
 ::
 
@@ -19,7 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..cache import read_json
 from ..errors import DataError
+from ..intervals import runs
 
 DEFAULT_SECONDS_PER_ROW = 16 / 25  # the THUMOS14 I3D convention
 
@@ -44,6 +46,17 @@ def load_annotations(path: str | Path) -> dict:
     return database
 
 
+@dataclass(frozen=True)
+class VideoTiming:
+    """How a video's feature rows map to seconds and frames (what the localizer needs)."""
+
+    rows: int  # feature rows of the whole video, before any test-time resampling
+    seconds_per_row: float
+    duration: float  # seconds
+    frame_count: int  # frames of the video (localization grids at frame resolution)
+    frames_per_row: int = 16
+
+
 @dataclass
 class Video:
     vid: str
@@ -52,11 +65,17 @@ class Video:
     segments: list[tuple[float, float, int]]  # (start_s, end_s, class index)
     duration: float
     seconds_per_row: float
-    clicks: np.ndarray = field(default_factory=lambda: np.zeros(0, int))  # row indices clicked as background
+    clicks: np.ndarray = field(default_factory=lambda: np.zeros(0))  # background clicks, seconds
     background_only: bool = False
+    frame_rate: float = 25.0  # frames per second of the video (annotation "fps", else the source's)
+    frames_per_row: int = 16
 
     def load(self) -> np.ndarray:
         return np.load(self.features, mmap_mode="r")
+
+    def timing(self, rows: int) -> VideoTiming:
+        return VideoTiming(rows, self.seconds_per_row, self.duration, max(1, round(self.duration * self.frame_rate)),
+                           self.frames_per_row)
 
 
 class Dataset:
@@ -106,11 +125,11 @@ class Dataset:
             c = index[ann["label"]]
             labels[c] = 1.0
             segments.append((ann["segment"][0], ann["segment"][1], c))
-        spr = seconds_per_row(path)
+        meta = FeatureMeta.read(path)
         rows = np.load(path, mmap_mode="r").shape[0]
-        duration = float(entry.get("duration") or rows * spr)
-        click_rows = np.unique(np.clip((np.asarray(clicks or [], float) / spr).astype(int), 0, max(rows - 1, 0)))
-        return Video(vid, path, labels, segments, duration, spr, click_rows)
+        duration = float(entry.get("duration") or rows * meta.seconds_per_row)
+        return Video(vid, path, labels, segments, duration, meta.seconds_per_row, np.asarray(clicks or [], float),
+                     frame_rate=float(entry.get("fps") or meta.frame_rate), frames_per_row=meta.frames_per_row)
 
     def _negatives(self) -> list[Video]:
         folder = self.data_dir / "negatives"
@@ -121,9 +140,10 @@ class Dataset:
         for path in sorted(folder.glob("*_bg.npy")):
             if path.stem.removesuffix("_bg") in train:
                 rows = np.load(path, mmap_mode="r").shape[0]
-                spr = seconds_per_row(path)
-                out.append(Video(path.stem, path, np.zeros(len(self.classes), np.float32), [], rows * spr, spr,
-                                 background_only=True))
+                meta = FeatureMeta.read(path)
+                out.append(Video(path.stem, path, np.zeros(len(self.classes), np.float32), [],
+                                 rows * meta.seconds_per_row, meta.seconds_per_row, background_only=True,
+                                 frame_rate=meta.frame_rate, frames_per_row=meta.frames_per_row))
         return out
 
     def _check_dims(self) -> int:
@@ -164,43 +184,40 @@ def read_clicks(path: Path) -> dict[str, list[float]]:
         raise DataError(f"bad clicks file ({exc})", 'expected {"video_id": [seconds, ...]}', path)
 
 
-def seconds_per_row(features_path: Path) -> float:
-    """From the provenance JSON beside the features, else the THUMOS14 convention (16 / 25 s)."""
-    meta = features_path.with_suffix(".json")
-    if meta.exists():
+@dataclass(frozen=True)
+class FeatureMeta:
+    """The timing facts of a feature file, from the provenance JSON beside it (``wtal extract``,
+    ``wtal import``), else the THUMOS14 I3D convention (16 frames of 25 fps per row)."""
+
+    seconds_per_row: float = DEFAULT_SECONDS_PER_ROW
+    frames_per_row: int = 16
+    frame_rate: float = 25.0  # of the source video
+
+    @classmethod
+    def read(cls, features_path: Path) -> FeatureMeta:
+        meta = read_json(Path(features_path).with_suffix(".json"))
+        if not isinstance(meta, dict):
+            return cls()
         try:
-            return float(json.loads(meta.read_text())["seconds_per_row"])
-        except (ValueError, KeyError, TypeError):
-            pass
-    return DEFAULT_SECONDS_PER_ROW
+            spr = float(meta.get("seconds_per_row", DEFAULT_SECONDS_PER_ROW))
+            chunk = int(meta.get("chunk", 16))
+            source = meta.get("source")
+            source_fps = (source.get("fps") if isinstance(source, dict) else None) or chunk / spr
+            return cls(spr, chunk, float(source_fps))
+        except (TypeError, ValueError):
+            return cls()
 
 
-def sample_rows(length: int, num_segments: int | None, random: bool, rng: np.random.Generator) -> np.ndarray:
-    """Row indices for one training/test sample of ``num_segments`` rows (None = every row).
-
-    Random: one row drawn inside each of ``num_segments`` equal spans (the BaS-Net/UM perturbation);
-    uniform: evenly spaced rows. Short videos repeat rows so every sample has the same length.
-    """
-    if num_segments is None:
-        return np.arange(length)
-    if random:
-        edges = np.arange(num_segments + 1) * length / num_segments
-        low, high = edges[:-1].astype(int), np.maximum(edges[1:].astype(int), edges[:-1].astype(int) + 1)
-        return np.minimum(rng.integers(low, high), length - 1)
-    return np.linspace(0, length - 1, num_segments).astype(int)
+def seconds_per_row(features_path: Path) -> float:
+    return FeatureMeta.read(features_path).seconds_per_row
 
 
-def simulate_clicks(video: Video, rows: int, rng: np.random.Generator) -> np.ndarray:
-    """One random background row in every background run of the ground truth (as BackTAL simulates)."""
-    foreground = np.zeros(rows, bool)
+def simulate_clicks(video: Video, rng: np.random.Generator) -> np.ndarray:
+    """One background click (seconds) at a random frame of every background run of the ground truth,
+    as BackTAL simulates annotators."""
+    frames = max(1, round(video.duration * video.frame_rate))
+    foreground = np.zeros(frames, bool)
     for start, end, _ in video.segments:
-        a = int(np.floor(start / video.seconds_per_row))
-        b = int(np.ceil(end / video.seconds_per_row))
-        foreground[max(a, 0):min(b, rows)] = True
-    clicks = []
-    padded = np.concatenate([[True], foreground, [True]])
-    starts = np.flatnonzero(padded[:-1] & ~padded[1:])
-    ends = np.flatnonzero(~padded[:-1] & padded[1:])
-    for a, b in zip(starts, ends):
-        clicks.append(int(rng.integers(a, b)))
-    return np.asarray(clicks, int)
+        foreground[max(0, int(np.floor(start * video.frame_rate))):int(np.ceil(end * video.frame_rate))] = True
+    clicks = [rng.integers(a, b + 1) / video.frame_rate for a, b in runs(~foreground)]
+    return np.asarray(clicks, float)

@@ -1,12 +1,20 @@
-"""BackTAL: background-click supervision (Yang et al., 2021). A different supervision regime:
-besides video labels it needs one click per background run (real or ``--simulate-clicks``).
+"""BackTAL: background-click supervision (Yang et al., 2021), as its official code runs it. A different
+supervision regime: besides video labels it needs background clicks (real, or ``--simulate-clicks``).
 
-BaS-Net plus a 32-d embedding of the unsuppressed input whose cosine similarities modulate the
-temporal convolutions ("affinity" convs), a click cross-entropy, a score-separation loss and an
-affinity loss on the embedding.
+BaS-Net whose two temporal convs (no bias) become "affinity" convs: a 32-d L2-normalized embedding of
+the unsuppressed input gives, per segment, the cosine similarity with its left and right neighbour,
+and those similarities scale the convolution's inputs. Features are linearly interpolated to 750 rows
+at training and test time. Losses: soft cross-entropy on both branches, 1e-4 x L1 of the filter
+weights, a click cross-entropy (clicked rows -> background), a score separation (video score of each
+labelled class against its mean CAS at the clicks) and an affinity loss with online hard example
+mining on the embedding. Localization: the suppression branch's raw logits after the official ReLU'd
+min-max, resized to the frame count, plus a second proposal set from the magnitude of the first
+affinity layer's features on the suppressed input.
 
-Deliberate fix of the published code: a batch in which no video has clicks trains without the
-click terms instead of crashing.
+``affinity_operator``: ``channel-thirds`` is the official code (its unfold/tiling scales the first,
+middle and last third of the (channel, tap) pairs by the left, self and right similarity);
+``per-tap`` is the paper (each tap scaled by its own neighbour's similarity).
+Deliberate fix: a batch without clicks trains without the click terms instead of crashing.
 """
 
 from __future__ import annotations
@@ -17,114 +25,164 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Batch, Method, MethodConfig, MethodOutput, topk_mean
-from .basnet import FilterModule, two_branch_loss
+from ..errors import WtalError
+from .base import Batch, Method, MethodOutput, rename_official, steps, topk_mean
+from .basnet import BaSNetConfig, FilterModule, filter_l1, two_branch_targets
 from .registry import register_method
 
 
 @dataclass
-class BackTALConfig(MethodConfig):
-    nms_threshold: float | None = 0.55
-    upsample: int = 16  # localize at frame resolution (16 frames per row)
+class BackTALConfig(BaSNetConfig):
+    train_sampling: str = "interpolate"
+    test_sampling: str = "interpolate"
+    iterations: int = 520  # 40 epochs of the 200 THUMOS14 training videos in batches of 16
     uses_clicks: bool = True
-    topk_divisor: int = 8
-    filter_l1_weight: float = 1e-4
+    binarize_class_score: bool = False
+    resample: str = "centres"
+    upsample: int | str = "frames"
+    actionness_thresholds: tuple[float, ...] = steps(0.3, 0.8, 0.075)
+    outer_region: str = "backtal"
+    nms_threshold: float | None = 0.55
+    embed_hidden: int = 512
+    embed_dim: int = 32
+    affinity_operator: str = "channel-thirds"  # official code; "per-tap" = the paper's formulation
     click_weight: float = 1.0
     separation_weight: float = 1.0
     affinity_weight: float = 0.8
-    same_set_margin: float = 0.5  # cosine between two foreground (or two clicked) rows >= this
-    cross_set_margin: float = 0.1  # cosine between a foreground and a clicked row <= this
+    same_set_margin: float = 0.5  # hardest cosine within foreground (or within clicks) should be >= this
+    cross_set_margin: float = 0.1  # hardest cosine between foreground and clicks should be <= this
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.affinity_operator not in ("channel-thirds", "per-tap"):
+            raise WtalError(f"setting affinity_operator={self.affinity_operator!r} is not one of channel-thirds, "
+                            "per-tap", "use --set affinity_operator=per-tap")
+
+
+def neighbour_similarity(embedding: torch.Tensor) -> torch.Tensor:
+    """(B, E, T) -> (B, 3, T): cosine of each segment's embedding with its left neighbour, itself and
+    its right neighbour (a zero vector beyond the borders, so 0 there)."""
+    left = F.pad(embedding, (1, 0))[..., :-1]
+    right = F.pad(embedding, (0, 1))[..., 1:]
+    return torch.stack([F.cosine_similarity(embedding, other, dim=1) for other in (left, embedding, right)], dim=1)
 
 
 class AffinityConv(nn.Module):
-    """Conv1d(k=3) whose neighbour taps are scaled by the cosine similarity of the embeddings."""
+    """A bias-free k=3 temporal conv whose inputs are scaled by the neighbour similarities.
 
-    def __init__(self, channels: int):
+    Computed as the official code does (each channel's three taps side by side, scaled, one matmul),
+    which also gives its summation order and memory layout: the same dropout mask for the same seed.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, operator: str):
         super().__init__()
-        self.conv = nn.Conv1d(channels, channels, 3, padding=1)
+        self.conv = nn.Conv1d(in_channels, out_channels, 3, padding=1, bias=False)  # holds the weights
+        rows = torch.arange(3 * in_channels)  # row 3c + k: input channel c at tap k (t - 1, t, t + 1)
+        groups = rows // in_channels if operator == "channel-thirds" else rows % 3  # which similarity scales it
+        self.register_buffer("groups", groups, persistent=False)
 
-    def forward(self, x: torch.Tensor, sim_prev: torch.Tensor, sim_next: torch.Tensor) -> torch.Tensor:
-        # x: (B, D, T); sim_*: (B, 1, T) cosine of row t with t-1 / t+1 (0 at the borders)
-        w = self.conv.weight  # (D, D, 3)
-        prev = F.pad(x, (1, 0))[..., :-1]  # row t sees t - 1 (zero at t = 0)
-        nxt = F.pad(x, (0, 1))[..., 1:]
-        out = F.conv1d(x, w[..., 1:2], self.conv.bias)
-        return out + sim_prev * F.conv1d(prev, w[..., 0:1]) + sim_next * F.conv1d(nxt, w[..., 2:3])
-
-
-class AffinityCAS(nn.Module):
-    def __init__(self, feature_dim: int, num_classes: int):
-        super().__init__()
-        self.conv1 = AffinityConv(feature_dim)
-        self.conv2 = AffinityConv(feature_dim)
-        self.dropout = nn.Dropout(0.7)
-        self.classifier = nn.Conv1d(feature_dim, num_classes + 1, 1, bias=False)
-
-    def forward(self, x: torch.Tensor, sim_prev: torch.Tensor, sim_next: torch.Tensor) -> torch.Tensor:
-        h = F.leaky_relu(self.conv1(x.transpose(1, 2), sim_prev, sim_next), 0.2)
-        h = F.leaky_relu(self.conv2(h, sim_prev, sim_next), 0.2)
-        return self.classifier(self.dropout(h)).transpose(1, 2)  # (B, T, C + 1)
+    def forward(self, x: torch.Tensor, similarity: torch.Tensor) -> torch.Tensor:
+        # x: (B, C, T); similarity: (B, 3, T) -> (B, O, T)
+        batch, channels, length = x.shape
+        taps = torch.stack([F.pad(x, (1, 0))[..., :-1], x, F.pad(x, (0, 1))[..., 1:]], dim=2)  # (B, C, 3, T)
+        taps = taps.reshape(batch, 3 * channels, length) * similarity[:, self.groups]  # (B, 3C, T)
+        weight = self.conv.weight.reshape(self.conv.out_channels, -1)  # (O, 3C), same row order
+        return (taps.transpose(1, 2) @ weight.T).transpose(1, 2)  # (B, T, O) viewed as (B, O, T)
 
 
 @register_method("backtal")
 class BackTAL(Method):
     Config = BackTALConfig
+    config: BackTALConfig
 
     def __init__(self, feature_dim: int, num_classes: int, config: BackTALConfig):
         super().__init__(feature_dim, num_classes, config)
-        self.filter = FilterModule(feature_dim)
-        self.embed1 = nn.Conv1d(feature_dim, 512, 3, padding=1)
-        self.embed2 = nn.Conv1d(512, 32, 3, padding=1)
-        self.cas_module = AffinityCAS(feature_dim, num_classes)
+        self.filter = FilterModule(feature_dim, config)
+        self.embed1 = nn.Conv1d(feature_dim, config.embed_hidden, 3, padding=1)
+        self.embed2 = nn.Conv1d(config.embed_hidden, config.embed_dim, 3, padding=1)
+        self.conv1 = AffinityConv(feature_dim, config.hidden_dim, config.affinity_operator)
+        self.conv2 = AffinityConv(config.hidden_dim, config.hidden_dim, config.affinity_operator)
+        self.dropout = nn.Dropout(config.dropout)
+        self.classifier = nn.Conv1d(config.hidden_dim, num_classes + 1, 1, bias=False)
+
+    def branch(self, x: torch.Tensor, similarity: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, D, T) -> first affinity layer's features (B, hidden, T) and the CAS (B, T, C + 1)."""
+        slope = self.config.leaky_slope
+        first = F.leaky_relu(self.conv1(x, similarity), slope)
+        second = F.leaky_relu(self.conv2(first, similarity), slope)
+        return first, self.classifier(self.dropout(second)).transpose(1, 2)
 
     def forward(self, features: torch.Tensor) -> MethodOutput:
-        embedding = self.embed2(F.leaky_relu(self.embed1(features.transpose(1, 2)), 0.2))  # (B, 32, T)
-        embedding = F.normalize(embedding, dim=1)
-        sim_next = (embedding[..., :-1] * embedding[..., 1:]).sum(1, keepdim=True)  # (B, 1, T - 1)
-        sim_prev = F.pad(sim_next, (1, 0))  # row t with t - 1
-        sim_next = F.pad(sim_next, (0, 1))  # row t with t + 1
-        weights = self.filter(features)
-        cas_base = self.cas_module(features, sim_prev, sim_next)
-        cas_supp = self.cas_module(weights * features, sim_prev, sim_next)
-        k = self.config.topk_divisor
-        logits_base = topk_mean(cas_base, k)
-        score_base = F.softmax(logits_base, dim=1)
-        score_supp = F.softmax(topk_mean(cas_supp, k), dim=1)
-        return MethodOutput(video_scores=score_supp[:, :-1], cas=F.softmax(cas_supp, dim=2)[..., :-1],
-                            actionness=None,
-                            internals={"score_base": score_base, "score_supp": score_supp, "weights": weights,
-                                       "cas_base": cas_base, "logits_base": logits_base,
-                                       "embedding": embedding.transpose(1, 2)})
+        weights = self.filter(features)  # (B, T, 1)
+        x = features.transpose(1, 2)  # (B, D, T)
+        embedding = F.normalize(self.embed2(F.leaky_relu(self.embed1(x), self.config.leaky_slope)), dim=1)  # (B, E, T)
+        similarity = neighbour_similarity(embedding)
+        _, cas_base = self.branch(x, similarity)
+        first_supp, cas_supp = self.branch((weights * features).transpose(1, 2), similarity)
+        k = features.shape[1] // self.config.topk_divisor
+        logits_base, logits_supp = topk_mean(cas_base, k), topk_mean(cas_supp, k)  # (B, C + 1)
+        magnitude = first_supp.norm(p=2, dim=1)  # (B, T)
+        low = magnitude.min(1, keepdim=True).values.clamp_min(0)
+        high = magnitude.max(1, keepdim=True).values.clamp_min(0)
+        delta = torch.where(high - low > 0, high - low, torch.ones_like(high))
+        return MethodOutput(
+            video_scores=F.softmax(logits_supp, dim=1)[:, :-1], cas=cas_supp[..., :-1],
+            actionness=((magnitude - low) / delta).clamp(0, 1),
+            internals={"logits_base": logits_base, "logits_supp": logits_supp, "weights": weights,
+                       "cas_base": cas_base, "cas_supp": cas_supp, "embedding": embedding})
 
     def loss(self, outputs: MethodOutput, batch: Batch) -> dict[str, torch.Tensor]:
-        terms = two_branch_loss(outputs, batch, self.config.filter_l1_weight, soft_ce=True)
         i = outputs.internals
+        target_base, target_supp, has_action = two_branch_targets(batch, eps=1e-10)
+        supp = -(target_supp * F.log_softmax(i["logits_supp"], dim=1)).sum(1)
+        terms = {"base": -(target_base * F.log_softmax(i["logits_base"], dim=1)).sum(1).mean(),
+                 "supp": supp[has_action].sum() / max(1, int(has_action.sum())),
+                 "filter_l1": self.config.filter_l1_weight * filter_l1(i["weights"])}
         clicked = batch.clicks > 0  # (B, T)
         zero = i["cas_base"].sum() * 0.0
-        terms.update(click=zero, separation=zero, affinity=zero)
-        if not clicked.any():
-            return terms
-        background = self.num_classes
-        log_probs = F.log_softmax(i["cas_base"], dim=2)  # (B, T, C + 1)
-        terms["click"] = self.config.click_weight * -log_probs[..., background][clicked].mean()
-
+        terms |= {"click": zero, "separation": zero, "affinity": zero}
+        if clicked.any():
+            log_probs = F.log_softmax(i["cas_base"], dim=2)  # (B, T, C + 1)
+            terms["click"] = self.config.click_weight * -log_probs[..., self.num_classes][clicked].mean()
         separation, affinity = [], []
-        k = max(1, i["cas_base"].shape[1] // self.config.topk_divisor)
-        for b in clicked.any(1).nonzero().flatten():
+        k = i["cas_supp"].shape[1] // self.config.topk_divisor
+        for b in (clicked.any(1) & has_action).nonzero().flatten().tolist():
             clicks = clicked[b].nonzero().flatten()
-            emb = i["embedding"][b]  # (T, 32)
-            for c in (batch.labels[b] > 0).nonzero().flatten():
-                at_clicks = i["cas_base"][b, clicks, c].mean()
-                pair = torch.stack([i["logits_base"][b, c], at_clicks])
-                separation.append(-F.log_softmax(pair, dim=0)[0])
-                fg = i["cas_base"][b, :, c].topk(k).indices
-                sim_ff = emb[fg] @ emb[fg].T
-                sim_bb = emb[clicks] @ emb[clicks].T
-                sim_fb = emb[fg] @ emb[clicks].T
-                affinity.append(F.relu(self.config.same_set_margin - sim_ff).mean()
-                                + F.relu(self.config.same_set_margin - sim_bb).mean()
-                                + F.relu(sim_fb - self.config.cross_set_margin).mean())
+            labelled = batch.labels[b].nonzero().flatten()
+            at_clicks = i["cas_base"][b][clicks][:, labelled].mean(0)  # (L,)
+            pairs = torch.stack([i["logits_base"][b, labelled], at_clicks], dim=1)  # (L, 2)
+            separation.append(-F.log_softmax(pairs, dim=1)[:, 0].mean())
+            foreground = i["cas_supp"][b][:, labelled].topk(k, dim=0).indices.T.flatten()  # per class, concatenated
+            affinity.append(self.affinity_loss(i["embedding"][b].T, foreground, clicks))
         if separation:
             terms["separation"] = self.config.separation_weight * torch.stack(separation).mean()
             terms["affinity"] = self.config.affinity_weight * torch.stack(affinity).mean()
         return terms
+
+    def affinity_loss(self, embedding: torch.Tensor, foreground: torch.Tensor, clicks: torch.Tensor) -> torch.Tensor:
+        """Online hard example mining on one video's embedding (T, E): the least similar pair within the
+        foreground rows and within the clicked rows should reach ``same_set_margin``, the most similar
+        foreground-click pair (both directions) stay under ``cross_set_margin``."""
+        fg, bg = embedding[foreground], embedding[clicks]
+
+        def cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+            return (a @ b.T) / (a.norm(dim=1, keepdim=True) * b.norm(dim=1, keepdim=True).T).clamp(min=1e-8)
+
+        same, cross = self.config.same_set_margin, self.config.cross_set_margin
+        fg_bg = cosine(fg, bg)
+        return (F.relu(same - cosine(fg, fg).min(1).values).mean() + F.relu(same - cosine(bg, bg).min(1).values).mean()
+                + F.relu(fg_bg.max(1).values - cross).mean() + F.relu(fg_bg.max(0).values - cross).mean())
+
+    @classmethod
+    def from_official(cls, states: list[dict[str, torch.Tensor]]) -> tuple[dict[str, torch.Tensor], int, int, dict]:
+        ours = rename_official(states[0], {
+            "filter_module.conv_1.0.weight": "filter.conv1.weight", "filter_module.conv_1.0.bias": "filter.conv1.bias",
+            "filter_module.conv_2.0.weight": "filter.conv2.weight", "filter_module.conv_2.0.bias": "filter.conv2.bias",
+            "embedding_module.conv_1.weight": "embed1.weight", "embedding_module.conv_1.bias": "embed1.bias",
+            "embedding_module.conv_2.weight": "embed2.weight", "embedding_module.conv_2.bias": "embed2.bias",
+            "base_module.conv_1.weight": "conv1.conv.weight", "base_module.conv_2.weight": "conv2.conv.weight",
+            "classifier_module.conv.weight": "classifier.weight"})
+        hidden, feature_dim = ours["conv1.conv.weight"].shape[:2]
+        settings = {"hidden_dim": int(hidden), "filter_dim": int(ours["filter.conv1.weight"].shape[0]),
+                    "embed_hidden": int(ours["embed1.weight"].shape[0]), "embed_dim": int(ours["embed2.weight"].shape[0])}
+        return ours, int(feature_dim), int(ours["classifier.weight"].shape[0]) - 1, settings

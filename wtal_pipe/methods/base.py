@@ -1,56 +1,113 @@
 """The contract every method keeps, so the trainer and the localizer never branch on method names.
 
 A method is an ``nn.Module`` whose forward maps features (B, T, D) to a :class:`MethodOutput`, plus a
-``loss(outputs, batch)`` returning named terms. Its training and localization defaults live in its
-config dataclass.
+``loss(outputs, batch)`` returning named terms. How it is trained (sampling, optimizer, accumulation)
+and how its scores become detections (normalization, resampling, proposals, NMS) are settings of its
+config dataclass; each method's subclass sets the values its official code uses, and every choice
+the official code makes that one could argue with is a setting too (README: "Faithful by default").
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
+from ..errors import WtalError
+
 
 def steps(start: float, stop: float, step: float) -> tuple[float, ...]:
-    """Plain-float thresholds ``arange(start, stop, step)`` (plain floats keep checkpoints loadable
-    with ``weights_only=True``)."""
-    return tuple(round(float(v), 6) for v in np.arange(start, stop - 1e-9, step))
+    """``np.arange(start, stop, step)`` as plain floats, the values the official code iterates over
+    (plain floats keep checkpoints loadable with ``weights_only=True``)."""
+    return tuple(float(v) for v in np.arange(start, stop, step))
+
+
+#: allowed values of the string settings, so a typo in ``--set`` is caught before training starts
+CHOICES: dict[str, tuple[str, ...]] = {
+    "train_sampling": ("random", "interpolate", "whole"),
+    "test_sampling": ("uniform", "uniform-if-longer", "interpolate", "whole"),
+    "gradient_accumulation": ("mean", "sum"),
+    "cas_normalization": ("relu-minmax", "relu-minmax-clip", "minmax"),
+    "resample": ("starts-extrapolated", "starts-inclusive", "centres"),
+    "outer_region": ("bas", "backtal", "cmcs"),
+}
 
 
 @dataclass
 class MethodConfig:
-    """Defaults shared by every method; each method's subclass sets the published values."""
+    """Settings shared by every method; each method's subclass sets its official values."""
 
-    # training
-    num_segments: int | None = 750  # rows sampled per video (None: the whole video, batch 1)
+    # -- training ------------------------------------------------------------------------------
+    num_segments: int = 750  # rows per training video (and per test video, where test_sampling resamples)
+    train_sampling: str = "random"  # random: one random row per span (BaS-Net/UM); interpolate; whole video
+    test_sampling: str = "uniform"  # uniform to num_segments; uniform-if-longer; interpolate; whole
     batch_size: int = 16  # videos per forward pass
     accumulate: int = 1  # forward passes per optimizer step
+    gradient_accumulation: str = "mean"  # sum: gradients of the accumulated passes add up (CMCS)
+    single_label_copies: bool = False  # a video with L labels trains as L one-label copies weighted 1/L
     iterations: int = 1500  # optimizer steps
     lr: float = 1e-4
     weight_decay: float = 5e-4
-    # localization
-    class_threshold: float = 0.25  # video-level score a class needs to be localized
-    cas_thresholds: tuple[float, ...] = steps(0.0, 0.25, 0.025)
-    actionness_thresholds: tuple[float, ...] = ()  # second proposal set, if the method has actionness
-    upsample: int = 24  # CAS interpolation factor before thresholding
-    outer_ratio: float = 0.25  # outer region length / proposal length (outer-inner contrast)
-    class_score_weight: float = 0.2  # weight of the video-level class score in a proposal's score
-    nms_threshold: float | None = 0.7  # per-class NMS tIoU; None keeps every proposal
+    hidden_dim: int = 2048  # width of the temporal layers, whatever the input D (official: 2048)
+    leaky_slope: float = 0.01  # nn.LeakyReLU() default, as the official code uses
+    dropout: float = 0.7
+    normalize_features: bool = False  # standardize each input dimension with training-set statistics
     uses_clicks: bool = False  # needs background clicks (BackTAL)
     has_background_class: bool = True  # can train on background-only pseudo videos (hard negatives)
     negatives_by_default: bool = False  # train with hard negatives whenever DATA_DIR/negatives exists
-    normalize_features: bool = False  # standardize each feature dimension with training-set statistics
+
+    # -- localization ----------------------------------------------------------------------------
+    class_threshold: float = 0.25  # video-level score a class needs to be localized
+    argmax_fallback: bool = False  # localize the top class when none passes the threshold (UM)
+    cas_normalization: str = "relu-minmax"  # per class over time; relu-minmax = official minmax_norm
+    resample: str = "starts-extrapolated"  # grid geometry (see localize.resample); centres = half-pixel
+    upsample: int | str = 24  # grid points per input row, or "frames": one per video frame
+    cas_thresholds: tuple[float, ...] = steps(0.0, 0.25, 0.025)
+    thresholds_relative_to_mean: bool = False  # threshold = value x mean of the signal (CMCS)
+    mask_dilation: int = 0  # grid points a thresholded mask is dilated by (CMCS: 20 frames)
+    min_proposal_length: int = 1  # grid points (UM skips single-point proposals)
+    actionness_thresholds: tuple[float, ...] = ()  # second proposal set, if the method has actionness
+    contrast_on_thresholded: bool = True  # score CAS proposals on the CAS with values below threshold zeroed
+    outer_ratio: float = 0.25  # outer region length / proposal length (outer-inner contrast)
+    outer_region: str = "bas"  # which official rounding of the outer region (see localize.outer_bounds)
+    class_score_weight: float = 0.2  # weight of the video-level class score in a proposal's score
+    binarize_class_score: bool = False  # BaS-Net's test code scores with 1 instead of the probability
+    nms_threshold: float | None = 0.7  # per-class NMS tIoU; None keeps every proposal
+    nms_plus_one: bool = True  # the official NMS adds 1 to lengths and overlaps (meant for frame indices)
+    clip_to_duration: bool = False  # clip segments to [0, duration] (CMCS)
+    eval_tiou: str = "0.1:0.9:0.1"  # the tIoU range the paper reports (wtal test's default)
+
+    def __post_init__(self) -> None:
+        for name, allowed in CHOICES.items():
+            value = getattr(self, name)
+            if value not in allowed:
+                raise WtalError(f"setting {name}={value!r} is not one of {', '.join(allowed)}",
+                                f"use --set {name}={allowed[0]}")
+        if not (isinstance(self.upsample, int) and self.upsample >= 1) and self.upsample != "frames":
+            raise WtalError(f"setting upsample={self.upsample!r} must be a positive integer or 'frames'")
+        self.cas_thresholds = tuple(float(v) for v in self.cas_thresholds)
+        self.actionness_thresholds = tuple(float(v) for v in self.actionness_thresholds)
+
+    @classmethod
+    def from_settings(cls, settings: dict[str, Any]) -> MethodConfig:
+        """Build from plain values (a checkpoint's config or ``--set`` overrides); unknown names are
+        a one-line error listing the known ones."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(settings) - known
+        if unknown:
+            raise WtalError(f"unknown setting(s) {sorted(unknown)}", f"known: {', '.join(sorted(known))}")
+        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in settings.items()})
 
 
 @dataclass
 class MethodOutput:
     video_scores: torch.Tensor  # (B, C) probability of each action class, to pick classes at test time
-    cas: torch.Tensor  # (B, T, C) per-segment class scores the method localizes on
-    actionness: torch.Tensor | None  # (B, T) class-agnostic score for a second proposal set, or None
-    internals: dict  # what the method's own loss needs
+    cas: torch.Tensor  # (B, T, C) the per-segment signal the method localizes on, before config.cas_normalization
+    actionness: torch.Tensor | None  # (B, T) class-agnostic score in [0, 1] for a second proposal set, or None
+    internals: dict[str, torch.Tensor] = field(default_factory=dict)  # what the method's own loss needs
 
 
 @dataclass
@@ -59,13 +116,15 @@ class Batch:
     labels: torch.Tensor  # (B, C) multi-hot; all zero for a background-only video
     background_only: torch.Tensor  # (B,) bool
     clicks: torch.Tensor  # (B, T) 1 where a row was clicked as background, else 0
+    weights: torch.Tensor  # (B,) per-video loss weight (1 / #labels for single-label copies, else 1)
 
 
 class Method(nn.Module):
     """Base class: subclasses define ``Config``, ``__init__(feature_dim, num_classes, config)``,
-    ``forward`` and ``loss``."""
+    ``forward``, ``loss`` and ``official_state_dict`` (to import the authors' checkpoints)."""
 
-    Config = MethodConfig
+    Config: ClassVar[type[MethodConfig]] = MethodConfig
+    name: ClassVar[str] = ""
 
     def __init__(self, feature_dim: int, num_classes: int, config: MethodConfig):
         super().__init__()
@@ -82,15 +141,30 @@ class Method(nn.Module):
     def loss(self, outputs: MethodOutput, batch: Batch) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
+    #: how many official checkpoint files make one model (CMCS: 1 early fusion, 2 late fusion)
+    official_files: ClassVar[tuple[int, ...]] = (1,)
 
-def topk_mean(cas: torch.Tensor, ratio_divisor: int) -> torch.Tensor:
-    """(B, T, K) -> (B, K): mean of the top T // divisor values over time (at least one)."""
-    k = max(1, cas.shape[1] // ratio_divisor)
-    return cas.topk(k, dim=1).values.mean(dim=1)
+    @classmethod
+    def from_official(cls, states: list[dict[str, torch.Tensor]]) -> tuple[dict[str, torch.Tensor], int, int, dict]:
+        """Official checkpoints' state dicts -> (our state dict, feature dim, class count, settings the
+        tensors imply); raises KeyError naming a missing official key."""
+        raise NotImplementedError
 
 
-def normalized_targets(labels: torch.Tensor, background: float) -> torch.Tensor:
-    """[y, background] / sum: the video-level target over C + 1 classes."""
+def topk_mean(cas: torch.Tensor, k: int) -> torch.Tensor:
+    """(B, T, K) -> (B, K): mean of the k largest values over time (sorted and sliced, as the
+    official code does; at least one value)."""
+    return cas.sort(dim=1, descending=True).values[:, : max(1, k)].mean(dim=1)
+
+
+def normalized_targets(labels: torch.Tensor, background: float, eps: float = 0.0) -> torch.Tensor:
+    """[y, background] / (sum + eps): the video-level target over C + 1 classes (all-zero rows stay 0)."""
     extra = torch.full_like(labels[:, :1], background)
     target = torch.cat([labels, extra], dim=1)
-    return target / target.sum(dim=1, keepdim=True).clamp_min(1e-8)
+    return target / (target.sum(dim=1, keepdim=True) + eps).clamp_min(1e-30)
+
+
+def rename_official(state: dict[str, torch.Tensor], names: dict[str, str]) -> dict[str, torch.Tensor]:
+    """Pick and rename an official state dict's tensors by ``{official key: our key}``; a missing key
+    raises KeyError with its name, extra keys (e.g. BatchNorm counters) are ignored."""
+    return {ours: state[official] for official, ours in names.items()}

@@ -1,12 +1,14 @@
-"""BaS-Net: background suppression (Lee et al., AAAI 2020).
+"""BaS-Net: background suppression (Lee et al., AAAI 2020), as its official code runs it.
 
 A filtering module predicts per-segment foreground weights ``w``; one CAS module scores the raw
 input (base branch, trained with the background class on) and the suppressed input ``w * x``
-(suppression branch, background off). Localization uses the suppression branch.
+(suppression branch, background off). Localization thresholds the suppression branch's raw logits
+after the official ReLU'd min-max. Video score: softmax of the mean of the top ``T // 8`` CAS values.
+Loss: BCE on both branches + 1e-4 x (sum over time of |w|, mean over the batch).
 
-Deliberate fixes of the published code: the class score enters the proposal score as a probability
-(the official test binarizes it, turning the 0.2 term into a constant); a video whose only predicted
-class has index 0 is localized (``if pred.any()`` dropped it).
+Official choices one may argue with, each a setting: the class score enters a proposal's score
+binarized (``binarize_class_score``), NMS adds 1 to lengths (``nms_plus_one``), the CAS is
+interpolated at chunk starts (``resample``).
 """
 
 from __future__ import annotations
@@ -17,80 +19,98 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Batch, Method, MethodConfig, MethodOutput, normalized_targets, topk_mean
+from .base import Batch, Method, MethodConfig, MethodOutput, normalized_targets, rename_official, topk_mean
 from .registry import register_method
 
 
 @dataclass
 class BaSNetConfig(MethodConfig):
     topk_divisor: int = 8  # video score = mean of the top T // 8 CAS values
-    filter_l1_weight: float = 1e-4
+    filter_dim: int = 512  # hidden width of the filtering module
+    filter_l1_weight: float = 1e-4  # x sum over time of |w|, mean over the batch
+    binarize_class_score: bool = True  # official test.py scores proposals with 1 for a selected class
 
 
 class CASModule(nn.Module):
-    """Two temporal convs, dropout and a bias-free classifier over C + 1 classes."""
+    """Two temporal convs (D -> hidden -> hidden, k=3), dropout and a bias-free classifier over C + 1."""
 
-    def __init__(self, feature_dim: int, num_classes: int, dropout: float = 0.7):
+    def __init__(self, feature_dim: int, num_classes: int, config: MethodConfig):
         super().__init__()
-        self.conv1 = nn.Conv1d(feature_dim, feature_dim, 3, padding=1)
-        self.conv2 = nn.Conv1d(feature_dim, feature_dim, 3, padding=1)
-        self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Conv1d(feature_dim, num_classes + 1, 1, bias=False)
+        self.conv1 = nn.Conv1d(feature_dim, config.hidden_dim, 3, padding=1)
+        self.conv2 = nn.Conv1d(config.hidden_dim, config.hidden_dim, 3, padding=1)
+        self.dropout = nn.Dropout(config.dropout)
+        self.classifier = nn.Conv1d(config.hidden_dim, num_classes + 1, 1, bias=False)
+        self.slope = config.leaky_slope
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.transpose(1, 2)  # (B, D, T)
-        x = F.leaky_relu(self.conv1(x), 0.2)
-        x = F.leaky_relu(self.conv2(x), 0.2)
-        return self.classifier(self.dropout(x)).transpose(1, 2)  # (B, T, C + 1)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, D) -> (B, T, C + 1)
+        h = F.leaky_relu(self.conv1(x.transpose(1, 2)), self.slope)  # (B, hidden, T)
+        h = F.leaky_relu(self.conv2(h), self.slope)
+        return self.classifier(self.dropout(h)).transpose(1, 2)
 
 
 class FilterModule(nn.Module):
-    def __init__(self, feature_dim: int):
+    """Per-segment foreground weight in (0, 1): Conv1d(D, 512, 1) - LeakyReLU - Conv1d(512, 1, 1) - sigmoid."""
+
+    def __init__(self, feature_dim: int, config: BaSNetConfig):
         super().__init__()
-        self.conv1 = nn.Conv1d(feature_dim, 512, 1)
-        self.conv2 = nn.Conv1d(512, 1, 1)
+        self.conv1 = nn.Conv1d(feature_dim, config.filter_dim, 1)
+        self.conv2 = nn.Conv1d(config.filter_dim, 1, 1)
+        self.slope = config.leaky_slope
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = F.leaky_relu(self.conv1(x.transpose(1, 2)), 0.2)
-        return torch.sigmoid(self.conv2(h)).transpose(1, 2)  # (B, T, 1)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, D) -> (B, T, 1)
+        h = F.leaky_relu(self.conv1(x.transpose(1, 2)), self.slope)
+        return torch.sigmoid(self.conv2(h)).transpose(1, 2)
 
 
-def two_branch_loss(outputs: MethodOutput, batch: Batch, l1_weight: float, soft_ce: bool) -> dict:
-    """Base branch target [y, 1], suppression branch [y, 0]; background-only videos train the base
-    branch only (their suppression target would be empty)."""
-    base, supp = outputs.internals["score_base"], outputs.internals["score_supp"]
-    target_base = normalized_targets(batch.labels, 1.0)
-    target_supp = normalized_targets(batch.labels, 0.0)
-    has_action = ~batch.background_only
-    if soft_ce:
-        loss_base = -(target_base * torch.log(base.clamp_min(1e-8))).sum(1).mean()
-        loss_supp = (-(target_supp * torch.log(supp.clamp_min(1e-8))).sum(1))[has_action].sum()
-    else:
-        loss_base = F.binary_cross_entropy(base, target_base)
-        loss_supp = F.binary_cross_entropy(supp[has_action], target_supp[has_action], reduction="sum") / supp.shape[1]
-    loss_supp = loss_supp / max(1, int(has_action.sum()))
-    return {"base": loss_base, "supp": loss_supp,
-            "filter_l1": l1_weight * outputs.internals["weights"].abs().mean()}
+def filter_l1(weights: torch.Tensor) -> torch.Tensor:
+    """L1 norm of the foreground weights over time, mean over the batch (official ``loss_norm``)."""
+    return weights.abs().sum(dim=1).mean()
+
+
+def two_branch_targets(batch: Batch, eps: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Targets [y, 1] (base) and [y, 0] (suppression), normalized; and which videos hold an action.
+    Background-only pseudo videos (hard negatives, not in the official code) train the base branch
+    only: their suppression target would be empty."""
+    return (normalized_targets(batch.labels, 1.0, eps), normalized_targets(batch.labels, 0.0, eps),
+            ~batch.background_only)
 
 
 @register_method("basnet")
 class BaSNet(Method):
     Config = BaSNetConfig
+    config: BaSNetConfig
 
     def __init__(self, feature_dim: int, num_classes: int, config: BaSNetConfig):
         super().__init__(feature_dim, num_classes, config)
-        self.filter = FilterModule(feature_dim)
-        self.cas_module = CASModule(feature_dim, num_classes)
+        self.filter = FilterModule(feature_dim, config)
+        self.cas_module = CASModule(feature_dim, num_classes, config)
 
     def forward(self, features: torch.Tensor) -> MethodOutput:
         weights = self.filter(features)  # (B, T, 1)
         cas_base = self.cas_module(features)  # (B, T, C + 1)
         cas_supp = self.cas_module(weights * features)
-        score_base = F.softmax(topk_mean(cas_base, self.config.topk_divisor), dim=1)  # (B, C + 1)
-        score_supp = F.softmax(topk_mean(cas_supp, self.config.topk_divisor), dim=1)
-        return MethodOutput(video_scores=score_supp[:, :-1], cas=F.softmax(cas_supp, dim=2)[..., :-1],
-                            actionness=None,
+        k = features.shape[1] // self.config.topk_divisor
+        score_base = F.softmax(topk_mean(cas_base, k), dim=1)  # (B, C + 1)
+        score_supp = F.softmax(topk_mean(cas_supp, k), dim=1)
+        return MethodOutput(video_scores=score_supp[:, :-1], cas=cas_supp[..., :-1], actionness=None,
                             internals={"score_base": score_base, "score_supp": score_supp, "weights": weights})
 
     def loss(self, outputs: MethodOutput, batch: Batch) -> dict[str, torch.Tensor]:
-        return two_branch_loss(outputs, batch, self.config.filter_l1_weight, soft_ce=False)
+        i = outputs.internals
+        target_base, target_supp, has_action = two_branch_targets(batch)
+        loss_supp = F.binary_cross_entropy(i["score_supp"][has_action], target_supp[has_action], reduction="sum")
+        return {"base": F.binary_cross_entropy(i["score_base"], target_base),
+                "supp": loss_supp / max(1, target_supp[has_action].numel()),
+                "filter_l1": self.config.filter_l1_weight * filter_l1(i["weights"])}
+
+    @classmethod
+    def from_official(cls, states: list[dict[str, torch.Tensor]]) -> tuple[dict[str, torch.Tensor], int, int, dict]:
+        ours = rename_official(states[0], {
+            "filter_module.conv_1.0.weight": "filter.conv1.weight", "filter_module.conv_1.0.bias": "filter.conv1.bias",
+            "filter_module.conv_2.0.weight": "filter.conv2.weight", "filter_module.conv_2.0.bias": "filter.conv2.bias",
+            "cas_module.conv_1.0.weight": "cas_module.conv1.weight", "cas_module.conv_1.0.bias": "cas_module.conv1.bias",
+            "cas_module.conv_2.0.weight": "cas_module.conv2.weight", "cas_module.conv_2.0.bias": "cas_module.conv2.bias",
+            "cas_module.conv_3.0.weight": "cas_module.classifier.weight"})
+        hidden, feature_dim = ours["cas_module.conv1.weight"].shape[:2]
+        settings = {"hidden_dim": int(hidden), "filter_dim": int(ours["filter.conv1.weight"].shape[0])}
+        return ours, int(feature_dim), int(ours["cas_module.classifier.weight"].shape[0]) - 1, settings

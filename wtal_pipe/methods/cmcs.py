@@ -1,89 +1,176 @@
-"""CMCS: completeness modeling and context separation (Liu et al., CVPR 2019).
+"""CMCS: completeness modeling and context separation (Liu et al., CVPR 2019), as its official code runs it.
 
-Several classification branches share an embedding; a diversity loss keeps their class activation
-sequences apart (so together they cover whole actions), and hard-negative pseudo videos built from
-static frames teach the background class what context looks like.
+Input-channel dropout, a shared 1x1 embedding, K classification branches (k=3 conv + linear over
+C + 1 classes) whose average is the CAS, and a temporal attention that pools it into video logits.
+A diversity loss (per class, the cosine similarity between branches' softmax-over-classes time
+series) keeps the branches apart, a norm regularizer (per class, the L1 norm over time / T) keeps
+them equally strong, and hard-negative pseudo videos teach the background class what context looks
+like. Multi-label videos train as one-label copies weighted 1 / #labels; gradients of 24 videos are
+summed per step. Localization: one threshold at the mean of the min-maxed softmax CAS at frame
+resolution, each detection dilated by 20 frames, score = inner - outer + 0.25 x class score, no NMS.
+
+``fusion``: ``late`` (the published I3D numbers) trains one network on each half of the features
+(RGB, flow) and averages their logits at test time; ``early`` trains one network on the whole row.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from itertools import combinations
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import WtalError
 from .base import Batch, Method, MethodConfig, MethodOutput
 from .registry import register_method
 
 
 @dataclass
 class CMCSConfig(MethodConfig):
-    num_segments: int | None = None  # one whole video per forward pass
-    batch_size: int = 1
-    accumulate: int = 24  # gradients summed over 24 videos per step
+    train_sampling: str = "whole"
+    test_sampling: str = "whole"
+    batch_size: int = 1  # one whole video per forward pass
+    accumulate: int = 24
+    gradient_accumulation: str = "sum"  # official: loss.backward() per video, one step per 24
+    single_label_copies: bool = True
     iterations: int = 15000
     weight_decay: float = 1e-3
-    class_threshold: float = 0.1
-    # The published code keeps every proposal because it makes one proposal set (CAS > its mean); the
-    # shared localizer makes one per threshold, whose near-duplicates NMS must remove (measured on a
-    # planted set: mAP@0.5 33 without NMS, 64 with 0.6).
-    nms_threshold: float | None = 0.6
+    dropout: float = 0.5  # on whole input channels
     negatives_by_default: bool = True
+    class_threshold: float = 0.1
+    cas_normalization: str = "minmax"
+    resample: str = "starts-inclusive"
+    upsample: int | str = "frames"
+    cas_thresholds: tuple[float, ...] = (1.0,)
+    thresholds_relative_to_mean: bool = True
+    mask_dilation: int = 20  # int(1.25 x 16) frames
+    contrast_on_thresholded: bool = False
+    outer_region: str = "cmcs"
+    class_score_weight: float = 0.25
+    nms_threshold: float | None = None
+    nms_plus_one: bool = False
+    clip_to_duration: bool = True
+    eval_tiou: str = "0.1:0.5:0.1"
+    fusion: str = "late"  # late: one network per feature half (RGB, flow), logits averaged; early: one network
     branches: int = 4
-    input_dropout: float = 0.5
+    embed_dim: int = 32  # ActivityNet: 256
+    branch_dim: int = 16  # ActivityNet: 128
+    attention_dim: int = 16  # ActivityNet: 128
     diversity_weight: float = 0.2
     norm_weight: float = 0.2
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.fusion not in ("late", "early"):
+            raise WtalError(f"setting fusion={self.fusion!r} is not one of late, early", "use --set fusion=early")
 
-class Branch(nn.Module):
-    def __init__(self, num_classes: int):
+
+class Backbone(nn.Module):
+    """One CMCS network: (B, T, D) -> per-branch CAS (B, K, T, C + 1) and video logits (B, C + 1)."""
+
+    def __init__(self, feature_dim: int, num_classes: int, config: CMCSConfig):
         super().__init__()
-        self.conv = nn.Conv1d(32, 16, 3, padding=1)
-        self.classifier = nn.Linear(16, num_classes + 1)
+        self.input_dropout = nn.Dropout1d(config.dropout)  # drops whole feature channels
+        self.embed = nn.Conv1d(feature_dim, config.embed_dim, 1)
+        self.branch_convs = nn.ModuleList(nn.Conv1d(config.embed_dim, config.branch_dim, 3, padding=1)
+                                          for _ in range(config.branches))
+        self.branch_heads = nn.ModuleList(nn.Linear(config.branch_dim, num_classes + 1) for _ in range(config.branches))
+        self.attention_conv = nn.Conv1d(config.embed_dim, config.attention_dim, 1)
+        self.attention_head = nn.Linear(config.attention_dim, 1)
 
-    def forward(self, embedded: torch.Tensor) -> torch.Tensor:  # (B, 32, T) -> (B, T, C + 1)
-        return self.classifier(F.relu(self.conv(embedded)).transpose(1, 2))
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        embedded = F.relu(self.embed(self.input_dropout(features.transpose(1, 2))))  # (B, embed, T)
+        branch_cas = torch.stack([head(F.relu(conv(embedded)).transpose(1, 2))
+                                  for conv, head in zip(self.branch_convs, self.branch_heads)], dim=1)  # (B, K, T, C+1)
+        attention = F.softmax(self.attention_head(F.relu(self.attention_conv(embedded)).transpose(1, 2)), dim=1)
+        logits = (branch_cas.mean(1) * attention).sum(1)  # (B, C + 1)
+        return branch_cas, logits
+
+
+def diversity_loss(branch_cas: torch.Tensor) -> torch.Tensor:
+    """Mean over samples, classes and branch pairs of the cosine similarity between two branches'
+    time series of softmax-over-classes scores (official: ``dot / (|a| |b| + 1e-6)``)."""
+    k = branch_cas.shape[1]
+    if k < 2:
+        return branch_cas.sum() * 0.0
+    series = F.softmax(branch_cas, dim=3).permute(0, 3, 1, 2)  # (B, C + 1, K, T)
+    norms = series.norm(p=2, dim=3, keepdim=True)  # (B, C + 1, K, 1)
+    cosine = (series @ series.transpose(2, 3)) / (norms @ norms.transpose(2, 3) + 1e-6)  # (B, C + 1, K, K)
+    off_diagonal = F.relu(cosine - torch.eye(k, device=cosine.device))
+    return (off_diagonal.sum((2, 3)) / (k * (k - 1))).mean()
+
+
+def norm_regularizer(branch_cas: torch.Tensor) -> torch.Tensor:
+    """Mean absolute deviation, over branches, of each branch's per-class L1 norm over time / T."""
+    norms = branch_cas.abs().sum(dim=2) / branch_cas.shape[2]  # (B, K, C + 1)
+    return (norms - norms.mean(dim=1, keepdim=True)).abs().mean()
 
 
 @register_method("cmcs")
 class CMCS(Method):
     Config = CMCSConfig
+    config: CMCSConfig
+    official_files = (1, 2)
 
     def __init__(self, feature_dim: int, num_classes: int, config: CMCSConfig):
         super().__init__(feature_dim, num_classes, config)
-        self.input_dropout = nn.Dropout1d(config.input_dropout)
-        self.embed = nn.Conv1d(feature_dim, 32, 1)
-        self.branches = nn.ModuleList(Branch(num_classes) for _ in range(config.branches))
-        self.attention_conv = nn.Conv1d(32, 16, 1)
-        self.attention_out = nn.Linear(16, 1)
+        if config.fusion == "late" and feature_dim % 2:
+            raise WtalError(f"late fusion splits each {feature_dim}-d row into RGB and flow halves, and "
+                            f"{feature_dim} is odd", "use --set fusion=early for single-stream features")
+        widths = [feature_dim // 2] * 2 if config.fusion == "late" else [feature_dim]
+        self.streams = nn.ModuleList(Backbone(width, num_classes, config) for width in widths)
 
     def forward(self, features: torch.Tensor) -> MethodOutput:
-        x = self.input_dropout(features.transpose(1, 2))  # (B, D, T), whole feature channels dropped
-        embedded = F.relu(self.embed(x))  # (B, 32, T)
-        branch_cas = torch.stack([branch(embedded) for branch in self.branches], dim=1)  # (B, K, T, C + 1)
-        cas = branch_cas.mean(1)  # (B, T, C + 1)
-        attention = self.attention_out(F.relu(self.attention_conv(embedded)).transpose(1, 2))  # (B, T, 1)
-        attention = F.softmax(attention, dim=1)
-        logits = (attention * cas).sum(1)  # (B, C + 1)
-        probs = F.softmax(logits, dim=1)
-        return MethodOutput(video_scores=probs[:, :-1], cas=F.softmax(cas, dim=2)[..., :-1], actionness=None,
-                            internals={"logits": logits, "branch_cas": branch_cas})
+        outputs = [stream(part) for stream, part in
+                   zip(self.streams, features.split(features.shape[2] // len(self.streams), dim=2))]
+        cas = torch.stack([branch_cas.mean(1) for branch_cas, _ in outputs]).mean(0)  # (B, T, C + 1)
+        logits = torch.stack([logits for _, logits in outputs]).mean(0)  # (B, C + 1)
+        internals = {f"branch_cas_{s}": branch_cas for s, (branch_cas, _) in enumerate(outputs)}
+        internals |= {f"logits_{s}": stream_logits for s, (_, stream_logits) in enumerate(outputs)}
+        return MethodOutput(video_scores=F.softmax(logits, dim=1)[:, :-1], cas=F.softmax(cas, dim=2)[..., :-1],
+                            actionness=None, internals=internals)
 
     def loss(self, outputs: MethodOutput, batch: Batch) -> dict[str, torch.Tensor]:
-        logits, branch_cas = outputs.internals["logits"], outputs.internals["branch_cas"]
-        # multi-label videos count as single-label copies weighted 1 / #labels; background-only -> class C
-        background = batch.background_only.float().unsqueeze(1)
-        target = torch.cat([batch.labels, background], dim=1)
-        target = target / target.sum(1, keepdim=True).clamp_min(1e-8)
-        loss_cls = -(target * F.log_softmax(logits, dim=1)).sum(1).mean()
+        # one-label copies (single_label_copies) or a multi-hot target; background-only videos -> class C
+        target = torch.cat([batch.labels, batch.background_only.float().unsqueeze(1)], dim=1)
+        target = target / target.sum(1, keepdim=True)
+        terms = {"cls": 0.0, "diversity": 0.0, "norm": 0.0}
+        for s in range(len(self.streams)):  # each stream trains on its own, as separately trained models
+            logits, branch_cas = outputs.internals[f"logits_{s}"], outputs.internals[f"branch_cas_{s}"]
+            cross_entropy = -(target * F.log_softmax(logits, dim=1)).sum(1)  # (B,)
+            terms["cls"] = terms["cls"] + (cross_entropy * batch.weights).mean()
+            weight = batch.weights.mean()  # batch_size 1 in the official code: the video's weight
+            terms["diversity"] = terms["diversity"] + self.config.diversity_weight * diversity_loss(branch_cas) * weight
+            terms["norm"] = terms["norm"] + self.config.norm_weight * norm_regularizer(branch_cas) * weight
+        return terms
 
-        over_time = F.softmax(branch_cas, dim=2)  # (B, K, T, C + 1): each branch's CAS as a distribution in time
-        pairs = list(combinations(range(branch_cas.shape[1]), 2))
-        diversity = torch.stack([F.cosine_similarity(over_time[:, a], over_time[:, b], dim=1).mean()
-                                 for a, b in pairs]).mean()
-        norms = branch_cas.flatten(2).norm(p=2, dim=2)  # (B, K)
-        norm_reg = (norms - norms.mean(1, keepdim=True)).abs().mean()
-        return {"cls": loss_cls, "diversity": self.config.diversity_weight * diversity,
-                "norm": self.config.norm_weight * norm_reg}
+    @classmethod
+    def from_official(cls, states: list[dict[str, torch.Tensor]]) -> tuple[dict[str, torch.Tensor], int, int, dict]:
+        """One official ``BackboneNet`` state dict (trained with_bg) -> early fusion; two (RGB, then
+        flow) -> late fusion, as the published I3D numbers."""
+        ours: dict[str, torch.Tensor] = {}
+        for s, state in enumerate(states):
+            ours |= backbone_from_official(state, f"streams.{s}.")
+        first = "streams.0."
+        settings = {"fusion": "late" if len(states) == 2 else "early",
+                    "branches": len({k.split(".")[3] for k in ours if k.startswith(first + "branch_convs.")}),
+                    "embed_dim": int(ours[first + "embed.weight"].shape[0]),
+                    "branch_dim": int(ours[first + "branch_convs.0.weight"].shape[0]),
+                    "attention_dim": int(ours[first + "attention_conv.weight"].shape[0])}
+        feature_dim = sum(int(ours[f"streams.{s}.embed.weight"].shape[1]) for s in range(len(states)))
+        return ours, feature_dim, int(ours[first + "branch_heads.0.weight"].shape[0]) - 1, settings
+
+
+def backbone_from_official(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """Official ``BackboneNet`` names (``base.base_conv_0``, ``cls_bottoms.k.cls_bk_conv_0``, ``cls_heads.k``,
+    ``att_bottom.att_conv_0``, ``att_head``) -> ours under ``prefix``."""
+    names = {"base.base_conv_0": "embed", "att_bottom.att_conv_0": "attention_conv", "att_head": "attention_head"}
+    branches = sorted({int(k.split(".")[1]) for k in state if k.startswith("cls_heads.")})
+    if not branches:
+        raise KeyError("cls_heads.0.weight")
+    for k in branches:
+        names[f"cls_bottoms.{k}.cls_b{k}_conv_0"] = f"branch_convs.{k}"
+        names[f"cls_heads.{k}"] = f"branch_heads.{k}"
+    return {f"{prefix}{ours}.{kind}": state[f"{official}.{kind}"] for official, ours in names.items()
+            for kind in ("weight", "bias")}

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Callable, TypeVar
+
 from ..errors import WtalError
 
-_METHODS: dict[str, type] = {}
+if TYPE_CHECKING:
+    from .base import Method
+
+M = TypeVar("M", bound="type[Method]")
+_METHODS: dict[str, type[Method]] = {}
 
 
-def register_method(name: str):
-    def decorate(cls):
+def register_method(name: str) -> Callable[[M], M]:
+    def decorate(cls: M) -> M:
         if name in _METHODS:
             raise ValueError(f"method {name!r} registered twice")
         cls.name = name
@@ -22,7 +28,7 @@ def list_methods() -> list[str]:
     return sorted(_METHODS)
 
 
-def get_method(name: str) -> type:
+def get_method(name: str) -> type[Method]:
     if name not in _METHODS:
         raise WtalError(f"unknown method {name!r}", f"choose one of {', '.join(list_methods())}")
     return _METHODS[name]

@@ -1,11 +1,15 @@
-"""UM: uncertainty modeling through feature magnitudes (Lee et al., AAAI 2021).
+"""UM: uncertainty modeling through feature magnitudes (Lee et al., AAAI 2021), as its official code runs it.
 
-Embedded features ``f`` feed a classifier without a background class. Segments with the largest
-magnitudes ``||f_t||`` are pseudo action, the smallest pseudo background; the loss pushes action
-magnitudes above a margin, background magnitudes to zero, and background class scores to uniform.
+Embedded features ``f`` (D -> hidden, k=3, ReLU) feed a classifier without a background class. The video
+score of each class is the softmax of the mean of that class's own top ``T // 9`` CAS values (paper
+Eq. 1). Segments with the largest magnitudes ``||f_t||`` are pseudo action, the smallest pseudo
+background (chosen among a random subset while training); the loss pushes the mean action feature's
+magnitude above a margin, the background one to zero, and background class scores to uniform.
+Localization: softmax CAS x magnitudes normalized between the background and action means, plus a
+second proposal set from the normalized magnitudes.
 
-The margin 100 of the paper belongs to 2048-d features; it is scaled by ``sqrt(D / 2048)`` so other
-feature sizes converge (measured: margin 100 on 256-d features never predicted whole classes).
+The margin 100 belongs to the official 2048-d embedding; with another ``hidden_dim`` it is scaled by
+``sqrt(hidden_dim / 2048)`` (a 256-d embedding with margin 100 never predicts whole classes).
 """
 
 from __future__ import annotations
@@ -17,71 +21,83 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Batch, Method, MethodConfig, MethodOutput, steps
+from .base import Batch, Method, MethodConfig, MethodOutput, rename_official, steps, topk_mean
 from .registry import register_method
 
 
 @dataclass
 class UMConfig(MethodConfig):
+    test_sampling: str = "uniform-if-longer"
     iterations: int = 10000
     class_threshold: float = 0.2
+    argmax_fallback: bool = True
+    cas_normalization: str = "relu-minmax-clip"
+    min_proposal_length: int = 2
     actionness_thresholds: tuple[float, ...] = steps(0.4, 0.625, 0.025)
     nms_threshold: float | None = 0.6
     has_background_class: bool = False
-    action_divisor: int = 9  # pseudo action = top T // 9 magnitudes
+    eval_tiou: str = "0.1:0.7:0.1"
+    action_divisor: int = 9  # pseudo action = top T // 9 magnitudes; video score from the top T // 9 CAS
     background_divisor: int = 4  # pseudo background = bottom T // 4
-    margin_2048: float = 100.0  # magnitude margin for 2048-d features, scaled with sqrt(D / 2048)
+    margin: float = 100.0  # magnitude margin at hidden_dim 2048, scaled by sqrt(hidden_dim / 2048)
     alpha: float = 5e-4  # uncertainty (magnitude) loss weight
     beta: float = 1.0  # background entropy loss weight
-    selection_dropout: float = 0.7  # random subset of segments eligible for selection while training
+    selection_dropout: float = 0.7  # segments are picked among a random 30% while training
 
 
 @register_method("um")
 class UM(Method):
     Config = UMConfig
+    config: UMConfig
 
     def __init__(self, feature_dim: int, num_classes: int, config: UMConfig):
         super().__init__(feature_dim, num_classes, config)
-        self.embed = nn.Conv1d(feature_dim, feature_dim, 3, padding=1)
-        self.dropout = nn.Dropout(0.7)
-        self.classifier = nn.Conv1d(feature_dim, num_classes, 1, bias=False)
-        self.margin = config.margin_2048 * math.sqrt(feature_dim / 2048)
+        self.embed = nn.Conv1d(feature_dim, config.hidden_dim, 3, padding=1)
+        self.dropout = nn.Dropout(config.dropout)
+        self.classifier = nn.Conv1d(config.hidden_dim, num_classes, 1, bias=False)
+        self.selection = nn.Dropout(config.selection_dropout)
+        self.margin = config.margin * math.sqrt(config.hidden_dim / 2048)
 
     def forward(self, features: torch.Tensor) -> MethodOutput:
-        embedded = F.relu(self.embed(features.transpose(1, 2)))  # (B, D, T)
+        embedded = F.relu(self.embed(features.transpose(1, 2)))  # (B, hidden, T)
         cas = self.classifier(self.dropout(embedded)).transpose(1, 2)  # (B, T, C)
-        embedded = embedded.transpose(1, 2)  # (B, T, D)
+        embedded = embedded.transpose(1, 2)  # (B, T, hidden)
         magnitudes = embedded.norm(p=2, dim=2)  # (B, T)
         length = features.shape[1]
+        # at least one segment each (the official code divides by zero on videos under 9 rows)
         k_act = max(1, length // self.config.action_divisor)
         k_bkg = max(1, length // self.config.background_divisor)
-        eligible = torch.ones_like(magnitudes)
-        if self.training:  # the paper selects among a random subset of segments
-            eligible = F.dropout(eligible, self.config.selection_dropout)
-        idx_act = (magnitudes * eligible).topk(k_act, dim=1).indices  # (B, k_act)
+        eligible = self.selection(torch.ones_like(magnitudes))  # 0 or 1 / (1 - p) while training, 1 at test
+        idx_act = (magnitudes * eligible).sort(dim=1, descending=True).indices[:, :k_act]  # (B, k_act)
         reverse = magnitudes.max(dim=1, keepdim=True).values - magnitudes
-        idx_bkg = (reverse * eligible).topk(k_bkg, dim=1).indices  # (B, k_bkg)
-
-        def gather(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-            return x.gather(1, idx.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
-
-        score_act = F.softmax(gather(cas, idx_act).mean(1), dim=1)  # (B, C)
-        score_bkg = F.softmax(gather(cas, idx_bkg).mean(1), dim=1)
-        mu_act = magnitudes.gather(1, idx_act).mean(1, keepdim=True)
-        mu_bkg = magnitudes.gather(1, idx_bkg).mean(1, keepdim=True)
-        actionness = ((magnitudes - mu_bkg) / (mu_act - mu_bkg).clamp_min(1e-8)).clamp(0, 1)  # (B, T)
+        idx_bkg = (reverse * eligible).sort(dim=1, descending=True).indices[:, :k_bkg]  # (B, k_bkg)
+        feat_act = embedded.gather(1, idx_act.unsqueeze(2).expand(-1, -1, embedded.shape[2]))
+        feat_bkg = embedded.gather(1, idx_bkg.unsqueeze(2).expand(-1, -1, embedded.shape[2]))
+        score_act = F.softmax(topk_mean(cas, k_act), dim=1)  # (B, C): each class its own top-k over time
+        score_bkg = F.softmax(cas.gather(1, idx_bkg.unsqueeze(2).expand(-1, -1, cas.shape[2])).mean(1), dim=1)
+        # localization: magnitudes scaled between the pseudo background and pseudo action means
+        mu_act = feat_act.norm(dim=2).mean(1, keepdim=True)  # (B, 1)
+        mu_bkg = feat_bkg.norm(dim=2).mean(1, keepdim=True)
+        delta = mu_act - mu_bkg
+        actionness = ((magnitudes - mu_bkg) / torch.where(delta > 0, delta, torch.ones_like(delta))).clamp(0, 1)
         return MethodOutput(
-            video_scores=score_act, cas=F.softmax(cas, dim=2) * actionness.unsqueeze(-1), actionness=actionness,
-            internals={"score_act": score_act, "score_bkg": score_bkg,
-                       "feat_act": gather(embedded, idx_act), "feat_bkg": gather(embedded, idx_bkg)})
+            video_scores=score_act, cas=F.softmax(cas, dim=2) * actionness.unsqueeze(2), actionness=actionness,
+            internals={"score_act": score_act, "score_bkg": score_bkg, "feat_act": feat_act, "feat_bkg": feat_bkg})
 
     def loss(self, outputs: MethodOutput, batch: Batch) -> dict[str, torch.Tensor]:
         i = outputs.internals
-        target = batch.labels / batch.labels.sum(1, keepdim=True).clamp_min(1e-8)
-        loss_cls = F.binary_cross_entropy(i["score_act"], target)
+        target = batch.labels / batch.labels.sum(1, keepdim=True)
         uniform = torch.full_like(i["score_bkg"], 1.0 / self.num_classes)
-        loss_be = F.binary_cross_entropy(i["score_bkg"], uniform)
-        norm_act = i["feat_act"].mean(1).norm(p=2, dim=1)  # (B,)
+        norm_act = i["feat_act"].mean(1).norm(p=2, dim=1)  # (B,) magnitude of the mean action feature
         norm_bkg = i["feat_bkg"].mean(1).norm(p=2, dim=1)
         loss_um = ((F.relu(self.margin - norm_act) + norm_bkg) ** 2).mean()
-        return {"cls": loss_cls, "uncertainty": self.config.alpha * loss_um, "background": self.config.beta * loss_be}
+        return {"cls": F.binary_cross_entropy(i["score_act"], target),
+                "uncertainty": self.config.alpha * loss_um,
+                "background": self.config.beta * F.binary_cross_entropy(i["score_bkg"], uniform)}
+
+    @classmethod
+    def from_official(cls, states: list[dict[str, torch.Tensor]]) -> tuple[dict[str, torch.Tensor], int, int, dict]:
+        ours = rename_official(states[0], {"cas_module.conv.0.weight": "embed.weight", "cas_module.conv.0.bias": "embed.bias",
+                                       "cas_module.classifier.0.weight": "classifier.weight"})
+        hidden, feature_dim = ours["embed.weight"].shape[:2]
+        return ours, int(feature_dim), int(ours["classifier.weight"].shape[0]), {"hidden_dim": int(hidden)}

@@ -1,0 +1,114 @@
+"""Trained model + videos -> detections: the test set of a DATA_DIR (``wtal test``) or raw clips
+(``wtal localize``: decode -> flow -> I3D through the extraction cache first)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .cache import atomic_path
+from .data.dataset import Dataset, VideoTiming
+from .data.sampling import test_input
+from .errors import DataError, WtalError
+from .localize import Detection, VideoScores, detections_json, localize
+from .methods.base import Method
+
+
+@torch.inference_mode()
+def infer(model: Method, features: np.ndarray) -> VideoScores:
+    """A whole video's features (T, D) -> the model's scores at its test-time input length."""
+    config = model.config
+    x = torch.from_numpy(test_input(features, config.test_sampling, config.num_segments)).unsqueeze(0)
+    out = model.eval()(x.to(next(model.parameters()).device))
+    actionness = None if out.actionness is None else out.actionness[0].float().cpu().numpy()
+    return VideoScores(out.video_scores[0].float().cpu().numpy(), out.cas[0].float().cpu().numpy(), actionness)
+
+
+def save_scores(path: Path, scores: dict[str, VideoScores], timings: dict[str, VideoTiming]) -> None:
+    """Raw scores and timing of every video (.npz), so thresholds and NMS can be re-tuned and plots drawn
+    without the model."""
+    raw: dict[str, np.ndarray] = {}
+    for vid, s in scores.items():
+        raw[f"{vid}/cas"], raw[f"{vid}/video_scores"] = s.cas, s.video_scores
+        if s.actionness is not None:
+            raw[f"{vid}/actionness"] = s.actionness
+        t = timings[vid]
+        raw[f"{vid}/timing"] = np.array([t.rows, t.seconds_per_row, t.duration, t.frame_count, t.frames_per_row])
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(fh, **raw)
+
+
+def load_scores(path: Path) -> tuple[dict[str, VideoScores], dict[str, VideoTiming]]:
+    raw = np.load(path)
+    vids = sorted({key.rsplit("/", 1)[0] for key in raw.files})
+    scores, timings = {}, {}
+    for vid in vids:
+        actionness = raw[f"{vid}/actionness"] if f"{vid}/actionness" in raw.files else None
+        scores[vid] = VideoScores(raw[f"{vid}/video_scores"], raw[f"{vid}/cas"], actionness)
+        rows, spr, duration, frames, per_row = raw[f"{vid}/timing"].tolist()
+        timings[vid] = VideoTiming(int(rows), spr, duration, int(frames), int(per_row))
+    return scores, timings
+
+
+def localize_dataset(model: Method, meta: dict, data_dir: Path, subset: str,
+                     scores_out: Path | None = None) -> dict:
+    """Detections (ActivityNet JSON dict) for every video of a subset; optionally saves the raw scores."""
+    dataset = Dataset(data_dir, subset, classes=meta["classes"])
+    if dataset.feature_dim != meta["feature_dim"]:
+        raise DataError(f"features are {dataset.feature_dim}-d but the model was trained on {meta['feature_dim']}-d",
+                        "use features from the extractor the run was trained with", data_dir)
+    per_video: dict[str, list[Detection]] = {}
+    scores, timings = {}, {}
+    for video in dataset.videos:
+        rows = video.load()
+        scores[video.vid], timings[video.vid] = infer(model, rows), video.timing(rows.shape[0])
+        per_video[video.vid] = localize(scores[video.vid], model.config, timings[video.vid])
+    if scores_out is not None:
+        save_scores(scores_out, scores, timings)
+    return detections_json(per_video, meta["classes"], {"method": meta["method"], "subset": subset})
+
+
+@dataclass
+class ClipResult:
+    clip: Path
+    scores: VideoScores | None
+    detections: list[Detection]
+    timing: VideoTiming | None
+    error: str | None = None
+
+
+def localize_clips(clips: list[Path], model: Method, meta: dict, data_dir: Path, decode_config, flow_config,
+                   feature_config, workers: int, device: str = "auto", progress=None) -> list[ClipResult]:
+    """Raw clips -> decode -> flow -> I3D (through the extraction cache in ``data_dir``) -> detections.
+
+    A clip that fails to decode is reported in its result and the others go on.
+    """
+    from .data.dataset import FeatureMeta
+    from .features.extract import I3DPair, extract_video
+    from .features.i3d import FEATURE_DIM
+
+    if meta["feature_dim"] != 2 * FEATURE_DIM:
+        raise DataError(f"the run was trained on {meta['feature_dim']}-d features, a clip gives {2 * FEATURE_DIM}-d "
+                        "two-stream I3D features", "localize with a run trained on wtal extract features",
+                        meta.get("data_dir"))
+    extractor = I3DPair.load(feature_config, device)
+    results = []
+    for clip in clips:
+        try:
+            _, features_path = extract_video(clip, data_dir, extractor, decode_config, flow_config, feature_config,
+                                             workers, progress=progress)
+        except WtalError as exc:
+            results.append(ClipResult(clip, None, [], None, error=exc.one_line()))
+            continue
+        features = np.load(features_path)
+        feature_meta = FeatureMeta.read(features_path)
+        duration = json.loads(features_path.with_suffix(".json").read_text())["duration"]
+        timing = VideoTiming(features.shape[0], feature_meta.seconds_per_row, duration,
+                             max(1, round(duration * feature_meta.frame_rate)), feature_meta.frames_per_row)
+        scores = infer(model, features)
+        results.append(ClipResult(clip, scores, localize(scores, model.config, timing), timing))
+    return results
