@@ -70,12 +70,12 @@ def test_random_perturb_draws_one_row_per_span_including_the_next_anchor():
 def test_test_time_sampling_modes():
     rows = np.arange(20, dtype=np.float32)[:, None] * np.ones((1, 3), np.float32)
     np.testing.assert_array_equal(sampling.uniform(7, 4), [0, 1, 3, 5])  # floor(i * 7 / 4)
-    np.testing.assert_array_equal(sampling.test_input(rows, "uniform", 8)[:, 0], np.floor(np.arange(8) * 20 / 8))
-    assert sampling.test_input(rows, "uniform", 50).shape == (50, 3)  # short videos repeat rows (BaS-Net)
-    assert sampling.test_input(rows, "uniform-if-longer", 50).shape == (20, 3)  # UM keeps short videos whole
-    assert sampling.test_input(rows, "uniform-if-longer", 10).shape == (10, 3)
-    assert sampling.test_input(rows, "whole", 10).shape == (20, 3)
-    stretched = sampling.test_input(rows, "interpolate", 40)[:, 0]  # half-pixel aligned linear (BackTAL)
+    np.testing.assert_array_equal(sampling.inference_input(rows, "uniform", 8)[:, 0], np.floor(np.arange(8) * 20 / 8))
+    assert sampling.inference_input(rows, "uniform", 50).shape == (50, 3)  # short videos repeat rows (BaS-Net)
+    assert sampling.inference_input(rows, "uniform-if-longer", 50).shape == (20, 3)  # UM keeps short videos whole
+    assert sampling.inference_input(rows, "uniform-if-longer", 10).shape == (10, 3)
+    assert sampling.inference_input(rows, "whole", 10).shape == (20, 3)
+    stretched = sampling.inference_input(rows, "interpolate", 40)[:, 0]  # half-pixel aligned linear (BackTAL)
     np.testing.assert_allclose(stretched[:4], [0.0, 0.25, 0.75, 1.25])
     np.testing.assert_allclose(stretched[-1], 19.0)
 

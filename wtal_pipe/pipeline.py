@@ -12,7 +12,7 @@ import torch
 
 from .cache import atomic_path
 from .data.dataset import Dataset, VideoTiming
-from .data.sampling import test_input
+from .data.sampling import inference_input
 from .errors import DataError, WtalError
 from .localize import Detection, VideoScores, detections_json, localize
 from .methods.base import Method
@@ -22,7 +22,7 @@ from .methods.base import Method
 def infer(model: Method, features: np.ndarray) -> VideoScores:
     """A whole video's features (T, D) -> the model's scores at its test-time input length."""
     config = model.config
-    x = torch.from_numpy(test_input(features, config.test_sampling, config.num_segments)).unsqueeze(0)
+    x = torch.from_numpy(inference_input(features, config.test_sampling, config.num_segments)).unsqueeze(0)
     out = model.eval()(x.to(next(model.parameters()).device))
     actionness = None if out.actionness is None else out.actionness[0].float().cpu().numpy()
     return VideoScores(out.video_scores[0].float().cpu().numpy(), out.cas[0].float().cpu().numpy(), actionness)

@@ -52,7 +52,7 @@ def training_input(rows: np.ndarray, mode: str, num_segments: int,
     return np.asarray(rows[idx], np.float32), idx
 
 
-def test_input(rows: np.ndarray, mode: str, num_segments: int) -> np.ndarray:
+def inference_input(rows: np.ndarray, mode: str, num_segments: int) -> np.ndarray:
     """The whole video as the model sees it at test time."""
     length = rows.shape[0]
     if mode == "interpolate":

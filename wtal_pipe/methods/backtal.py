@@ -174,7 +174,7 @@ class BackTAL(Method):
                 + F.relu(fg_bg.max(1).values - cross).mean() + F.relu(fg_bg.max(0).values - cross).mean())
 
     @classmethod
-    def from_official(cls, states: list[dict[str, torch.Tensor]]) -> tuple[dict[str, torch.Tensor], int, int, dict]:
+    def convert_official(cls, states: list[dict[str, torch.Tensor]]) -> tuple[dict[str, torch.Tensor], int, int, dict]:
         ours = rename_official(states[0], {
             "filter_module.conv_1.0.weight": "filter.conv1.weight", "filter_module.conv_1.0.bias": "filter.conv1.bias",
             "filter_module.conv_2.0.weight": "filter.conv2.weight", "filter_module.conv_2.0.bias": "filter.conv2.bias",

@@ -145,10 +145,30 @@ class Method(nn.Module):
     official_files: ClassVar[tuple[int, ...]] = (1,)
 
     @classmethod
-    def from_official(cls, states: list[dict[str, torch.Tensor]]) -> tuple[dict[str, torch.Tensor], int, int, dict]:
+    def convert_official(cls, states: list[dict[str, torch.Tensor]]) -> tuple[dict[str, torch.Tensor], int, int, dict]:
         """Official checkpoints' state dicts -> (our state dict, feature dim, class count, settings the
         tensors imply); raises KeyError naming a missing official key."""
         raise NotImplementedError
+
+    @classmethod
+    def from_official(cls, states: list[dict[str, torch.Tensor]], **settings: Any) -> Method:
+        """A model holding the weights of the authors' checkpoint(s), with the widths they imply and this
+        method's official settings otherwise (``settings`` override them). Raises ValueError on a key or
+        shape that does not fit."""
+        if len(states) not in cls.official_files:
+            raise ValueError(f"{cls.name} takes {' or '.join(map(str, cls.official_files))} official checkpoint file(s), "
+                             f"got {len(states)}")
+        try:
+            state, feature_dim, num_classes, implied = cls.convert_official(states)
+        except KeyError as exc:
+            raise ValueError(f"not an official {cls.name} checkpoint: key {exc} is missing") from exc
+        model = cls(feature_dim, num_classes, cls.Config.from_settings({**implied, **settings}))
+        ours = model.state_dict()
+        for key, value in state.items():
+            if ours[key].shape != value.shape:
+                raise ValueError(f"{key}: shape {tuple(value.shape)} does not fit {tuple(ours[key].shape)}")
+        model.load_state_dict({**ours, **state})
+        return model
 
 
 def topk_mean(cas: torch.Tensor, k: int) -> torch.Tensor:

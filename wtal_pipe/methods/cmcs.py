@@ -146,7 +146,7 @@ class CMCS(Method):
         return terms
 
     @classmethod
-    def from_official(cls, states: list[dict[str, torch.Tensor]]) -> tuple[dict[str, torch.Tensor], int, int, dict]:
+    def convert_official(cls, states: list[dict[str, torch.Tensor]]) -> tuple[dict[str, torch.Tensor], int, int, dict]:
         """One official ``BackboneNet`` state dict (trained with_bg) -> early fusion; two (RGB, then
         flow) -> late fusion, as the published I3D numbers."""
         ours: dict[str, torch.Tensor] = {}

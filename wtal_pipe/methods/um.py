@@ -96,7 +96,7 @@ class UM(Method):
                 "background": self.config.beta * F.binary_cross_entropy(i["score_bkg"], uniform)}
 
     @classmethod
-    def from_official(cls, states: list[dict[str, torch.Tensor]]) -> tuple[dict[str, torch.Tensor], int, int, dict]:
+    def convert_official(cls, states: list[dict[str, torch.Tensor]]) -> tuple[dict[str, torch.Tensor], int, int, dict]:
         ours = rename_official(states[0], {"cas_module.conv.0.weight": "embed.weight", "cas_module.conv.0.bias": "embed.bias",
                                        "cas_module.classifier.0.weight": "classifier.weight"})
         hidden, feature_dim = ours["embed.weight"].shape[:2]
