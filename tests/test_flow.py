@@ -54,13 +54,11 @@ def test_parallel_workers_match_single_worker(tmp_path):
     np.save(frames_path, frames)
     results = {}
     for workers in (1, 2):
-        out, mag = tmp_path / f"flow{workers}.npy", tmp_path / f"mag{workers}.npy"
-        compute_flow(frames_path, out, mag, FlowConfig("dis"), workers)
-        results[workers] = (np.load(out), np.load(mag))
+        out = tmp_path / f"flow{workers}.npy"
+        compute_flow(frames_path, out, FlowConfig("dis"), workers)
+        results[workers] = (np.load(out),)
     np.testing.assert_array_equal(results[1][0], results[2][0])
-    np.testing.assert_allclose(results[1][1], results[2][1])
     flow = dequantize(results[1][0]) * 20
     assert flow.shape == (9, 48, 48, 2)
     assert np.median(flow[:, 12:-12, 12:-12, 0]) == pytest.approx(2.0, abs=0.3)
     np.testing.assert_array_equal(results[1][0][-1], results[1][0][-2])  # last frame repeats its predecessor
-    assert np.all(results[1][1] > 1.0)  # per-frame mean magnitude of a 2 px motion

@@ -36,22 +36,33 @@ def _expected_frame_mask(n=750):
     return mask
 
 
-def test_static_mask_rules_on_a_magnitude_profile():
-    magnitude = np.full(750, 2.0) + np.random.default_rng(0).normal(0, 0.05, 750)
+def test_static_mask_rules_on_an_intensity_profile():
+    intensity = np.full(750, 2.0) + np.random.default_rng(0).normal(0, 0.05, 750)
     expected = _expected_frame_mask()
-    magnitude[expected] = 0.0
-    magnitude[300:310] = 0.001  # a short lull (10 frames < 2 s): removed by the median filter / run rule
+    intensity[expected] = 0.0
+    intensity[300:310] = 0.001  # a short lull (10 frames < 2 s): removed by the median filter / run rule
     # ratio 0.21 ranks exactly the 148 static + 10 lull frames lowest (158 / 750)
-    mask = static_mask(magnitude, ratio=0.21, window=2 * FPS - 1, min_run=2 * FPS)
-    np.testing.assert_array_equal(mask, expected)
+    np.testing.assert_array_equal(static_mask(intensity, ratio=0.21, fps=FPS), expected)
     # a larger ratio also takes the slowest moving frames: isolated ones are filtered out again
-    assert static_mask(magnitude, ratio=0.3, window=49, min_run=50)[expected].all()
-    # a static run shorter than 2 * fps frames does not survive
+    assert static_mask(intensity, ratio=0.3, fps=FPS)[expected].all()
+    # a static run shorter than 2 * fps frames does not survive; frames tied with the percentile are not
+    # below it (strictly below, as the official tool)
     short = np.full(750, 2.0)
     short[100:140] = 0.0
     short[400:600] = 0.0
-    mask = static_mask(short, ratio=0.3, window=49, min_run=50)
+    mask = static_mask(short, ratio=0.33, fps=FPS)  # 240 / 750 = 0.32 of the frames are still
     assert not mask[100:140].any() and mask[400:600].all()
+    assert not static_mask(short, ratio=0.3, fps=FPS).any()  # the 30th percentile is 0 itself: nothing below it
+
+
+def test_a_final_static_run_is_measured_one_frame_short():
+    """The official remove_short_clips measures a run that reaches the last frame to that frame's index."""
+    intensity = np.full(300, 2.0)
+    intensity[-50:] = 0.0  # 50 frames = 2 * fps, but measured as 49: cleared except its last frame
+    mask = static_mask(intensity, ratio=0.2, fps=FPS)
+    assert not mask[:-1].any() and mask[-1]
+    intensity[-51:] = 0.0
+    assert static_mask(intensity, ratio=0.2, fps=FPS)[-51:].all()
 
 
 def test_end_to_end_negatives_from_the_flow_cache(tmp_path, run_cli):
@@ -63,23 +74,26 @@ def test_end_to_end_negatives_from_the_flow_cache(tmp_path, run_cli):
     assert code == 0, err
     (data / "annotations.json").write_text(json.dumps({"database": {
         "scroll": {"subset": "train", "duration": 30.0, "annotations": [{"label": "a", "segment": [10.0, 15.0]}]}}}))
-    code, out, err = run_cli("negatives", data, "--ratio", "0.19")  # just under the 148 / 750 static share
+    # the 148 still frames share one intensity (their 8-bit flow is all 128); a percentile between it and
+    # the slowest moving frame takes exactly them: position 0.1969 * 749 = 147.5
+    code, out, err = run_cli("negatives", data, "--ratio", "0.1969")
     assert code == 0, err
-    assert "written scroll (7 rows)" in out
+    assert "written scroll (9 rows)" in out
     mask = np.load(data / "negatives" / "scroll_bg.mask.npy")
     np.testing.assert_array_equal(mask, _expected_frame_mask())
     meta = json.loads((data / "negatives" / "scroll_bg.json").read_text())
-    # rows whose 16 frames all lie in [125, 199) or [500, 574)
-    assert meta["source_rows"] == [8, 9, 10, 11, 32, 33, 34] and meta["labels"] == "background only"
+    # rows whose first frame (16 k) lies in [125, 199) or [500, 574), as the official loader's mask[::16]
+    assert meta["source_rows"] == [8, 9, 10, 11, 12, 32, 33, 34, 35] and meta["labels"] == "background only"
     assert meta["static_share"] == pytest.approx(148 / 750)
     features = np.load(data / "features" / "scroll.npy")
     np.testing.assert_array_equal(np.load(data / "negatives" / "scroll_bg.npy"), features[meta["source_rows"]])
-    # cached on a re-run; a new ratio recomputes
-    assert "cached scroll" in run_cli("negatives", data, "--ratio", "0.19")[1]
-    code, out, _ = run_cli("negatives", data, "--ratio", "0.5")  # recomputed with the new ratio
-    assert code == 0 and "written scroll" in out
+    # cached on a re-run; a new ratio or rule recomputes
+    assert "cached scroll" in run_cli("negatives", data, "--ratio", "0.1969")[1]
+    code, out, _ = run_cli("negatives", data, "--ratio", "0.1969", "--whole-chunk")  # rows whose 16 frames all are
+    assert code == 0 and "written scroll (7 rows)" in out
+    assert json.loads((data / "negatives" / "scroll_bg.json").read_text())["source_rows"] == [8, 9, 10, 11, 32, 33, 34]
     assert run_cli("negatives", data, "--ratio", "1.5")[0] == 2
-    run_cli("negatives", data, "--ratio", "0.19")
+    run_cli("negatives", data, "--ratio", "0.1969")
 
     dataset = Dataset(data, "train", negatives=True)
     negative = [v for v in dataset.videos if v.background_only]
@@ -116,10 +130,10 @@ def test_training_with_and_without_negatives(tmp_path):
     (tmp_path / "negatives").mkdir()
     for vid in ("train_0000", "train_0001"):
         np.save(tmp_path / "negatives" / f"{vid}_bg.npy", np.random.default_rng(0).normal(size=(12, 16)).astype(np.float32))
-    quick = {"iterations": 3, "lr": 1e-3, "num_segments": 16, "batch_size": 4}
+    quick = {"iterations": 3, "lr": 1e-3, "num_segments": 16, "batch_size": 4, "hidden_dim": 16}
     for method, negatives, expected in (("cmcs", None, 2), ("cmcs", False, 0), ("basnet", True, 2),
                                         ("basnet", None, 0), ("backtal", True, 2)):
-        overrides = quick | ({"num_segments": None, "batch_size": 1} if method == "cmcs" else {})
+        overrides = quick | ({"batch_size": 1} if method == "cmcs" else {})
         options = TrainOptions(method, tmp_path, tmp_path / f"run_{method}_{negatives}", device="cpu",
                                negatives=negatives, simulate_clicks=True, overrides=overrides)
         train(options)

@@ -54,8 +54,7 @@ def bench_flow(frames_path: Path, workdir: Path, pairs: int) -> dict:
     results = {}
     for preset in ("tvl1", "tvl1-fast", "dis"):
         for workers in sorted({1, default_workers()}):
-            rate = _rate(lambda: compute_flow(subset, workdir / "f.npy", workdir / "m.npy",
-                                              FlowConfig(preset), workers) or len(frames))
+            rate = _rate(lambda: compute_flow(subset, workdir / "f.npy", FlowConfig(preset), workers) or len(frames))
             results[f"flow_{preset}_pairs_per_s_{workers}w"] = round(rate, 2)
     return results
 

@@ -1,13 +1,13 @@
 """CMCS hard negatives: static stretches of training videos become background-only pseudo videos.
 
-Per frame: mean TV-L1 flow magnitude (from the flow cache), log(x + 1e-7); the lowest ``ratio`` of a
-video is static; a median filter over ``2 * fps - 1`` frames smooths the mask; static runs shorter
-than ``2 * fps`` frames are dropped; a video whose static share falls outside [0.05, 0.30] is skipped.
-The feature rows whose 16 frames are all static, in time order, form ``<vid>_bg``.
-
-Why matching rows rather than re-extracting from the static frames: a row whose frames are all static
-is exactly what re-extraction of those frames computes, while concatenating static frames from
-different stretches would create cuts whose fake motion the flow stream would encode.
+As the official CMCS tool (``tools/get_flow_intensity_anet.py``) and loader (``__load_background``):
+per frame, the mean magnitude of the 8-bit flow decoded as ``u8 * 2 / 255 - 1``; ``log(x + 1e-7)``;
+frames strictly below the ``ratio`` percentile are static; a median filter of ``2 int(fps) - 1``
+frames (zero-padded, as ``scipy.signal.medfilt``); static runs shorter than ``2 int(fps)`` frames are
+dropped (a run that reaches the last frame is measured one frame short and keeps its last frame, as
+the official loop does); a video whose static share falls outside [0.05, 0.30] is skipped. Feature
+rows whose first frame is static, in time order, form ``<vid>_bg`` (``--whole-chunk``: only rows whose
+frames are all static).
 
 Without a flow cache (imported features) ``from_features=True`` ranks rows by the norm of the flow
 half of each feature instead - an approximation, labelled as such in the output.
@@ -19,18 +19,22 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy.ndimage import median_filter
+from scipy.signal import medfilt
 
 from .cache import atomic_save_npy, atomic_write_json, file_identity, read_json, stage_key
 from .data.dataset import load_annotations, seconds_per_row
 from .errors import DataError, WtalError
+from .intervals import runs
+
+RULES = "cmcs-official-1"  # keys the cache: cached negatives of an earlier rule are recomputed
 
 
 @dataclass(frozen=True)
 class NegativesConfig:
-    ratio: float = 0.25  # lowest share of each video's frames (by log flow magnitude) taken as static
+    ratio: float = 0.25  # lowest share of each video's frames (by log flow intensity) taken as static
     min_static: float = 0.05  # skip videos whose final static share is below this ...
     max_static: float = 0.30  # ... or above this
+    whole_chunk: bool = False  # a feature row is static only when all its frames are (official: its first frame)
     from_features: bool = False  # approximate from the flow half of the features (no flow cache)
 
     def __post_init__(self):
@@ -38,18 +42,29 @@ class NegativesConfig:
             raise WtalError(f"--ratio must lie in (0, 1), got {self.ratio}")
 
 
-def static_mask(magnitude: np.ndarray, ratio: float, window: int, min_run: int) -> np.ndarray:
-    """Boolean mask of static positions from per-position motion magnitudes."""
-    log_magnitude = np.log(np.asarray(magnitude, np.float64) + 1e-7)
-    mask = log_magnitude <= np.quantile(log_magnitude, ratio)
-    window = max(1, window | 1)  # odd
-    mask = median_filter(mask.astype(np.uint8), size=window, mode="nearest").astype(bool)
-    padded = np.concatenate([[False], mask, [False]])
-    edges = np.flatnonzero(padded[1:] != padded[:-1])
-    for start, end in zip(edges[::2], edges[1::2]):
-        if end - start < min_run:
-            mask[start:end] = False
-    return mask
+def flow_intensity(flow_u8: np.ndarray, block: int = 256) -> np.ndarray:
+    """Per frame, the mean over pixels of the flow magnitude, the 8-bit flow decoded as the official tool
+    decodes its flow images (``u8 * 2 / 255 - 1``). Reads ``block`` frames at a time."""
+    intensity = np.empty(flow_u8.shape[0])
+    for start in range(0, flow_u8.shape[0], block):
+        flow = np.asarray(flow_u8[start:start + block], np.float64) * 2 / 255 - 1  # (n, H, W, 2)
+        intensity[start:start + block] = np.sqrt(flow[..., 0] ** 2 + flow[..., 1] ** 2).mean(axis=(1, 2))
+    return intensity
+
+
+def static_mask(intensity: np.ndarray, ratio: float, fps: float) -> np.ndarray:
+    """Boolean mask of static positions from per-position motion intensities (see the module docstring)."""
+    log_intensity = np.log(np.asarray(intensity, np.float64) + 1e-7)
+    static = (log_intensity < np.percentile(log_intensity, 100 * ratio)).astype(np.float64)
+    filtered = medfilt(static, kernel_size=2 * int(fps) - 1) > 0
+    min_run = 2 * int(fps)
+    for start, end in runs(filtered):
+        if end == filtered.size - 1:  # the official loop measures a final run to its last index
+            if end - start < min_run:
+                filtered[start:end] = False
+        elif end + 1 - start < min_run:
+            filtered[start:end + 1] = False
+    return filtered
 
 
 @dataclass
@@ -60,15 +75,15 @@ class NegativeResult:
     rows: int = 0
 
 
-def _flow_magnitude(data_dir: Path, vid: str) -> tuple[np.ndarray, dict]:
+def _flow_intensity(data_dir: Path, vid: str) -> tuple[np.ndarray, dict]:
     meta = read_json(data_dir / "features" / f"{vid}.json") or {}
     flow_key = meta.get("flow_key")
-    path = data_dir / "cache" / vid / f"flowmag-{flow_key}.npy"
+    path = data_dir / "cache" / vid / f"flow-{flow_key}.npy"
     if not flow_key or not path.exists():
         raise DataError(f"no flow cache for video {vid} (imported features?)",
                         "re-run with --from-features to rank chunks by flow-feature magnitude (an approximation)",
                         data_dir / "cache" / vid)
-    return np.load(path), meta
+    return flow_intensity(np.load(path, mmap_mode="r")), meta
 
 
 def build_negative(data_dir: Path, vid: str, config: NegativesConfig) -> NegativeResult:
@@ -79,29 +94,32 @@ def build_negative(data_dir: Path, vid: str, config: NegativesConfig) -> Negativ
     spr = seconds_per_row(features_path)
     if config.from_features:
         flow_half = np.asarray(features[:, features.shape[1] // 2:], np.float32)
-        magnitude, fps, chunk, source = np.linalg.norm(flow_half, axis=1), 1 / spr, 1, "flow-feature norm (approximation)"
+        intensity, fps, chunk, source = np.linalg.norm(flow_half, axis=1), 1 / spr, 1, "flow-feature norm (approximation)"
         upstream = None
     else:
-        magnitude, meta = _flow_magnitude(data_dir, vid)
-        fps, chunk, source = meta["fps"], meta["chunk"], "TV-L1 flow magnitude per frame (flow cache)"
+        intensity, meta = _flow_intensity(data_dir, vid)
+        fps, chunk, source = meta["fps"], meta["chunk"], "8-bit TV-L1 flow intensity per frame (flow cache)"
         upstream = meta["flow_key"]
-    key = stage_key("negatives", config, file_identity(features_path), upstream)
+    key = stage_key("negatives", RULES, config, file_identity(features_path), upstream)
     previous = read_json(marker)
     if previous is not None and previous.get("key") == key:
         return NegativeResult(vid, "cached" if out.exists() else "skipped", previous.get("reason", ""),
                               previous.get("rows", 0))
-    window, min_run = int(round(2 * fps)) - 1, int(np.ceil(2 * fps))
-    mask = static_mask(magnitude, config.ratio, window, min_run)
+    mask = static_mask(intensity, config.ratio, fps)
     share = float(mask.mean())
     record = {"key": key, "source_video": vid, "source": source, "config": asdict(config), "static_share": share,
               "seconds_per_row": spr, "labels": "background only"}
-    n_rows = min(features.shape[0], mask.size // chunk)
-    rows = np.flatnonzero(mask[: n_rows * chunk].reshape(n_rows, chunk).all(axis=1))
+    n_rows = min(features.shape[0], -(-mask.size // chunk))
+    if config.whole_chunk:
+        n_rows = min(n_rows, mask.size // chunk)
+        rows = np.flatnonzero(mask[: n_rows * chunk].reshape(n_rows, chunk).all(axis=1))
+    else:
+        rows = np.flatnonzero(mask[::chunk][:n_rows])
     reason = ""
     if not config.min_static <= share <= config.max_static:
         reason = f"static share {share:.3f} outside [{config.min_static}, {config.max_static}]"
     elif rows.size == 0:
-        reason = "no chunk entirely static"
+        reason = "no static feature row"
     if reason:
         out.unlink(missing_ok=True)
         atomic_write_json(marker, {**record, "skipped": True, "reason": reason})

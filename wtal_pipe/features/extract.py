@@ -153,14 +153,13 @@ def ensure_frames(paths: VideoPaths, identity: str, config: DecodeConfig,
 
 
 def ensure_flow(paths: VideoPaths, frames_path: Path, frames_key: str, config: FlowConfig, workers: int,
-                progress: ProgressFn | None = None) -> tuple[Path, Path, str]:
-    """Flow (N, H, W, 2) uint8 and per-frame mean magnitude (N,) float32 for the decoded frames."""
+                progress: ProgressFn | None = None) -> tuple[Path, str]:
+    """Flow (N, H, W, 2) uint8 for the decoded frames."""
     key = stage_key("flow", frames_key, config)
     out = paths.cache / f"flow-{key}.npy"
-    magnitude = paths.cache / f"flowmag-{key}.npy"
     marker = paths.cache / f"flow-{key}.json"
-    if read_json(marker) is not None and out.exists() and magnitude.exists():
-        return out, magnitude, key
+    if read_json(marker) is not None and out.exists():
+        return out, key
     n_frames = np.load(frames_path, mmap_mode="r").shape[0]
     done = 0
 
@@ -170,12 +169,12 @@ def ensure_flow(paths: VideoPaths, frames_path: Path, frames_key: str, config: F
         if progress:
             progress("flow", done, n_frames)
 
-    with atomic_path(out) as tmp_flow, atomic_path(magnitude) as tmp_mag:
-        flow.compute_flow(frames_path, tmp_flow, tmp_mag, config, workers, step)
+    with atomic_path(out) as tmp_flow:
+        flow.compute_flow(frames_path, tmp_flow, config, workers, step)
     atomic_write_json(marker, {"key": key, "frames_key": frames_key, "n_frames": n_frames,
                                "preset": config.preset, "params": config.params, "bound": config.bound,
                                "storage": "uint8 round(128 + clip(f, -bound, bound) * 127.5 / bound)"})
-    return out, magnitude, key
+    return out, key
 
 
 def features_from_arrays(frames: np.ndarray, flows: np.ndarray, model: I3DPair, chunk: int,
@@ -218,7 +217,7 @@ def extract_video(video: Path, data_dir: Path, model: I3DPair, decode_config: De
         return "cached", paths.features
 
     frames_path, frames_meta = ensure_frames(paths, identity, decode_config, progress)
-    flow_path, _, _ = ensure_flow(paths, frames_path, frames_key, flow_config, workers, progress)
+    flow_path, _ = ensure_flow(paths, frames_path, frames_key, flow_config, workers, progress)
     frames = np.load(frames_path, mmap_mode="r")
     flows = np.load(flow_path, mmap_mode="r")
     rows = features_from_arrays(frames, flows, model, feature_config.chunk, feature_config.batch_size,

@@ -3,8 +3,8 @@
 Flow is clipped to +-bound and stored as uint8 ``round(128 + f * 127.5 / bound)`` - the community's
 8-bit format (for bound 20 this is ``128 + f*255/40``). Measured on 224x224 TV-L1 flow it halves
 the cache against float16 while the dequantized error (<= bound/255 px, 0.078 px at bound 20) is
-below TV-L1's own noise. The per-frame mean flow magnitude (before quantization) is stored beside it
-for the hard-negative stage.
+below TV-L1's own noise. The hard-negative stage reads its motion intensity from this 8-bit flow, as
+the official CMCS tool reads its flow images.
 """
 
 from __future__ import annotations
@@ -56,8 +56,7 @@ def _gray(rgb: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
 
 
-def flow_range(frames_path: str, out_path: str, magnitude_path: str, start: int, stop: int,
-               n_frames: int, config: FlowConfig) -> int:
+def flow_range(frames_path: str, out_path: str, start: int, stop: int, n_frames: int, config: FlowConfig) -> int:
     """Worker: flow for frames ``start..stop-1`` written into the shared output memmaps.
 
     Flow ``i`` is from frame i to frame i+1; the last frame (no successor) repeats the previous flow
@@ -66,7 +65,6 @@ def flow_range(frames_path: str, out_path: str, magnitude_path: str, start: int,
     cv2.setNumThreads(1)
     frames = np.load(frames_path, mmap_mode="r")
     out = np.load(out_path, mmap_mode="r+")
-    magnitude = np.load(magnitude_path, mmap_mode="r+")
     flow_fn = make_flow_fn(config.params)
     prev_flow = None
     if n_frames == 1:  # a single frame has no motion
@@ -80,10 +78,8 @@ def flow_range(frames_path: str, out_path: str, magnitude_path: str, start: int,
         else:
             flow = prev_flow if prev_flow is not None else flow_fn(_gray(frames[i - 1]), nxt)
         out[i] = quantize(flow, config.bound)
-        magnitude[i] = float(np.sqrt((flow ** 2).sum(-1)).mean())
         prev_flow = flow
     out.flush()
-    magnitude.flush()
     return stop - start
 
 
@@ -93,20 +89,17 @@ def split_ranges(n: int, parts: int) -> list[tuple[int, int]]:
     return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:]) if b > a]
 
 
-def compute_flow(frames_path: Path, out_path: Path, magnitude_path: Path, config: FlowConfig,
-                 workers: int, progress: Callable[[int], None] | None = None) -> None:
-    """Fill ``out_path`` (N, H, W, 2) uint8 and ``magnitude_path`` (N,) float32 from a frames .npy.
-
-    Both outputs are paths the caller made atomic; workers write disjoint row ranges of them.
-    """
+def compute_flow(frames_path: Path, out_path: Path, config: FlowConfig, workers: int,
+                 progress: Callable[[int], None] | None = None) -> None:
+    """Fill ``out_path`` (N, H, W, 2) uint8 from a frames .npy; the caller made the path atomic and the
+    workers write disjoint row ranges of it."""
     from joblib import Parallel, delayed
 
     frames = np.load(frames_path, mmap_mode="r")
     n_frames, height, width = frames.shape[:3]
     np.lib.format.open_memmap(out_path, mode="w+", dtype=np.uint8, shape=(n_frames, height, width, 2)).flush()
-    np.lib.format.open_memmap(magnitude_path, mode="w+", dtype=np.float32, shape=(n_frames,)).flush()
     ranges = split_ranges(n_frames, workers * 4)  # several per worker: balances and shows progress
-    tasks = (delayed(flow_range)(str(frames_path), str(out_path), str(magnitude_path), a, b, n_frames, config)
+    tasks = (delayed(flow_range)(str(frames_path), str(out_path), a, b, n_frames, config)
              for a, b in ranges)
     if workers == 1:
         results = (task[0](*task[1], **task[2]) for task in tasks)
