@@ -2,11 +2,13 @@
 with synthetic 2048-d features in which each annotated segment carries its class's prototype.
 
     python examples/thumos_shaped_benchmark.py OUT_DIR [--methods basnet,um,cmcs,backtal] [--device cuda]
-        [--scale 1.0] [--dim 2048] [--seed 0] [--set accumulate=4 ...]
+        [--scale 1.0] [--dim 2048] [--seed 0] [--set accumulate=4 ...] [--ablate]
 
 ``--scale`` multiplies every method's published iteration count (use < 1 on a CPU, which also switches
 to lr 1e-3); ``--dim`` sets the feature size (smaller is faster on a CPU). Prints one mAP row
-per method (final checkpoint, tIoU 0.1:0.7) and writes OUT_DIR/results.json.
+per method (final checkpoint, tIoU 0.1:0.7) and writes OUT_DIR/results.json. ``--ablate`` also
+re-localizes each trained run with each official post-processing choice flipped (README, "Official
+choices that one may argue with"). A run already in OUT_DIR is reused.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from wtal_pipe.data.dataset import load_annotations
 from wtal_pipe.evaluate import THUMOS_TIOU, evaluate
 from wtal_pipe.pipeline import localize_dataset
 from wtal_pipe.methods import get_method
+from wtal_pipe.methods.base import MethodConfig
 from wtal_pipe.train import TrainOptions, load_run, parse_settings, train
 
 FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures"
@@ -48,6 +51,25 @@ def write_features(data: Path, seed: int, dim: int = 2048) -> None:
     (data / "annotations.json").write_text(json.dumps({"database": gt}))
 
 
+def alternatives(config: MethodConfig) -> dict[str, object]:
+    """The test-time choices of the official code that one may argue with, flipped."""
+    flipped: dict[str, object] = {}
+    if config.binarize_class_score:
+        flipped["binarize_class_score"] = False
+    if config.nms_threshold is not None and config.nms_plus_one:
+        flipped["nms_plus_one"] = False
+    if config.resample == "starts-extrapolated":
+        flipped["resample"] = "centres"
+    return flipped
+
+
+def score(run: Path, data: Path, device: str, overrides: dict | None = None) -> dict:
+    model, meta = load_run(run, device, overrides)
+    detections = localize_dataset(model, meta, data, "test")
+    return evaluate(load_annotations(data / "annotations.json"), detections, "test", THUMOS_TIOU,
+                    known_classes=meta["classes"]).to_dict()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("out", type=Path)
@@ -57,6 +79,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dim", type=int, default=2048)
     parser.add_argument("--set", action="append", default=[], help="method setting name=value, for every method")
+    parser.add_argument("--ablate", action="store_true", help="also score each flipped official choice")
     args = parser.parse_args()
     data = args.out / "data"
     if not (data / "annotations.json").exists():
@@ -67,13 +90,19 @@ def main() -> None:
         overrides = {"iterations": max(1, int(published * args.scale)), "lr": 1e-3 if args.scale < 1 else 1e-4,
                      **parse_settings(args.set)}
         run = args.out / f"run_{method}"
-        train(TrainOptions(method, data, run, seed=args.seed, device=args.device,
-                           simulate_clicks=method == "backtal", overrides=overrides))
-        model, meta = load_run(run, args.device)
-        detections = localize_dataset(model, meta, data, "test")
-        result = evaluate(load_annotations(data / "annotations.json"), detections, "test", THUMOS_TIOU)
-        results[method] = {"iterations": overrides["iterations"], "lr": overrides["lr"], **result.to_dict()}
-        print(f"{method:8s} iters {overrides['iterations']:6d}  " + result.table().splitlines()[1], flush=True)
+        if not (run / "checkpoint.pt").exists():
+            train(TrainOptions(method, data, run, seed=args.seed, device=args.device,
+                               simulate_clicks=method == "backtal", overrides=overrides))
+        result = score(run, data, args.device)
+        results[method] = {"iterations": overrides["iterations"], "lr": overrides["lr"], **result}
+        print(f"{method:8s} iters {overrides['iterations']:6d}  mAP " + " ".join(
+            f"{100 * v:6.2f}" for v in result["mAP"].values()) + f"  avg {100 * result['average_mAP']:6.2f}", flush=True)
+        if args.ablate:
+            for name, value in alternatives(load_run(run)[0].config).items():
+                flipped = score(run, data, args.device, {name: value})
+                results[method][f"{name}={value}"] = flipped
+                print(f"{'':8s} {name}={value}: avg {100 * flipped['average_mAP']:6.2f}, "
+                      f"mAP@0.5 {100 * flipped['mAP']['0.5']:6.2f}", flush=True)
     (args.out / "results.json").write_text(json.dumps(results, indent=1))
 
 

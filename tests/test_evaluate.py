@@ -173,6 +173,16 @@ def test_class_without_detections_scores_zero_and_video_without_gt_is_fp():
     assert result.average_map == pytest.approx((0.25 + 0.0) / 2)
 
 
+def test_detections_of_classes_without_gt_in_the_subset_do_not_count():
+    # "c" is annotated only in the training subset; "d" is a class of the run, annotated nowhere
+    dets = {"v1": [{"label": "a", "score": 0.9, "segment": [0, 10]}, {"label": "c", "score": 0.99, "segment": [0, 1]},
+                   {"label": "d", "score": 0.98, "segment": [0, 10]}]}
+    result = evaluate(GT, {"results": dets}, "test", [0.5], known_classes=["a", "b", "c", "d"])
+    assert result.classes == ["a", "b"] and result.ignored == {"c": 1, "d": 1}
+    assert dict(zip(result.classes, result.ap[:, 0]))["a"] == pytest.approx(0.5)  # unchanged by them
+    assert "not counted: 2 detections of 2 class(es)" in result.table()
+
+
 def test_interpolated_ap_envelope():
     assert interpolated_ap(np.array([1.0, 0.5, 2 / 3]), np.array([0.5, 0.5, 1.0])) == pytest.approx(0.5 + 1 / 3)
 
@@ -181,7 +191,7 @@ def test_unknown_label_and_bad_files_are_one_line_errors(tmp_path):
     bad = tmp_path / "dets.json"
     bad.write_text(json.dumps({"results": {"v1": [{"label": "zebra", "score": 1, "segment": [0, 1]}]}}))
     (tmp_path / "gt.json").write_text(json.dumps({"database": GT}))
-    with pytest.raises(DataError, match="dets.json: video v1: label 'zebra' is not a class"):
+    with pytest.raises(DataError, match="dets.json: video v1: label 'zebra' is not a class of the ground truth"):
         evaluate_files(bad, tmp_path / "gt.json", "test")
     with pytest.raises(DataError, match="detections file not found"):
         evaluate_files(tmp_path / "none.json", tmp_path / "gt.json", "test")

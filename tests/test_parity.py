@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from wtal_pipe.data.dataset import VideoTiming
-from wtal_pipe.data.sampling import interpolate, inference_input
+from wtal_pipe.data.sampling import inference_input, interpolate
 from wtal_pipe.localize import localization_signals, localize, selected_classes
 from wtal_pipe.methods import get_method
 from wtal_pipe.methods.base import Batch
@@ -268,3 +268,78 @@ def test_the_transcriptions_reproduce_the_official_numbers():
         with torch.no_grad():
             ref = official.um_forward(state, torch.from_numpy(inference_input(feat, "uniform-if-longer", 750))[None])
         assert same_detections(video["detections"], official.um_detections(ref, video["rows"]))
+
+
+# ---------------------------------------------------------------------------------------------------
+# wtal import checkpoint: the authors' files -> a run that wtal test uses
+
+@pytest.fixture(scope="module")
+def planted_data(tmp_path_factory):
+    from wtal_pipe.data.synthetic import write_planted_dataset
+
+    root = tmp_path_factory.mktemp("import")
+    write_planted_dataset(root, num_classes=3, feature_dim=D, n_train=2, n_test=4, seed=3)
+    return root
+
+
+def test_imported_basnet_checkpoint_gives_the_official_detections(planted_data, tmp_path, run_cli):
+    state = official.seeded_state(official.layout("basnet", D, 3, hidden=64), 4, 3)
+    torch.save(state, tmp_path / "BaS_Net_model_seed_0.pkl")  # what the official main.py saves
+    code, out, err = run_cli("import", "checkpoint", tmp_path / "BaS_Net_model_seed_0.pkl", "--method", "basnet",
+                             "--data", planted_data, "--out", tmp_path / "run")
+    assert code == 0, err
+    meta = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert meta["config"]["hidden_dim"] == 64 and meta["classes"] == ["action_0", "action_1", "action_2"]
+    assert len(meta["imported_from"][0]["sha256"]) == 64
+    code, out, err = run_cli("test", "--run", tmp_path / "run", "--data", planted_data, "--out", tmp_path / "d.json")
+    assert code == 0, err
+    assert "0.10   0.20" in out and "0.90" in out  # BaS-Net's published tIoU range is the default
+    found = json.loads((tmp_path / "d.json").read_text())["results"]
+    database = json.loads((planted_data / "annotations.json").read_text())["database"]
+    compared = 0
+    for vid, entry in database.items():
+        if entry["subset"] != "test":
+            continue
+        feat = np.load(planted_data / "features" / f"{vid}.npy")
+        with torch.no_grad():
+            ref = official.basnet_forward(state, torch.from_numpy(inference_input(feat, "uniform", 750))[None])
+        expected = official.basnet_detections(ref["score_supp"][0].numpy(), ref["cas_supp"][0].numpy(), feat.shape[0])
+        names = ["action_0", "action_1", "action_2"]
+        ours_dets = [(names.index(d["label"]), d["score"], *d["segment"]) for d in found[vid]]
+        assert same_detections(expected, ours_dets, seconds=0.001, score=1e-5), vid
+        compared += len(expected)
+    assert compared > 0
+
+
+def test_import_backtal_wrapped_and_cmcs_two_files(planted_data, tmp_path, run_cli):
+    backtal = official.seeded_state(official.layout("backtal", D, 3, hidden=32), 1, 3)
+    torch.save({"epoch": 12, "state_dict": backtal}, tmp_path / "THUMOS14.pth")  # BackTAL's save_best_model
+    assert run_cli("import", "checkpoint", tmp_path / "THUMOS14.pth", "--method", "backtal", "--data", planted_data,
+                   "--out", tmp_path / "bt")[0] == 0
+    for s, stream in enumerate(("rgb", "flow")):
+        torch.save(official.seeded_state(official.layout("cmcs", D // 2, 3), s, 3), tmp_path / f"model-{stream}-15000")
+    code, _, err = run_cli("import", "checkpoint", tmp_path / "model-rgb-15000", tmp_path / "model-flow-15000",
+                           "--method", "cmcs", "--data", planted_data, "--out", tmp_path / "cm")
+    assert code == 0, err
+    assert json.loads((tmp_path / "cm" / "config.json").read_text())["config"]["fusion"] == "late"
+    code, out, _ = run_cli("test", "--run", tmp_path / "cm", "--data", planted_data, "--out", tmp_path / "c.json")
+    assert code == 0 and "0.50" in out and "0.60" not in out  # CMCS reports 0.1:0.5
+
+
+def test_import_refuses_what_does_not_fit(planted_data, tmp_path, run_cli):
+    um = tmp_path / "um.pkl"
+    torch.save(official.seeded_state(official.layout("um", D, 3, hidden=16), 0, 3), um)
+    code, _, err = run_cli("import", "checkpoint", um, "--method", "basnet", "--data", planted_data, "--out", tmp_path / "r")
+    assert code == 2 and "um.pkl" in err and "not an official basnet checkpoint" in err and err.count("\n") == 1
+    wide = tmp_path / "bas20.pkl"
+    torch.save(official.seeded_state(official.layout("basnet", D, 20, hidden=16), 0, 20), wide)
+    code, _, err = run_cli("import", "checkpoint", wide, "--method", "basnet", "--data", planted_data, "--out", tmp_path / "r")
+    assert code == 2 and "scores 20 classes, but the dataset has 3" in err and "classes.txt" in err
+    torch.save([1, 2, 3], tmp_path / "list.pkl")
+    code, _, err = run_cli("import", "checkpoint", tmp_path / "list.pkl", "--method", "um", "--data", planted_data,
+                           "--out", tmp_path / "r")
+    assert code == 2 and "list.pkl: not a state dict" in err
+    code, _, err = run_cli("import", "checkpoint", um, um, um, "--method", "cmcs", "--data", planted_data,
+                           "--out", tmp_path / "r")
+    assert code == 2 and "cmcs takes 1 or 2 official checkpoint file(s), got 3" in err
+    assert not (tmp_path / "r").exists()

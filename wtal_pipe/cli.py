@@ -129,7 +129,9 @@ def bench_cli(
 @app.command("negatives")
 def negatives_cli(
     data: Annotated[Path, typer.Argument(help="Dataset folder (features/, cache/ from wtal extract).")],
-    ratio: Annotated[float, typer.Option(help="Lowest share of frames (by log flow magnitude) taken as static.")] = 0.25,
+    ratio: Annotated[float, typer.Option(help="Lowest share of frames (by log flow intensity) taken as static.")] = 0.25,
+    whole_chunk: Annotated[bool, typer.Option(
+        help="A feature row is static only when all its frames are (official: when its first frame is).")] = False,
     subset: Annotated[str, typer.Option(help="Training subset: only training videos get negatives.")] = "train",
     from_features: Annotated[bool, typer.Option(
         help="No flow cache (imported features): rank rows by flow-feature norm, an approximation.")] = False,
@@ -140,7 +142,8 @@ def negatives_cli(
     if from_features:
         warn("--from-features: static rows are ranked by the norm of the flow half of each feature row, an "
              "approximation of the published per-frame TV-L1 ranking.")
-    results = build_negatives(data, subset, NegativesConfig(ratio=ratio, from_features=from_features))
+    results = build_negatives(data, subset, NegativesConfig(ratio=ratio, whole_chunk=whole_chunk,
+                                                            from_features=from_features))
     for r in results:
         console.print(f"{r.status:>8} {r.vid}" + (f" ({r.rows} rows)" if r.rows else "")
                       + (f" - {r.reason}" if r.reason else ""))
@@ -299,7 +302,7 @@ def test_cli(
     n = sum(len(d) for d in detections["results"].values())
     console.print(f"wrote {out} ({n} detections in {len(detections['results'])} videos; raw scores in "
                   f"{out.with_suffix('.cas.npz')})")
-    result = evaluate(load_annotations(data / "annotations.json"), detections, subset, thresholds, out)
+    result = evaluate(load_annotations(data / "annotations.json"), detections, subset, thresholds, out, meta["classes"])
     console.print(f"{meta['method']} on {subset} ({len(result.classes)} classes):\n{result.table()}")
 
 
@@ -350,6 +353,21 @@ def import_clicks_cli(
 
     count = import_clicks(csv_file, data)
     console.print(f"wrote {data / 'clicks.json'} ({count} videos)")
+
+
+@import_app.command("checkpoint")
+def import_checkpoint_cli(
+    files: Annotated[list[Path], typer.Argument(help="State dict(s) saved by the official code (CMCS late fusion: RGB, "
+                                                     "then flow).")],
+    method: Method,
+    data: Data = Path("data"),
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder to write.")] = Path("run"),
+):
+    """Import the authors' trained weights as a RUN_DIR for wtal test / wtal localize."""
+    from .data.importers import import_checkpoint
+
+    checkpoint = import_checkpoint(files, method, data, out)
+    console.print(f"wrote {checkpoint} ({method}, official weights from {', '.join(str(f) for f in files)})")
 
 
 def _user_error(what: str, fix: str = ""):

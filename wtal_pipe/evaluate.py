@@ -11,7 +11,7 @@ ground truth of its class is a FP. Ties are broken exactly as the reference impl
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -95,6 +95,7 @@ class EvaluationResult:
     thresholds: np.ndarray  # (n_thr,)
     classes: list[str]
     ap: np.ndarray  # (n_classes, n_thr)
+    ignored: dict[str, int] = field(default_factory=dict)  # detections of known classes without GT in the subset
 
     @property
     def map_per_threshold(self) -> np.ndarray:
@@ -114,12 +115,21 @@ class EvaluationResult:
     def table(self) -> str:
         head = " ".join(f"{t:>6.2f}" for t in self.thresholds)
         vals = " ".join(f"{100 * m:6.2f}" for m in self.map_per_threshold)
-        return f"tIoU {head}    avg\nmAP  {vals} {100 * self.average_map:6.2f}"
+        note = ""
+        if self.ignored:
+            note = (f"\n(not counted: {sum(self.ignored.values())} detections of {len(self.ignored)} class(es) "
+                    f"without ground truth in this subset: {', '.join(sorted(self.ignored))})")
+        return f"tIoU {head}    avg\nmAP  {vals} {100 * self.average_map:6.2f}{note}"
 
 
 def evaluate(ground_truth: dict, detections: dict, subset: str, thresholds=THUMOS_TIOU,
-             detections_path: str | Path | None = None) -> EvaluationResult:
-    """mAP of ``detections`` (ActivityNet result JSON as a dict) against a GT ``database`` dict."""
+             detections_path: str | Path | None = None, known_classes: list[str] | None = None) -> EvaluationResult:
+    """mAP of ``detections`` (ActivityNet result JSON as a dict) against a GT ``database`` dict.
+
+    Detections of a class without ground truth in ``subset`` do not count (mAP is over the GT's classes)
+    and are tallied in ``ignored``, when the class is known: a label of the GT file's other subsets or
+    of ``known_classes`` (the run's). Any other label is an error (a typo would silently score 0).
+    """
     thresholds = np.asarray(thresholds, float)
     classes: list[str] = []
     class_index: dict[str, int] = {}
@@ -139,14 +149,19 @@ def evaluate(ground_truth: dict, detections: dict, subset: str, thresholds=THUMO
     results = detections.get("results")
     if not isinstance(results, dict):
         raise DataError('no "results" object', "pass ActivityNet-format detections", detections_path)
+    known = set(known_classes or []) | {a["label"] for v in ground_truth.values() for a in v.get("annotations", [])}
+    ignored: dict[str, int] = {}
     det_rows = []
     for vid, dets in results.items():
         vindex = video_index.setdefault(vid, len(video_index))  # videos outside the GT: their detections are FPs
         for det in dets:
             label = det.get("label")
             if label not in class_index:
-                raise DataError(f"video {vid}: label {label!r} is not a class of the ground truth subset {subset!r}",
-                                "fix the label or evaluate on the subset it belongs to", detections_path)
+                if label not in known:
+                    raise DataError(f"video {vid}: label {label!r} is not a class of the ground truth",
+                                    "fix the label, or pass the annotation file it belongs to", detections_path)
+                ignored[label] = ignored.get(label, 0) + 1
+                continue
             det_rows.append((class_index[label], vindex, float(det["segment"][0]), float(det["segment"][1]),
                              float(det["score"])))
     gt = np.asarray(gt_rows, float).reshape(-1, 4)
@@ -156,7 +171,7 @@ def evaluate(ground_truth: dict, detections: dict, subset: str, thresholds=THUMO
         g = gt[gt[:, 0] == c]
         d = det[det[:, 0] == c]
         ap[c] = average_precision(g[:, 1].astype(int), g[:, 2:4], d[:, 1].astype(int), d[:, 2:4], d[:, 4], thresholds)
-    return EvaluationResult(thresholds, classes, ap)
+    return EvaluationResult(thresholds, classes, ap, ignored)
 
 
 def evaluate_files(detections_path: str | Path, gt_path: str | Path, subset: str,

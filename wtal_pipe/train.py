@@ -153,14 +153,11 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
     sampler = BatchSampler(training_entries(dataset.videos, config.single_label_copies), config, rng)
     out_dir = Path(options.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    run_meta = {"format": FORMAT, "method": options.method, "config": asdict(config),
-                "feature_dim": dataset.feature_dim, "classes": dataset.classes, "seed": options.seed,
-                "data_dir": str(Path(options.data_dir).resolve()), "subset": options.subset,
-                "videos": len(dataset.videos), "negatives": sum(v.background_only for v in dataset.videos),
-                "clicks": "simulated" if options.simulate_clicks else ("real" if config.uses_clicks else "none"),
-                "seconds_per_row": dataset.videos[0].seconds_per_row, "device": str(device),
-                "checkpoint": "final (no test-set selection)",
-                "extraction": extraction_settings(dataset.videos[0].features)}
+    run_meta = run_metadata(options.method, config, dataset.classes, dataset.feature_dim, dataset.data_dir,
+                            dataset.videos[0].features, seed=options.seed, subset=options.subset,
+                            videos=len(dataset.videos), negatives=sum(v.background_only for v in dataset.videos),
+                            clicks="simulated" if options.simulate_clicks else ("real" if config.uses_clicks else "none"),
+                            device=str(device), checkpoint="final (no test-set selection)")
     atomic_write_json(out_dir / "config.json", run_meta)
 
     model.train()
@@ -186,6 +183,15 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
                 on_log(record)
     save_checkpoint(out_dir / CHECKPOINT, run_meta, model)
     return out_dir / CHECKPOINT
+
+
+def run_metadata(method: str, config: MethodConfig, classes: list[str], feature_dim: int, data_dir: Path,
+                 features: Path | None, **extra: Any) -> dict:
+    """What a run directory records about its model (config.json and the checkpoint), whether trained
+    here or imported; ``features`` is one of the dataset's feature files (its extraction settings)."""
+    return {"format": FORMAT, "method": method, "config": asdict(config), "feature_dim": feature_dim,
+            "classes": classes, "data_dir": str(Path(data_dir).resolve()),
+            "extraction": extraction_settings(features) if features else None, **extra}
 
 
 def save_checkpoint(path: Path, run_meta: dict, model: Method) -> None:

@@ -1,4 +1,5 @@
-"""Other published layouts -> DATA_DIR: BaS-Net/UM THUMOS14 features, BackTAL click files."""
+"""Other published layouts -> DATA_DIR or RUN_DIR: BaS-Net/UM THUMOS14 features, BackTAL click files,
+the authors' own checkpoints of the four methods."""
 
 from __future__ import annotations
 
@@ -41,8 +42,9 @@ def import_bas_thumos(source: str | Path, data_dir: str | Path, durations: str |
             "imported_from": str(source.resolve()), "shape": list(rows.shape),
             "seconds_per_row": DEFAULT_SECONDS_PER_ROW,
             "layout": "BaS-Net/UM THUMOS14 I3D features: columns [0:D/2] RGB, [D/2:D] flow"})
-        if vid in extra and extra[vid].get("duration"):
-            entry["duration"] = float(extra[vid]["duration"])
+        for key in ("duration", "fps"):  # the video's length, and its frame rate (BackTAL's frame grid)
+            if extra.get(vid, {}).get(key):
+                entry[key] = float(extra[vid][key])
         count += 1
     atomic_write_json(data_dir / "annotations.json", {"database": database})
     return count
@@ -75,3 +77,65 @@ def import_clicks(csv_path: str | Path, data_dir: str | Path) -> int:
     clicks = read_click_csv(csv_path)
     atomic_write_json(Path(data_dir) / "clicks.json", clicks)
     return len(clicks)
+
+
+def load_official_state(path: Path) -> dict:
+    """A state dict saved by an official implementation: plain, or wrapped as ``{"state_dict": ...}``
+    (BackTAL), ``{"model": ...}``, with or without a ``module.`` prefix; loaded with weights_only."""
+    import pickle
+
+    import torch
+
+    if not path.exists():
+        raise DataError("checkpoint file not found", "pass the .pkl/.pth the official code saved", path)
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise DataError(f"refused to unpickle ({str(exc).splitlines()[0]})",
+                        "only plain state_dict checkpoints are loaded (weights_only=True)", path) from exc
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise DataError(f"not a readable torch checkpoint ({exc.__class__.__name__})", "check the file", path) from exc
+    for wrapper in ("state_dict", "model", "model_state_dict"):
+        if isinstance(raw, dict) and isinstance(raw.get(wrapper), dict):
+            raw = raw[wrapper]
+    if not isinstance(raw, dict) or not all(isinstance(v, torch.Tensor) for v in raw.values()):
+        raise DataError("not a state dict of tensors", "pass the file the official code wrote with torch.save", path)
+    return {str(k).removeprefix("module."): v for k, v in raw.items()}
+
+
+def import_checkpoint(files: list[Path], method: str, data_dir: Path, run_dir: Path) -> Path:
+    """The authors' checkpoint(s) of ``method`` -> a RUN_DIR that ``wtal test`` and ``wtal localize`` use
+    like a trained run. Feature size and class count come from the tensors; class names from DATA_DIR
+    (classes.txt, else the sorted labels of annotations.json). CMCS takes one file (early fusion) or
+    two, RGB then flow (late fusion, the published I3D setting)."""
+    from ..cache import atomic_write_json, sha256_file
+    from ..methods import get_method
+    from ..train import CHECKPOINT, run_metadata, save_checkpoint
+    from .dataset import read_classes
+
+    cls = get_method(method)
+    states = [load_official_state(Path(f)) for f in files]
+    try:
+        model = cls.from_official(states)
+    except ValueError as exc:
+        raise DataError(str(exc), f"pass a checkpoint written by the official {method} code", files[0]) from exc
+    data_dir = Path(data_dir)
+    annotations = data_dir / "annotations.json"
+    classes = read_classes(data_dir, load_annotations(annotations), annotations)
+    if len(classes) != model.num_classes:
+        source = data_dir / "classes.txt" if (data_dir / "classes.txt").exists() else annotations
+        raise DataError(f"{files[0].name} scores {model.num_classes} classes, but the dataset has {len(classes)}",
+                        "list the model's classes, in its order, in DATA_DIR/classes.txt", source)
+    features = sorted((data_dir / "features").glob("*.npy"))
+    if features:
+        dim = int(np.load(features[0], mmap_mode="r").shape[-1])
+        if dim != model.feature_dim:
+            raise DataError(f"{files[0].name} takes {model.feature_dim}-d features, {features[0].name} has {dim}",
+                            "import it next to the features it was trained on", features[0])
+    meta = run_metadata(method, model.config, classes, model.feature_dim, data_dir, features[0] if features else None,
+                        seed=None, checkpoint="imported official weights",
+                        imported_from=[{"path": str(Path(f).resolve()), "sha256": sha256_file(f)} for f in files])
+    run_dir = Path(run_dir)
+    save_checkpoint(run_dir / CHECKPOINT, meta, model)
+    atomic_write_json(run_dir / "config.json", meta)
+    return run_dir / CHECKPOINT
