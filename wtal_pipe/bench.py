@@ -109,7 +109,7 @@ def run_benchmarks(stage: str, device: str = "auto", seconds: float = 20.0, out:
     """Generate a synthetic 640x360 clip and time each stage on it; prints and returns the numbers."""
     import torch
 
-    from .cache import NpyStreamWriter
+    from .cache import NpyStreamWriter, atomic_write_json
     from .config import DecodeConfig
     from .video.decode import iter_frames
     from .video.synthetic import ACTION_STYLES, PlantedAction, render_frames, write_video
@@ -137,5 +137,5 @@ def run_benchmarks(stage: str, device: str = "auto", seconds: float = 20.0, out:
             results.update(bench_i3d(device, batch_size=16 if on_gpu else 2, batches=10 if on_gpu else 2))
     print_fn(json.dumps(results, indent=2))
     if out:
-        Path(out).write_text(json.dumps(results, indent=2) + "\n")
+        atomic_write_json(out, results)
     return results

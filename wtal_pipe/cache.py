@@ -55,16 +55,18 @@ def stage_key(*parts: Any) -> str:
     return hashlib.sha256(blob).hexdigest()[:12]
 
 
-def _tmp_name(final: Path) -> Path:
+def _tmp_name(final: Path, keep_suffix: bool) -> Path:
+    if keep_suffix:  # writers that pick a format from the extension (PyAV, matplotlib)
+        return final.with_name(f".{final.stem}{_TMP_MARK}{os.getpid()}{final.suffix}")
     return final.with_name(f".{final.name}{_TMP_MARK}{os.getpid()}")
 
 
 @contextlib.contextmanager
-def atomic_path(final: str | Path) -> Iterator[Path]:
+def atomic_path(final: str | Path, keep_suffix: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``final``; rename it into place only if the block succeeds."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_name(final)
+    tmp = _tmp_name(final, keep_suffix)
     try:
         yield tmp
         os.replace(tmp, final)
@@ -93,7 +95,7 @@ def read_json(path: str | Path) -> Any | None:
 def sweep_stale_tmp(folder: str | Path) -> int:
     """Delete temporary files left by killed runs (their writer process no longer exists)."""
     removed = 0
-    pattern = re.compile(re.escape(_TMP_MARK) + r"(\d+)$")
+    pattern = re.compile(re.escape(_TMP_MARK) + r"(\d+)(\.\w+)?$")
     for path in Path(folder).rglob(f"*{_TMP_MARK}*"):
         match = pattern.search(path.name)
         if not match or _pid_alive(int(match.group(1))):

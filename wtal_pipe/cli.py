@@ -285,8 +285,9 @@ def test_cli(
 ):
     """Localize every video of a subset from its features, write detections, print the mAP table."""
     from .cache import atomic_write_json
-    from .evaluate import evaluate, parse_tiou
     from .data.dataset import load_annotations
+    from .evaluate import evaluate, parse_tiou
+    from .layout import DataLayout
     from .pipeline import localize_dataset
     from .train import load_run, parse_settings
 
@@ -302,7 +303,8 @@ def test_cli(
     n = sum(len(d) for d in detections["results"].values())
     console.print(f"wrote {out} ({n} detections in {len(detections['results'])} videos; raw scores in "
                   f"{out.with_suffix('.cas.npz')})")
-    result = evaluate(load_annotations(data / "annotations.json"), detections, subset, thresholds, out, meta["classes"])
+    result = evaluate(load_annotations(DataLayout(data).annotations), detections, subset, thresholds, out,
+                      meta["classes"])
     console.print(f"{meta['method']} on {subset} ({len(result.classes)} classes):\n{result.table()}")
 
 
@@ -352,7 +354,7 @@ def import_clicks_cli(
     from .data.importers import import_clicks
 
     count = import_clicks(csv_file, data)
-    console.print(f"wrote {data / 'clicks.json'} ({count} videos)")
+    console.print(f"wrote clicks of {count} videos into {data}")
 
 
 @import_app.command("checkpoint")

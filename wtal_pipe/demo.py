@@ -9,7 +9,6 @@ For speed the demo uses DIS flow and 64x64 frames instead of the published TV-L1
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Callable
@@ -55,11 +54,13 @@ def run_demo(out: str | Path, n_videos: int = 24, seconds: float = 14.0, iterati
              print_fn: Callable = print, warn_fn: Callable = print):
     """Generate, extract, build negatives, train CMCS, test, localize one clip and plot; returns the
     test-set :class:`EvaluationResult`."""
+    from .cache import atomic_write_json
     from .config import DecodeConfig, FeatureConfig, FlowConfig
     from .data.dataset import load_annotations
     from .errors import WtalError
     from .evaluate import THUMOS_TIOU, evaluate
     from .features.extract import I3DPair, extract_all
+    from .layout import DataLayout
     from .localize import detections_json
     from .negatives import build_negatives
     from .pipeline import localize_clips, localize_dataset
@@ -72,8 +73,7 @@ def run_demo(out: str | Path, n_videos: int = 24, seconds: float = 14.0, iterati
     started = time.perf_counter()
     print_fn(f"[1/6] generating {n_videos} labelled videos in {videos}")
     database = make_video_set(videos, n_videos, seconds, seed)
-    data.mkdir(parents=True, exist_ok=True)
-    (data / "annotations.json").write_text(json.dumps({"database": database}, indent=1))
+    atomic_write_json(DataLayout(data).annotations, {"database": database})
 
     print_fn("[2/6] extracting features (demo settings for speed: DIS flow, 64x64 frames; the published "
              "convention is TV-L1 at 224x224)")
@@ -101,16 +101,15 @@ def run_demo(out: str | Path, n_videos: int = 24, seconds: float = 14.0, iterati
     print_fn("[5/6] testing on the held-out videos")
     model, meta = load_run(run)
     detections = localize_dataset(model, meta, data, "test", scores_out=out / "dets_test.cas.npz")
-    (out / "dets_test.json").write_text(json.dumps(detections, indent=1))
-    result = evaluate(load_annotations(data / "annotations.json"), detections, "test", THUMOS_TIOU)
+    atomic_write_json(out / "dets_test.json", detections)
+    result = evaluate(load_annotations(DataLayout(data).annotations), detections, "test", THUMOS_TIOU)
     plot_saved_scores(out / "dets_test.cas.npz", detections, model.config, meta, data, "test", out / "plots")
 
     clip = next(c for c in clips if database[c.stem]["subset"] == "test")
     print_fn(f"[6/6] wtal localize {clip.name} (decode -> flow -> I3D through the cache -> model)")
     [clip_result] = localize_clips([clip], model, meta, data, decode_config, flow_config, feature_config,
                                    default_workers(), "auto")
-    (out / "localize_clip.json").write_text(json.dumps(
-        detections_json({clip.stem: clip_result.detections}, meta["classes"]), indent=1))
+    atomic_write_json(out / "localize_clip.json", detections_json({clip.stem: clip_result.detections}, meta["classes"]))
     index = {name: i for i, name in enumerate(meta["classes"])}
     truth = [(a["segment"][0], a["segment"][1], index[a["label"]]) for a in database[clip.stem]["annotations"]]
     plot_video(out / "localize_clip.png", clip.name, clip_result.scores, clip_result.detections, meta["classes"],

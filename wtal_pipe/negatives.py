@@ -25,6 +25,7 @@ from .cache import atomic_save_npy, atomic_write_json, file_identity, read_json,
 from .data.dataset import load_annotations, seconds_per_row
 from .errors import DataError, WtalError
 from .intervals import runs
+from .layout import DataLayout
 
 RULES = "cmcs-official-1"  # keys the cache: cached negatives of an earlier rule are recomputed
 
@@ -75,29 +76,28 @@ class NegativeResult:
     rows: int = 0
 
 
-def _flow_intensity(data_dir: Path, vid: str) -> tuple[np.ndarray, dict]:
-    meta = read_json(data_dir / "features" / f"{vid}.json") or {}
+def _flow_intensity(layout: DataLayout, vid: str) -> tuple[np.ndarray, dict]:
+    meta = read_json(layout.provenance(vid)) or {}
     flow_key = meta.get("flow_key")
-    path = data_dir / "cache" / vid / f"flow-{flow_key}.npy"
+    path = layout.flow(vid, str(flow_key))[0]
     if not flow_key or not path.exists():
         raise DataError(f"no flow cache for video {vid} (imported features?)",
                         "re-run with --from-features to rank chunks by flow-feature magnitude (an approximation)",
-                        data_dir / "cache" / vid)
+                        layout.cache(vid))
     return flow_intensity(np.load(path, mmap_mode="r")), meta
 
 
-def build_negative(data_dir: Path, vid: str, config: NegativesConfig) -> NegativeResult:
-    features_path = data_dir / "features" / f"{vid}.npy"
+def build_negative(layout: DataLayout, vid: str, config: NegativesConfig) -> NegativeResult:
+    features_path = layout.features(vid)
     features = np.load(features_path, mmap_mode="r")
-    out = data_dir / "negatives" / f"{vid}_bg.npy"
-    marker = out.with_suffix(".json")
+    out, marker, mask_path = layout.negative(vid)
     spr = seconds_per_row(features_path)
     if config.from_features:
         flow_half = np.asarray(features[:, features.shape[1] // 2:], np.float32)
         intensity, fps, chunk, source = np.linalg.norm(flow_half, axis=1), 1 / spr, 1, "flow-feature norm (approximation)"
         upstream = None
     else:
-        intensity, meta = _flow_intensity(data_dir, vid)
+        intensity, meta = _flow_intensity(layout, vid)
         fps, chunk, source = meta["fps"], meta["chunk"], "8-bit TV-L1 flow intensity per frame (flow cache)"
         upstream = meta["flow_key"]
     key = stage_key("negatives", RULES, config, file_identity(features_path), upstream)
@@ -124,19 +124,22 @@ def build_negative(data_dir: Path, vid: str, config: NegativesConfig) -> Negativ
         out.unlink(missing_ok=True)
         atomic_write_json(marker, {**record, "skipped": True, "reason": reason})
         return NegativeResult(vid, "skipped", reason)
-    atomic_save_npy(out.with_name(f"{vid}_bg.mask.npy"), mask)
+    atomic_save_npy(mask_path, mask)
     atomic_save_npy(out, np.asarray(features[rows], np.float32))
     atomic_write_json(marker, {**record, "rows": int(rows.size), "source_rows": rows.tolist(),
-                               "mask_file": f"{vid}_bg.mask.npy (per {'row' if chunk == 1 else 'frame'})"})
+                               "mask_file": f"{mask_path.name} (per {'row' if chunk == 1 else 'frame'})"})
     return NegativeResult(vid, "written", rows=int(rows.size))
 
 
 def build_negatives(data_dir: str | Path, subset: str = "train", config: NegativesConfig = NegativesConfig(),
                     annotations: str | Path | None = None) -> list[NegativeResult]:
     """Hard negatives for every video of ``subset`` (training videos only: they are training data)."""
-    data_dir = Path(data_dir)
-    database = load_annotations(annotations or data_dir / "annotations.json")
+    layout = DataLayout(Path(data_dir))
+    source = Path(annotations) if annotations else layout.annotations
+    database = load_annotations(source)
     videos = [vid for vid, v in database.items() if v.get("subset") == subset]
     if not videos:
-        raise DataError(f"no videos in subset {subset!r}", "check --subset", data_dir / "annotations.json")
-    return [build_negative(data_dir, vid, config) for vid in videos]
+        raise DataError(f"no videos in subset {subset!r}", "check --subset", source)
+    for vid in videos:  # every id is checked before anything is written
+        layout.negative(vid, source=source)
+    return [build_negative(layout, vid, config) for vid in videos]

@@ -10,6 +10,7 @@ import numpy as np
 from .cache import atomic_path
 from .data.dataset import VideoTiming
 from .errors import WtalError
+from .layout import inside
 from .localize import Detection, VideoScores, localization_signals
 from .methods.base import MethodConfig
 
@@ -76,6 +77,6 @@ def plot_saved_scores(scores_path: Path, detections: dict, config: MethodConfig,
     index = {name: i for i, name in enumerate(meta["classes"])}
     for video in dataset.videos:
         dets = [(index[d["label"]], d["score"], *d["segment"]) for d in detections["results"].get(video.vid, [])]
-        plot_video(Path(out_dir) / f"{video.vid}.png", video.vid, scores[video.vid], dets, meta["classes"], config,
+        plot_video(inside(out_dir, video.vid, ".png"), video.vid, scores[video.vid], dets, meta["classes"], config,
                    timings[video.vid], video.segments)
     return len(dataset.videos)

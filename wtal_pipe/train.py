@@ -23,6 +23,7 @@ from .data.dataset import Dataset, Video, simulate_clicks
 from .data.sampling import click_mask, training_input
 from .errors import DataError, WtalError
 from .features.extract import resolve_device
+from .layout import DataLayout
 from .methods import get_method
 from .methods.base import Batch, Method, MethodConfig
 
@@ -67,7 +68,7 @@ def build_config(method: str, overrides: dict) -> MethodConfig:
 
 
 def _use_negatives(options: TrainOptions, config: MethodConfig) -> bool:
-    exists = (Path(options.data_dir) / "negatives").is_dir()
+    exists = DataLayout(Path(options.data_dir)).negatives_dir.is_dir()
     if options.negatives is None:
         return config.negatives_by_default and exists
     if options.negatives and not config.has_background_class:
@@ -141,7 +142,7 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
         elif not dataset.has_clicks:
             raise DataError(f"{options.method} is trained with background clicks, and there are none",
                             "add clicks.json (wtal import clicks ...) or pass --simulate-clicks",
-                            Path(options.data_dir) / "clicks.json")
+                            DataLayout(Path(options.data_dir)).clicks())
     device = resolve_device(options.device)
     model = get_method(options.method)(dataset.feature_dim, dataset.num_classes, config)
     if config.normalize_features:

@@ -1,12 +1,4 @@
-"""The DATA_DIR layout: videos with their features, labels, timing and background clicks.
-
-::
-
-    DATA_DIR/features/<vid>.npy   float32 (T, D), one row per chunk (+ optional <vid>.json provenance)
-    DATA_DIR/annotations.json     {"database": {vid: {"subset", "duration", "annotations": [{label, segment}]}}}
-    DATA_DIR/classes.txt          optional class order (else sorted labels)
-    DATA_DIR/clicks.json          optional background clicks {vid: [seconds, ...]} (BackTAL)
-    DATA_DIR/negatives/<vid>_bg.npy  optional hard-negative pseudo videos (CMCS), background only
+"""A dataset's videos with their features, labels, timing and background clicks (paths: ``layout.py``).
 
 Nothing here knows D or the number of classes in advance: both come from the files.
 """
@@ -22,6 +14,7 @@ import numpy as np
 from ..cache import read_json
 from ..errors import DataError
 from ..intervals import runs
+from ..layout import DataLayout
 
 DEFAULT_SECONDS_PER_ROW = 16 / 25  # the THUMOS14 I3D convention
 
@@ -83,16 +76,17 @@ class Dataset:
 
     def __init__(self, data_dir: str | Path, subset: str, classes: list[str] | None = None,
                  annotations: str | Path | None = None, negatives: bool = False):
-        self.data_dir = Path(data_dir)
+        self.layout = DataLayout(Path(data_dir))
+        self.data_dir = self.layout.root
         if not self.data_dir.is_dir():
             raise DataError("dataset folder not found", "run wtal extract / wtal import first, or fix --data",
                             self.data_dir)
-        self.annotations_path = Path(annotations) if annotations else self.data_dir / "annotations.json"
+        self.annotations_path = Path(annotations) if annotations else self.layout.annotations
         database = load_annotations(self.annotations_path)
         self.subset = subset
-        self.classes = classes or read_classes(self.data_dir, database, self.annotations_path)
+        self.classes = classes or read_classes(self.layout, database, self.annotations_path)
         index = {name: i for i, name in enumerate(self.classes)}
-        clicks = read_clicks(self.data_dir / "clicks.json") if (self.data_dir / "clicks.json").exists() else {}
+        clicks = read_clicks(self.layout.clicks()) if self.layout.clicks().exists() else {}
         self.videos: list[Video] = []
         for vid, entry in database.items():
             if entry.get("subset") != subset:
@@ -112,7 +106,7 @@ class Dataset:
         return len(self.classes)
 
     def _video(self, vid: str, entry: dict, index: dict, clicks: list[float] | None) -> Video:
-        path = self.data_dir / "features" / f"{vid}.npy"
+        path = self.layout.features(vid, source=self.annotations_path)
         if not path.exists():
             raise DataError("features file missing", f"run wtal extract on the video {vid}, or drop it from "
                             f"{self.annotations_path.name}", path)
@@ -132,7 +126,7 @@ class Dataset:
                      frame_rate=float(entry.get("fps") or meta.frame_rate), frames_per_row=meta.frames_per_row)
 
     def _negatives(self) -> list[Video]:
-        folder = self.data_dir / "negatives"
+        folder = self.layout.negatives_dir
         if not folder.is_dir():
             raise DataError("no hard negatives in this dataset", "run wtal negatives DATA_DIR first", folder)
         train = {v.vid for v in self.videos}
@@ -163,8 +157,8 @@ class Dataset:
         return majority
 
 
-def read_classes(data_dir: Path, database: dict, annotations_path: Path) -> list[str]:
-    path = data_dir / "classes.txt"
+def read_classes(layout: DataLayout, database: dict, annotations_path: Path) -> list[str]:
+    path = layout.classes
     if path.exists():
         classes = [line.strip() for line in path.read_text().splitlines() if line.strip()]
         if len(set(classes)) != len(classes):

@@ -10,6 +10,7 @@ import numpy as np
 
 from ..cache import atomic_save_npy, atomic_write_json
 from ..errors import DataError
+from ..layout import DataLayout, inside
 from .dataset import DEFAULT_SECONDS_PER_ROW, load_annotations
 
 
@@ -20,14 +21,15 @@ def import_bas_thumos(source: str | Path, data_dir: str | Path, durations: str |
     optionally names an annotation file with ``duration`` per video (e.g. BackTAL's THUMOS14 file).
     Returns the number of videos imported.
     """
-    source, data_dir = Path(source), Path(data_dir)
-    database = load_annotations(source / "gt.json")
+    source, layout = Path(source), DataLayout(Path(data_dir))
+    gt = source / "gt.json"
+    database = load_annotations(gt)
     extra = load_annotations(durations) if durations else {}
     count = 0
     for vid, entry in database.items():
-        subset = entry.get("subset")
-        rgb_path = source / "features" / str(subset) / "rgb" / f"{vid}.npy"
-        flow_path = source / "features" / str(subset) / "flow" / f"{vid}.npy"
+        subset = inside(source / "features", entry.get("subset"), what="subset", source=gt)
+        rgb_path = inside(subset / "rgb", vid, ".npy", source=gt)
+        flow_path = inside(subset / "flow", vid, ".npy", source=gt)
         for path in (rgb_path, flow_path):
             if not path.exists():
                 raise DataError("features file missing", "the BaS-Net/UM layout is "
@@ -37,8 +39,8 @@ def import_bas_thumos(source: str | Path, data_dir: str | Path, durations: str |
             raise DataError(f"rgb {rgb.shape} and flow {flow.shape} do not pair up", "re-download the features",
                             flow_path)
         rows = np.concatenate([rgb, flow], axis=1).astype(np.float32)
-        atomic_save_npy(data_dir / "features" / f"{vid}.npy", rows)
-        atomic_write_json(data_dir / "features" / f"{vid}.json", {
+        atomic_save_npy(layout.features(vid, source=gt), rows)
+        atomic_write_json(layout.provenance(vid, source=gt), {
             "imported_from": str(source.resolve()), "shape": list(rows.shape),
             "seconds_per_row": DEFAULT_SECONDS_PER_ROW,
             "layout": "BaS-Net/UM THUMOS14 I3D features: columns [0:D/2] RGB, [D/2:D] flow"})
@@ -46,7 +48,7 @@ def import_bas_thumos(source: str | Path, data_dir: str | Path, durations: str |
             if extra.get(vid, {}).get(key):
                 entry[key] = float(extra[vid][key])
         count += 1
-    atomic_write_json(data_dir / "annotations.json", {"database": database})
+    atomic_write_json(layout.annotations, {"database": database})
     return count
 
 
@@ -75,7 +77,7 @@ def read_click_csv(path: str | Path) -> dict[str, list[float]]:
 def import_clicks(csv_path: str | Path, data_dir: str | Path) -> int:
     """Write DATA_DIR/clicks.json from a click CSV; returns the number of videos with clicks."""
     clicks = read_click_csv(csv_path)
-    atomic_write_json(Path(data_dir) / "clicks.json", clicks)
+    atomic_write_json(DataLayout(Path(data_dir)).clicks(), clicks)
     return len(clicks)
 
 
@@ -119,20 +121,19 @@ def import_checkpoint(files: list[Path], method: str, data_dir: Path, run_dir: P
         model = cls.from_official(states)
     except ValueError as exc:
         raise DataError(str(exc), f"pass a checkpoint written by the official {method} code", files[0]) from exc
-    data_dir = Path(data_dir)
-    annotations = data_dir / "annotations.json"
-    classes = read_classes(data_dir, load_annotations(annotations), annotations)
+    layout = DataLayout(Path(data_dir))
+    classes = read_classes(layout, load_annotations(layout.annotations), layout.annotations)
     if len(classes) != model.num_classes:
-        source = data_dir / "classes.txt" if (data_dir / "classes.txt").exists() else annotations
+        source = layout.classes if layout.classes.exists() else layout.annotations
         raise DataError(f"{files[0].name} scores {model.num_classes} classes, but the dataset has {len(classes)}",
                         "list the model's classes, in its order, in DATA_DIR/classes.txt", source)
-    features = sorted((data_dir / "features").glob("*.npy"))
+    features = sorted(layout.features_dir.glob("*.npy"))
     if features:
         dim = int(np.load(features[0], mmap_mode="r").shape[-1])
         if dim != model.feature_dim:
             raise DataError(f"{files[0].name} takes {model.feature_dim}-d features, {features[0].name} has {dim}",
                             "import it next to the features it was trained on", features[0])
-    meta = run_metadata(method, model.config, classes, model.feature_dim, data_dir, features[0] if features else None,
+    meta = run_metadata(method, model.config, classes, model.feature_dim, layout.root, features[0] if features else None,
                         seed=None, checkpoint="imported official weights",
                         imported_from=[{"path": str(Path(f).resolve()), "sha256": sha256_file(f)} for f in files])
     run_dir = Path(run_dir)

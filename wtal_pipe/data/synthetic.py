@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from ..cache import atomic_save_npy, atomic_write_json
+from ..layout import DataLayout
 
 
 def write_planted_dataset(data_dir: str | Path, num_classes: int = 3, feature_dim: int = 64,
@@ -20,7 +20,7 @@ def write_planted_dataset(data_dir: str | Path, num_classes: int = 3, feature_di
     prototype of norm ``strength * sqrt(D)``-ish. Returns the annotation database.
     """
     rng = np.random.default_rng(seed)
-    data_dir = Path(data_dir)
+    layout = DataLayout(Path(data_dir))
     names = class_names or [f"action_{c}" for c in range(num_classes)]
     prototypes = rng.normal(0, 1, (num_classes, feature_dim)) * strength
     database = {}
@@ -47,9 +47,9 @@ def write_planted_dataset(data_dir: str | Path, num_classes: int = 3, feature_di
             features[2:8] += prototypes[c]
             annotations.append({"label": names[c], "segment": [round(2 * seconds_per_row, 3),
                                                                 round(8 * seconds_per_row, 3)]})
-        atomic_save_npy(data_dir / "features" / f"{vid}.npy", features.astype(np.float32))
-        atomic_write_json(data_dir / "features" / f"{vid}.json", {"seconds_per_row": seconds_per_row,
+        atomic_save_npy(layout.features(vid), features.astype(np.float32))
+        atomic_write_json(layout.provenance(vid), {"seconds_per_row": seconds_per_row,
                                                                   "shape": list(features.shape), "synthetic": True})
         database[vid] = {"subset": subset, "duration": round(length * seconds_per_row, 3), "annotations": annotations}
-    (data_dir / "annotations.json").write_text(json.dumps({"database": database}, indent=1))
+    atomic_write_json(layout.annotations, {"database": database})
     return database

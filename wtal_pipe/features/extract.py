@@ -24,6 +24,7 @@ from ..cache import (NpyStreamWriter, atomic_path, atomic_save_npy, atomic_write
                      read_json, stage_key)
 from ..config import DecodeConfig, FeatureConfig, FlowConfig
 from ..errors import WtalError
+from ..layout import DataLayout, safe_name
 from ..video import decode, flow
 from .weights import WeightsInfo, load_i3d
 
@@ -105,33 +106,33 @@ def _to_device(array: np.ndarray, device: torch.device, pin: bool) -> torch.Tens
 
 @dataclass
 class VideoPaths:
-    """Where one video's stage outputs live."""
+    """Where one video's stage outputs live: its stem names them in the dataset's layout."""
 
     video: Path
-    data_dir: Path
+    layout: DataLayout
     stem: str = field(init=False)
 
     def __post_init__(self):
-        self.stem = self.video.stem
+        self.stem = safe_name(self.video.stem, "video file name", self.video)
 
     @property
     def cache(self) -> Path:
-        return self.data_dir / "cache" / self.stem
+        return self.layout.cache(self.stem)
 
     @property
     def features(self) -> Path:
-        return self.data_dir / "features" / f"{self.stem}.npy"
+        return self.layout.features(self.stem)
 
     @property
     def metadata(self) -> Path:
-        return self.features.with_suffix(".json")
+        return self.layout.provenance(self.stem)
 
 
 def ensure_frames(paths: VideoPaths, identity: str, config: DecodeConfig,
                   progress: ProgressFn | None = None) -> tuple[Path, dict]:
     """Decoded frames (N, crop, crop, 3) uint8 at the target fps, streamed to disk."""
     key = stage_key("decode", identity, config)
-    out, meta_path = paths.cache / f"frames-{key}.npy", paths.cache / f"frames-{key}.json"
+    out, meta_path = paths.layout.frames(paths.stem, key)
     meta = read_json(meta_path)
     if meta is not None and out.exists():
         return out, meta
@@ -156,8 +157,7 @@ def ensure_flow(paths: VideoPaths, frames_path: Path, frames_key: str, config: F
                 progress: ProgressFn | None = None) -> tuple[Path, str]:
     """Flow (N, H, W, 2) uint8 for the decoded frames."""
     key = stage_key("flow", frames_key, config)
-    out = paths.cache / f"flow-{key}.npy"
-    marker = paths.cache / f"flow-{key}.json"
+    out, marker = paths.layout.flow(paths.stem, key)
     if read_json(marker) is not None and out.exists():
         return out, key
     n_frames = np.load(frames_path, mmap_mode="r").shape[0]
@@ -205,7 +205,7 @@ def extract_video(video: Path, data_dir: Path, model: I3DPair, decode_config: De
                   flow_config: FlowConfig, feature_config: FeatureConfig, workers: int,
                   force: bool = False, progress: ProgressFn | None = None) -> tuple[str, Path]:
     """Run (or reuse) every stage for one video; returns ("cached" | "done", features path)."""
-    paths = VideoPaths(Path(video), Path(data_dir))
+    paths = VideoPaths(Path(video), DataLayout(Path(data_dir)))
     if not paths.video.exists():
         raise WtalError("file not found", "check the path", paths.video)
     identity = file_identity(paths.video)

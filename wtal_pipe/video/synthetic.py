@@ -99,12 +99,13 @@ def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float = 25.
     """Encode RGB frames; ``times`` (seconds) gives explicit timestamps for variable frame rate."""
     import av
 
+    from ..cache import atomic_path
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     rate = Fraction(fps).limit_denominator(1001)
     pix_fmt = {"libx264rgb": "rgb24", "ffv1": "yuv444p", "mjpeg": "yuvj420p", "png": "rgb24"}.get(
         codec, "yuv420p")
-    with av.open(str(path), mode="w") as container:
+    with atomic_path(path, keep_suffix=True) as tmp, av.open(str(tmp), mode="w") as container:
         stream = container.add_stream(codec, rate=rate, options=options or {})
         stream.pix_fmt = pix_fmt
         time_base = Fraction(1, 90000) if times is not None else 1 / rate
