@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator
 
@@ -48,6 +49,20 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def file_digest(path: str | Path) -> dict:
+    """Size and sha256 of a stage output, stored in its record so a later run can tell a damaged or
+    truncated file from the one that was written."""
+    return {"bytes": Path(path).stat().st_size, "sha256": sha256_file(path)}
+
+
+def intact(path: str | Path, digest: dict | None) -> bool:
+    """True when ``path`` is the file ``digest`` describes (size first: a truncated file costs no read)."""
+    path = Path(path)
+    if not isinstance(digest, dict) or not path.exists():
+        return False
+    return path.stat().st_size == digest.get("bytes") and sha256_file(path) == digest.get("sha256")
+
+
 def stage_key(*parts: Any) -> str:
     """Short stable hash of stage parameters and upstream keys (dataclasses allowed)."""
     normalized = [dataclasses.asdict(p) if dataclasses.is_dataclass(p) else p for p in parts]
@@ -74,6 +89,32 @@ def atomic_path(final: str | Path, keep_suffix: bool = False) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+@contextlib.contextmanager
+def atomic_dir(final: str | Path) -> Iterator[Path]:
+    """Yield an empty staging folder beside ``final``; when the block succeeds it replaces ``final``
+    (entries of the old folder that the new one does not write, such as a run's localize/ cache, are
+    carried over), when it fails it is removed, so readers see the old folder or the new one, whole."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = final.with_name(f".{final.name}{_TMP_MARK}{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        yield staging
+        if final.exists():
+            for entry in final.iterdir():
+                if not (staging / entry.name).exists():
+                    os.replace(entry, staging / entry.name)
+            retired = final.with_name(f".{final.name}.old{_TMP_MARK}{os.getpid()}")
+            os.replace(final, retired)
+            os.replace(staging, final)
+            shutil.rmtree(retired, ignore_errors=True)
+        else:
+            os.replace(staging, final)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def atomic_write_json(final: str | Path, obj: Any) -> None:
     with atomic_path(final) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
@@ -92,15 +133,20 @@ def read_json(path: str | Path) -> Any | None:
         return None
 
 
-def sweep_stale_tmp(folder: str | Path) -> int:
-    """Delete temporary files left by killed runs (their writer process no longer exists)."""
+def sweep_stale_tmp(folder: str | Path, prefix: str | None = None) -> int:
+    """Delete temporaries left by killed runs (their writer process no longer exists): everywhere below
+    ``folder``, or only its own entries named ``prefix...`` (a run directory's staging folders)."""
     removed = 0
     pattern = re.compile(re.escape(_TMP_MARK) + r"(\d+)(\.\w+)?$")
-    for path in Path(folder).rglob(f"*{_TMP_MARK}*"):
+    found = Path(folder).glob(f"{prefix}*{_TMP_MARK}*") if prefix else Path(folder).rglob(f"*{_TMP_MARK}*")
+    for path in found:
         match = pattern.search(path.name)
         if not match or _pid_alive(int(match.group(1))):
             continue
-        path.unlink(missing_ok=True)
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
         removed += 1
     return removed
 

@@ -14,6 +14,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Weakly-supervised temporal action localization: video -> features -> model -> mAP.")
@@ -25,7 +26,7 @@ Device = Annotated[str, typer.Option(help="auto | cpu | cuda")]
 
 
 def warn(message: str) -> None:
-    err_console.print(f"[bold yellow]WARNING[/]: {message}")
+    err_console.print(f"[bold yellow]WARNING[/]: {escape(message)}")
 
 
 def _progress():
@@ -56,7 +57,9 @@ def extract_cli(
     precision: Annotated[str, typer.Option(help="fp32 | bf16 | auto (bf16 where the hardware has it).")] = "auto",
     batch_size: Annotated[int, typer.Option(help="16-frame chunks per I3D forward pass.")] = 8,
     workers: Annotated[int, typer.Option(help="Flow worker processes (default: one per core).")] = 0,
-    force: Annotated[bool, typer.Option(help="Recompute features even if cached.")] = False,
+    force: Annotated[bool, typer.Option(help="Recompute every stage, even when cached.")] = False,
+    allow_partial: Annotated[bool, typer.Option(
+        help="Keep the features of a video that decodes short of its declared length (coverage is recorded).")] = False,
 ):
     """Decode -> TV-L1 flow -> two-stream I3D: one (T, 2048) .npy + provenance .json per video."""
     from .config import DecodeConfig, FeatureConfig, FlowConfig
@@ -86,12 +89,12 @@ def extract_cli(
         def on_result(outcome) -> None:
             bars.advance(task)
             if outcome.status == "failed":
-                err_console.print(f"[red]FAILED[/] {outcome.error}")
+                err_console.print(f"[red]FAILED[/] {escape(str(outcome.error))}")
             else:
                 console.print(f"{outcome.status:>6} {outcome.video.name} -> {outcome.features}")
 
         outcomes = extract_all(found, out, model, decode_config, flow_config, feature_config,
-                               workers or default_workers(), force, on_stage, on_result)
+                               workers or default_workers(), force, on_stage, on_result, allow_partial)
     failed = [o for o in outcomes if o.status == "failed"]
     console.print(f"{len(outcomes) - len(failed)} ok ({sum(o.status == 'cached' for o in outcomes)} cached), "
                   f"{len(failed)} failed")
@@ -199,9 +202,9 @@ def localize_cli(
     annotations = load_annotations(gt) if gt else {}
     for r in results:
         if r.error:
-            err_console.print(f"[red]FAILED[/] {r.error}")
+            err_console.print(f"[red]FAILED[/] {escape(str(r.error))}")
             continue
-        console.print(f"[bold]{r.clip.name}[/] ({r.timing.duration:.1f} s): {len(r.detections)} detections")
+        console.print(f"[bold]{escape(r.clip.name)}[/] ({r.timing.duration:.1f} s): {len(r.detections)} detections")
         for c, score, start, end in sorted(r.detections, key=lambda d: -d[1])[:10]:
             console.print(f"  {meta['classes'][c]:<28} {start:8.2f} - {end:8.2f} s   score {score:6.3f}")
         if plot:
@@ -243,10 +246,10 @@ def train_cli(
     data: Data = Path("data"),
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder for checkpoint, config and log.")] = Path("run"),
     seed: int = 0,
-    iters: Annotated[Optional[int], typer.Option(help="Optimizer steps (default: the method's published value).")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Videos per forward pass.")] = None,
+    iters: Annotated[Optional[int], typer.Option(min=1, help="Optimizer steps (default: the method's published value).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(min=1, help="Videos per forward pass.")] = None,
     lr: Annotated[Optional[float], typer.Option(help="Learning rate (published: 1e-4; 1e-3 for short CPU runs).")] = None,
-    num_segments: Annotated[Optional[int], typer.Option(help="Rows sampled per training video.")] = None,
+    num_segments: Annotated[Optional[int], typer.Option(min=1, help="Rows sampled per training video.")] = None,
     subset: Annotated[str, typer.Option(help="Training subset name (ActivityNet: training).")] = "train",
     negatives: Annotated[Optional[bool], typer.Option(
         "--negatives/--no-negatives", help="Train with CMCS hard negatives (default: on for cmcs when present).")] = None,
@@ -379,13 +382,52 @@ def _user_error(what: str, fix: str = ""):
 
 
 def main() -> None:
-    """Console entry point: run the app, turning known errors into one line and exit code 2."""
+    """Console entry point. Every error ends as one line on stderr (``WTAL_DEBUG=1`` re-raises it):
+    exit 2 for bad input, options or a full disk, 3 for an unexpected internal error, 130 on Ctrl-C;
+    per-video failures are reported by the commands themselves (exit 1)."""
+    import signal
+    import warnings
+
+    from .data.dataset import DataWarning
     from .errors import WtalError
 
+    def show_warning(message, category, *args, **kwargs):
+        if issubclass(category, DataWarning):
+            warn(str(message))
+        else:
+            err_console.print(f"[yellow]warning[/]: {escape(str(message))}")
+
+    warnings.showwarning = show_warning
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(143))  # unwind: temporaries are removed
+
+    def fail(message: str, code: int) -> None:
+        err_console.print(f"[bold red]error[/]: {escape(message)}  [dim](WTAL_DEBUG=1 for details)[/]")
+        sys.exit(code)
+
+    debug = bool(os.environ.get("WTAL_DEBUG"))
     try:
-        app()
+        code = app(standalone_mode=False)
+    except typer.Abort:
+        err_console.print("interrupted")
+        sys.exit(130)
     except WtalError as exc:
-        if os.environ.get("WTAL_DEBUG"):
+        if debug:
             raise
-        err_console.print(f"[bold red]error[/]: {exc.one_line()}  [dim](WTAL_DEBUG=1 for details)[/]")
-        sys.exit(2)
+        fail(exc.one_line(), 2)
+    except OSError as exc:
+        if debug:
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        fail(f"{where}{exc.strerror or exc} (free disk space, or check the path and its permissions)", 2)
+    except Exception as exc:
+        if debug:
+            raise
+        if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):  # the command line parser's usage errors
+            context = getattr(exc, "ctx", None)
+            if context is not None and not exc.format_message():  # a command group given no command: its help
+                console.print(context.get_help())
+                sys.exit(2)
+            command = getattr(context, "command_path", "wtal") or "wtal"
+            fail(f"{exc.format_message()} (see {command} --help)", 2)
+        fail(f"unexpected {exc.__class__.__name__}: {exc} (please report it)", 3)  # a bug: still one line
+    sys.exit(code if isinstance(code, int) else 0)

@@ -6,6 +6,7 @@ every feature file, so two feature files can always be told apart by their setti
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from .errors import WtalError
@@ -29,8 +30,11 @@ class DecodeConfig:
     crop: int = 224  # then a centre square crop of this size
 
     def __post_init__(self):
-        if self.fps <= 0:
-            raise WtalError(f"fps must be positive, got {self.fps}", "pass e.g. --fps 25")
+        if not math.isfinite(self.fps) or self.fps <= 0:
+            raise WtalError(f"fps must be a positive number, got {self.fps}", "pass e.g. --fps 25")
+        if self.crop < 1 or self.short_side < 1:
+            raise WtalError(f"crop {self.crop} and short side {self.short_side} must be at least 1 pixel",
+                            "pass e.g. --short-side 256 --crop 224")
         if self.crop > self.short_side:
             raise WtalError(f"crop {self.crop} is larger than short side {self.short_side}",
                             "use --crop <= --short-side")
@@ -64,3 +68,5 @@ class FeatureConfig:
             raise WtalError(f"unknown precision {self.precision!r}", "use fp32, bf16 or auto")
         if self.chunk < 1:
             raise WtalError(f"chunk must be >= 1, got {self.chunk}")
+        if self.batch_size < 1:
+            raise WtalError(f"batch size must be >= 1, got {self.batch_size}")

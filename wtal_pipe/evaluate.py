@@ -11,6 +11,7 @@ ground truth of its class is a FP. Ties are broken exactly as the reference impl
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,17 +24,20 @@ THUMOS_TIOU = tuple(np.round(np.arange(0.1, 0.75, 0.1), 2))
 
 
 def parse_tiou(spec: str) -> np.ndarray:
-    """"0.1:0.7:0.1" (inclusive range) or "0.3,0.5,0.7"."""
+    """"0.1:0.7:0.1" (inclusive range) or "0.3,0.5,0.7"; at most 100 thresholds in (0, 1]."""
+    usage = "use start:stop:step like 0.1:0.7:0.1, or 0.3,0.5, with thresholds in (0, 1]"
     try:
         if ":" in spec:
             start, stop, step = map(float, spec.split(":"))
+            if not all(math.isfinite(v) for v in (start, stop, step)) or step <= 0 or (stop - start) / step > 100:
+                raise DataError(f"bad --tiou {spec!r}: the step must be positive and give at most 100 thresholds", usage)
             values = np.arange(start, stop + step / 2, step)
         else:
             values = np.array([float(v) for v in spec.split(",")])
-    except ValueError:
-        raise DataError(f"bad --tiou {spec!r}", "use start:stop:step like 0.1:0.7:0.1, or 0.3,0.5")
-    if values.size == 0 or values.min() <= 0 or values.max() > 1:
-        raise DataError(f"bad --tiou {spec!r}", "thresholds must lie in (0, 1]")
+    except ValueError as exc:
+        raise DataError(f"bad --tiou {spec!r}", usage) from exc
+    if values.size == 0 or not np.isfinite(values).all() or values.min() <= 0 or values.max() > 1:
+        raise DataError(f"bad --tiou {spec!r}", usage)
     return np.round(values, 6)
 
 
@@ -154,7 +158,10 @@ def evaluate(ground_truth: dict, detections: dict, subset: str, thresholds=THUMO
     det_rows = []
     for vid, dets in results.items():
         vindex = video_index.setdefault(vid, len(video_index))  # videos outside the GT: their detections are FPs
+        if not isinstance(dets, list):
+            raise DataError(f"video {vid}: detections are not a list", DETECTIONS_FORMAT, detections_path)
         for det in dets:
+            start, end, score = _detection(vid, det, detections_path)
             label = det.get("label")
             if label not in class_index:
                 if label not in known:
@@ -162,8 +169,7 @@ def evaluate(ground_truth: dict, detections: dict, subset: str, thresholds=THUMO
                                     "fix the label, or pass the annotation file it belongs to", detections_path)
                 ignored[label] = ignored.get(label, 0) + 1
                 continue
-            det_rows.append((class_index[label], vindex, float(det["segment"][0]), float(det["segment"][1]),
-                             float(det["score"])))
+            det_rows.append((class_index[label], vindex, start, end, score))
     gt = np.asarray(gt_rows, float).reshape(-1, 4)
     det = np.asarray(det_rows, float).reshape(-1, 5)
     ap = np.zeros((len(classes), len(thresholds)))
@@ -174,6 +180,22 @@ def evaluate(ground_truth: dict, detections: dict, subset: str, thresholds=THUMO
     return EvaluationResult(thresholds, classes, ap, ignored)
 
 
+DETECTIONS_FORMAT = 'expected {"results": {vid: [{"label": ..., "score": number, "segment": [start_s, end_s]}]}}'
+
+
+def _detection(vid: str, det: object, path: str | Path | None) -> tuple[float, float, float]:
+    """(start, end, score) of one detection, or a one-line error naming the video and the file."""
+    try:
+        start, end = (float(v) for v in det["segment"])  # type: ignore[index]
+        score = float(det["score"])  # type: ignore[index]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DataError(f"video {vid}: malformed detection {det!r}", DETECTIONS_FORMAT, path) from exc
+    if not (math.isfinite(start) and math.isfinite(end) and math.isfinite(score)) or start > end:
+        raise DataError(f"video {vid}: detection {det!r} needs finite numbers and start <= end",
+                        "fix the detection", path)
+    return start, end, score
+
+
 def evaluate_files(detections_path: str | Path, gt_path: str | Path, subset: str,
                    thresholds=THUMOS_TIOU) -> EvaluationResult:
     detections_path = Path(detections_path)
@@ -181,6 +203,9 @@ def evaluate_files(detections_path: str | Path, gt_path: str | Path, subset: str
         raise DataError("detections file not found", "run wtal test or wtal localize first", detections_path)
     try:
         detections = json.loads(detections_path.read_text())
-    except ValueError as exc:
-        raise DataError(f"not JSON ({exc})", "pass an ActivityNet-format detection file", detections_path)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise DataError(f"not JSON ({exc.__class__.__name__})", "pass an ActivityNet-format detection file",
+                        detections_path) from exc
+    if not isinstance(detections, dict):
+        raise DataError(f"a {type(detections).__name__} at the top level", DETECTIONS_FORMAT, detections_path)
     return evaluate(load_annotations(gt_path), detections, subset, thresholds, detections_path)

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from scipy.signal import medfilt
 
-from .cache import atomic_save_npy, atomic_write_json, file_identity, read_json, stage_key
+from .cache import atomic_save_npy, atomic_write_json, file_digest, file_identity, intact, read_json, stage_key
 from .data.dataset import load_annotations, seconds_per_row
 from .errors import DataError, WtalError
 from .intervals import runs
@@ -89,7 +89,15 @@ def _flow_intensity(layout: DataLayout, vid: str) -> tuple[np.ndarray, dict]:
 
 def build_negative(layout: DataLayout, vid: str, config: NegativesConfig) -> NegativeResult:
     features_path = layout.features(vid)
-    features = np.load(features_path, mmap_mode="r")
+    if not features_path.exists():
+        raise DataError("features file missing", f"run wtal extract on the video {vid}", features_path)
+    try:
+        features = np.load(features_path, mmap_mode="r")
+    except (OSError, ValueError) as exc:
+        raise DataError(f"unreadable features ({exc.__class__.__name__})", "re-extract this video", features_path) from exc
+    if features.ndim != 2 or features.shape[0] == 0:
+        raise DataError(f"features must be a non-empty (T, D) array, got shape {features.shape}",
+                        "re-extract this video", features_path)
     out, marker, mask_path = layout.negative(vid)
     spr = seconds_per_row(features_path)
     if config.from_features:
@@ -102,8 +110,9 @@ def build_negative(layout: DataLayout, vid: str, config: NegativesConfig) -> Neg
         upstream = meta["flow_key"]
     key = stage_key("negatives", RULES, config, file_identity(features_path), upstream)
     previous = read_json(marker)
-    if previous is not None and previous.get("key") == key:
-        return NegativeResult(vid, "cached" if out.exists() else "skipped", previous.get("reason", ""),
+    if previous is not None and previous.get("key") == key and (previous.get("skipped") or
+                                                                intact(out, previous.get("digest"))):
+        return NegativeResult(vid, "skipped" if previous.get("skipped") else "cached", previous.get("reason", ""),
                               previous.get("rows", 0))
     mask = static_mask(intensity, config.ratio, fps)
     share = float(mask.mean())
@@ -126,7 +135,7 @@ def build_negative(layout: DataLayout, vid: str, config: NegativesConfig) -> Neg
         return NegativeResult(vid, "skipped", reason)
     atomic_save_npy(mask_path, mask)
     atomic_save_npy(out, np.asarray(features[rows], np.float32))
-    atomic_write_json(marker, {**record, "rows": int(rows.size), "source_rows": rows.tolist(),
+    atomic_write_json(marker, {**record, "rows": int(rows.size), "source_rows": rows.tolist(), "digest": file_digest(out),
                                "mask_file": f"{mask_path.name} (per {'row' if chunk == 1 else 'frame'})"})
     return NegativeResult(vid, "written", rows=int(rows.size))
 

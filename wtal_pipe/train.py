@@ -8,8 +8,8 @@ from it alone.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
-import pickle
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,7 +18,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .cache import atomic_path, atomic_write_json
+from .cache import atomic_dir, atomic_path, atomic_write_json, sweep_stale_tmp
 from .data.dataset import Dataset, Video, simulate_clicks
 from .data.sampling import click_mask, training_input
 from .errors import DataError, WtalError
@@ -153,18 +153,18 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     sampler = BatchSampler(training_entries(dataset.videos, config.single_label_copies), config, rng)
     out_dir = Path(options.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if out_dir.parent.exists():
+        sweep_stale_tmp(out_dir.parent, f".{out_dir.name}")
     run_meta = run_metadata(options.method, config, dataset.classes, dataset.feature_dim, dataset.data_dir,
                             dataset.videos[0].features, seed=options.seed, subset=options.subset,
                             videos=len(dataset.videos), negatives=sum(v.background_only for v in dataset.videos),
                             clicks="simulated" if options.simulate_clicks else ("real" if config.uses_clicks else "none"),
                             device=str(device), checkpoint="final (no test-set selection)")
-    atomic_write_json(out_dir / "config.json", run_meta)
-
     model.train()
     divisor = config.accumulate if config.gradient_accumulation == "mean" else 1
     start = time.perf_counter()
-    with atomic_path(out_dir / "train_log.jsonl") as log_tmp, open(log_tmp, "w") as log:
+    with atomic_dir(out_dir) as staging, open(staging / "train_log.jsonl", "w") as log:
+        atomic_write_json(staging / "config.json", run_meta)
         for step in range(1, config.iterations + 1):
             optimizer.zero_grad(set_to_none=True)
             totals: dict[str, float] = {}
@@ -182,7 +182,8 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
             log.write(json.dumps(record) + "\n")
             if on_log and (step % options.log_every == 0 or step == config.iterations):
                 on_log(record)
-    save_checkpoint(out_dir / CHECKPOINT, run_meta, model)
+        log.close()
+        save_checkpoint(staging / CHECKPOINT, run_meta, model)
     return out_dir / CHECKPOINT
 
 
@@ -195,9 +196,21 @@ def run_metadata(method: str, config: MethodConfig, classes: list[str], feature_
             "extraction": extraction_settings(features) if features else None, **extra}
 
 
+def checkpoint_digest(run_meta: dict, state: dict[str, torch.Tensor]) -> str:
+    """sha256 over the run metadata and every tensor's name, dtype, shape and bytes: a damaged
+    checkpoint.pt is refused instead of loading changed weights."""
+    digest = hashlib.sha256(json.dumps(run_meta, sort_keys=True, default=str).encode())
+    for name in sorted(state):
+        tensor = state[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
 def save_checkpoint(path: Path, run_meta: dict, model: Method) -> None:
+    state = {k: v.cpu() for k, v in model.state_dict().items()}
     with atomic_path(path) as tmp:
-        torch.save({**run_meta, "state_dict": {k: v.cpu() for k, v in model.state_dict().items()}}, tmp)
+        torch.save({**run_meta, "state_dict": state, "digest": checkpoint_digest(run_meta, state)}, tmp)
 
 
 def extraction_settings(features_path: Path) -> dict | None:
@@ -225,16 +238,20 @@ def load_run(run_dir: str | Path, device: str = "cpu", overrides: dict | None = 
         raise DataError("no checkpoint in this run directory", "train first: wtal train --out RUN_DIR", run_dir)
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as exc:
-        raise DataError(f"unreadable checkpoint ({exc.__class__.__name__})", "re-train the run", path)
+    except Exception as exc:  # damaged or foreign files fail in many ways (UnpicklingError, EOFError, ...)
+        raise DataError(f"unreadable checkpoint ({exc.__class__.__name__})", "re-train the run", path) from exc
     if not isinstance(saved, dict) or saved.get("format") != FORMAT:
         found = saved.get("format") if isinstance(saved, dict) else None
         fix = ("it was written by an older wtal-pipe whose methods were not yet the official ones: re-train it"
                if isinstance(found, str) and found.startswith("wtal-pipe/") else "pass the RUN_DIR written by wtal train")
         raise DataError("not a checkpoint of this wtal-pipe version", fix, path)
+    meta = {k: v for k, v in saved.items() if k not in ("state_dict", "digest")}
+    state = saved.get("state_dict")
+    if not isinstance(state, dict) or saved.get("digest") != checkpoint_digest(meta, state):
+        raise DataError("damaged: its contents do not match the digest written with it",
+                        "re-train the run, or restore the file from a copy", path)
     cls = get_method(saved["method"])
     config = cls.Config.from_settings({**saved["config"], **(overrides or {})})
     model = cls(saved["feature_dim"], len(saved["classes"]), config)
-    model.load_state_dict(saved["state_dict"])
-    meta = {k: v for k, v in saved.items() if k != "state_dict"}
+    model.load_state_dict(state)
     return model.to(resolve_device(device)).eval(), meta

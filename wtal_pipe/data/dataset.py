@@ -6,6 +6,8 @@ Nothing here knows D or the number of classes in advance: both come from the fil
 from __future__ import annotations
 
 import json
+import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,22 +22,33 @@ DEFAULT_SECONDS_PER_ROW = 16 / 25  # the THUMOS14 I3D convention
 
 
 def load_annotations(path: str | Path) -> dict:
-    """ActivityNet-style annotations with segments as floats (THUMOS files store strings)."""
+    """ActivityNet-style annotations, checked, with segments as floats (THUMOS files store strings)."""
     path = Path(path)
     if not path.exists():
         raise DataError("annotation file not found", "write annotations.json (ActivityNet style) or run wtal import",
                         path)
+    expected = 'expected {"database": {vid: {"subset": ..., "annotations": [{"label", "segment"}]}}}'
     try:
         database = json.loads(path.read_text())["database"]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise DataError(f"not ActivityNet-style JSON ({exc.__class__.__name__}: {exc})",
-                        'expected {"database": {vid: {"subset", "annotations": [...]}}}', path)
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+        raise DataError(f"not ActivityNet-style JSON ({exc.__class__.__name__})", expected, path) from exc
+    if not isinstance(database, dict):
+        raise DataError(f'"database" is a {type(database).__name__}, not an object of videos', expected, path)
     for vid, video in database.items():
-        for ann in video.get("annotations", []):
+        annotations = video.get("annotations", []) if isinstance(video, dict) else None
+        if not isinstance(annotations, list):
+            raise DataError(f"video {vid}: not an object with an annotations list", expected, path)
+        for ann in annotations:
+            if not isinstance(ann, dict) or not isinstance(ann.get("label"), str):
+                raise DataError(f"video {vid}: an annotation without a label", expected, path)
             try:
-                ann["segment"] = [float(ann["segment"][0]), float(ann["segment"][1])]
-            except (KeyError, ValueError, IndexError, TypeError):
-                raise DataError(f"video {vid}: bad segment {ann.get('segment')!r}", "use [start_s, end_s]", path)
+                start, end = (float(v) for v in ann["segment"])
+            except (KeyError, ValueError, TypeError) as exc:
+                raise DataError(f"video {vid}: bad segment {ann.get('segment')!r}", "use [start_s, end_s]", path) from exc
+            if not (math.isfinite(start) and math.isfinite(end) and 0 <= start <= end):
+                raise DataError(f"video {vid}: segment [{start}, {end}] is not 0 <= start <= end",
+                                "fix the segment", path)
+            ann["segment"] = [start, end]
     return database
 
 
@@ -96,6 +109,11 @@ class Dataset:
             subsets = sorted({str(v.get("subset")) for v in database.values()})
             raise DataError(f"no videos in subset {subset!r}", f"subsets present: {', '.join(subsets)}",
                             self.annotations_path)
+        unknown = sorted(set(clicks) - set(database))
+        if unknown:
+            warnings.warn(f"{self.layout.clicks()}: clicks for {len(unknown)} video(s) not in "
+                          f"{self.annotations_path.name} are not used: {', '.join(unknown[:5])}"
+                          + (" ..." if len(unknown) > 5 else ""), DataWarning, stacklevel=2)
         if negatives:
             self.videos += self._negatives()
         self.feature_dim = self._check_dims()
@@ -122,8 +140,17 @@ class Dataset:
         meta = FeatureMeta.read(path)
         rows = np.load(path, mmap_mode="r").shape[0]
         duration = float(entry.get("duration") or rows * meta.seconds_per_row)
-        return Video(vid, path, labels, segments, duration, meta.seconds_per_row, np.asarray(clicks or [], float),
+        return Video(vid, path, labels, segments, duration, meta.seconds_per_row, self._clicks(vid, clicks, duration),
                      frame_rate=float(entry.get("fps") or meta.frame_rate), frames_per_row=meta.frames_per_row)
+
+    def _clicks(self, vid: str, clicks: list[float] | None, duration: float) -> np.ndarray:
+        """The video's clicks inside [0, duration]; the others are dropped with a warning listing them."""
+        times = np.asarray(clicks or [], float)
+        valid = np.isfinite(times) & (times >= 0) & (times <= duration)
+        if not valid.all():
+            warnings.warn(f"{self.layout.clicks()}: video {vid}: clicks outside [0, {duration:g}] s are not used: "
+                          f"{', '.join(f'{t:g}' for t in times[~valid])}", DataWarning, stacklevel=3)
+        return times[valid]
 
     def _negatives(self) -> list[Video]:
         folder = self.layout.negatives_dir
@@ -141,14 +168,22 @@ class Dataset:
         return out
 
     def _check_dims(self) -> int:
-        """The feature dimension shared by every video; the odd one out (against the majority) is named."""
+        """The feature dimension shared by every video (the odd one out, against the majority, is named),
+        each file a finite (T, D) array (a NaN or inf is named by its first row)."""
         dims: dict[int, list[Video]] = {}
         for video in self.videos:
-            shape = video.load().shape
-            if len(shape) != 2 or shape[0] == 0:
-                raise DataError(f"features must be a non-empty (T, D) array, got shape {shape}",
+            try:
+                rows = video.load()
+            except (OSError, ValueError) as exc:
+                raise DataError(f"unreadable features ({exc.__class__.__name__})", "re-extract this video",
+                                video.features) from exc
+            if rows.ndim != 2 or rows.shape[0] == 0:
+                raise DataError(f"features must be a non-empty (T, D) array, got shape {rows.shape}",
                                 "re-extract this video", video.features)
-            dims.setdefault(shape[1], []).append(video)
+            bad = first_nonfinite_row(rows)
+            if bad is not None:
+                raise DataError(f"row {bad} holds NaN or inf values", "re-extract or repair this video", video.features)
+            dims.setdefault(rows.shape[1], []).append(video)
         majority = max(dims, key=lambda d: len(dims[d]))
         for dim, videos in dims.items():
             if dim != majority:
@@ -170,12 +205,26 @@ def read_classes(layout: DataLayout, database: dict, annotations_path: Path) -> 
     return labels
 
 
+class DataWarning(UserWarning):
+    """Input that is used with a part left out (the CLI prints these as one-line warnings)."""
+
+
+def first_nonfinite_row(rows: np.ndarray, block: int = 4096) -> int | None:
+    """Index of the first row holding a NaN or inf (read ``block`` rows at a time), or None."""
+    for start in range(0, rows.shape[0], block):
+        finite = np.isfinite(np.asarray(rows[start:start + block])).all(axis=tuple(range(1, rows.ndim)))
+        if not finite.all():
+            return start + int(np.argmin(finite))
+    return None
+
+
 def read_clicks(path: Path) -> dict[str, list[float]]:
     try:
         clicks = json.loads(path.read_text())
         return {str(vid): [float(t) for t in times] for vid, times in clicks.items()}
-    except (ValueError, TypeError, AttributeError) as exc:
-        raise DataError(f"bad clicks file ({exc})", 'expected {"video_id": [seconds, ...]}', path)
+    except (ValueError, TypeError, AttributeError, UnicodeDecodeError) as exc:
+        raise DataError(f"bad clicks file ({exc.__class__.__name__})", 'expected {"video_id": [seconds, ...]}',
+                        path) from exc
 
 
 @dataclass(frozen=True)

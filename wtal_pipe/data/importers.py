@@ -95,7 +95,7 @@ def load_official_state(path: Path) -> dict:
     except pickle.UnpicklingError as exc:
         raise DataError(f"refused to unpickle ({str(exc).splitlines()[0]})",
                         "only plain state_dict checkpoints are loaded (weights_only=True)", path) from exc
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+    except Exception as exc:  # garbage makes torch.load fail in many ways (EOFError, UnicodeDecodeError, ...)
         raise DataError(f"not a readable torch checkpoint ({exc.__class__.__name__})", "check the file", path) from exc
     for wrapper in ("state_dict", "model", "model_state_dict"):
         if isinstance(raw, dict) and isinstance(raw.get(wrapper), dict):
@@ -110,7 +110,7 @@ def import_checkpoint(files: list[Path], method: str, data_dir: Path, run_dir: P
     like a trained run. Feature size and class count come from the tensors; class names from DATA_DIR
     (classes.txt, else the sorted labels of annotations.json). CMCS takes one file (early fusion) or
     two, RGB then flow (late fusion, the published I3D setting)."""
-    from ..cache import atomic_write_json, sha256_file
+    from ..cache import atomic_dir, atomic_write_json, sha256_file
     from ..methods import get_method
     from ..train import CHECKPOINT, run_metadata, save_checkpoint
     from .dataset import read_classes
@@ -136,7 +136,7 @@ def import_checkpoint(files: list[Path], method: str, data_dir: Path, run_dir: P
     meta = run_metadata(method, model.config, classes, model.feature_dim, layout.root, features[0] if features else None,
                         seed=None, checkpoint="imported official weights",
                         imported_from=[{"path": str(Path(f).resolve()), "sha256": sha256_file(f)} for f in files])
-    run_dir = Path(run_dir)
-    save_checkpoint(run_dir / CHECKPOINT, meta, model)
-    atomic_write_json(run_dir / "config.json", meta)
-    return run_dir / CHECKPOINT
+    with atomic_dir(run_dir) as staging:
+        save_checkpoint(staging / CHECKPOINT, meta, model)
+        atomic_write_json(staging / "config.json", meta)
+    return Path(run_dir) / CHECKPOINT

@@ -20,10 +20,10 @@ import numpy as np
 import torch
 
 from .. import __version__
-from ..cache import (NpyStreamWriter, atomic_path, atomic_save_npy, atomic_write_json, file_identity,
+from ..cache import (NpyStreamWriter, atomic_path, atomic_write_json, file_digest, file_identity, intact,
                      read_json, stage_key)
 from ..config import DecodeConfig, FeatureConfig, FlowConfig
-from ..errors import WtalError
+from ..errors import VideoError, WtalError
 from ..layout import DataLayout, safe_name
 from ..video import decode, flow
 from .weights import WeightsInfo, load_i3d
@@ -128,37 +128,43 @@ class VideoPaths:
         return self.layout.provenance(self.stem)
 
 
-def ensure_frames(paths: VideoPaths, identity: str, config: DecodeConfig,
+def ensure_frames(paths: VideoPaths, identity: str, config: DecodeConfig, force: bool = False,
                   progress: ProgressFn | None = None) -> tuple[Path, dict]:
-    """Decoded frames (N, crop, crop, 3) uint8 at the target fps, streamed to disk."""
+    """Decoded frames (N, crop, crop, 3) uint8 at the target fps, streamed to disk, with what decoding
+    saw (coverage of the container's duration, rotation); reused only while intact."""
     key = stage_key("decode", identity, config)
     out, meta_path = paths.layout.frames(paths.stem, key)
     meta = read_json(meta_path)
-    if meta is not None and out.exists():
+    if not force and meta is not None and intact(out, meta.get("digest")):
         return out, meta
     info = decode.probe(paths.video)
-    first_source = last_source = None
-    with atomic_path(out) as tmp, open(tmp, "wb") as fh:
-        writer = NpyStreamWriter(fh, (config.crop, config.crop, 3), np.uint8)
-        for frame in decode.iter_frames(paths.video, config):
-            writer.append(frame.rgb)
-            first_source = frame.source_time if first_source is None else first_source
-            last_source = frame.source_time
-            if progress and frame.index % 25 == 0:
-                progress("decode", frame.index, 0)
-        writer.close()
+    stats = decode.DecodeStats()
+    with atomic_path(out) as tmp:
+        with open(tmp, "wb") as fh:
+            writer = NpyStreamWriter(fh, (config.crop, config.crop, 3), np.uint8)
+            for frame in decode.iter_frames(paths.video, config, stats):
+                writer.append(frame.rgb)
+                if progress and frame.index % 25 == 0:
+                    progress("decode", frame.index, 0)
+            writer.close()
+        digest = file_digest(tmp)
     meta = {"key": key, "n_frames": writer.rows, "fps": config.fps, "duration": writer.rows / config.fps,
-            "source": asdict(info), "first_source_time": first_source, "last_source_time": last_source}
+            "source": asdict(info), "rotation": stats.rotation,
+            "coverage": {"decoded_seconds": round(stats.span, 4), "declared_seconds": info.duration,
+                         "decoded_frames": stats.source_frames, "declared_frames": info.frames,
+                         "missing_seconds": round(stats.missing_seconds(info), 4), "partial": stats.is_partial(info)},
+            "digest": digest}
     atomic_write_json(meta_path, meta)
     return out, meta
 
 
 def ensure_flow(paths: VideoPaths, frames_path: Path, frames_key: str, config: FlowConfig, workers: int,
-                progress: ProgressFn | None = None) -> tuple[Path, str]:
-    """Flow (N, H, W, 2) uint8 for the decoded frames."""
+                force: bool = False, progress: ProgressFn | None = None) -> tuple[Path, str]:
+    """Flow (N, H, W, 2) uint8 for the decoded frames; reused only while intact."""
     key = stage_key("flow", frames_key, config)
     out, marker = paths.layout.flow(paths.stem, key)
-    if read_json(marker) is not None and out.exists():
+    record = read_json(marker)
+    if not force and record is not None and intact(out, record.get("digest")):
         return out, key
     n_frames = np.load(frames_path, mmap_mode="r").shape[0]
     done = 0
@@ -171,9 +177,11 @@ def ensure_flow(paths: VideoPaths, frames_path: Path, frames_key: str, config: F
 
     with atomic_path(out) as tmp_flow:
         flow.compute_flow(frames_path, tmp_flow, config, workers, step)
+        digest = file_digest(tmp_flow)
     atomic_write_json(marker, {"key": key, "frames_key": frames_key, "n_frames": n_frames,
                                "preset": config.preset, "params": config.params, "bound": config.bound,
-                               "storage": "uint8 round(128 + clip(f, -bound, bound) * 127.5 / bound)"})
+                               "storage": "uint8 round(128 + clip(f, -bound, bound) * 127.5 / bound)",
+                               "digest": digest})
     return out, key
 
 
@@ -203,26 +211,54 @@ def library_versions() -> dict:
 
 def extract_video(video: Path, data_dir: Path, model: I3DPair, decode_config: DecodeConfig,
                   flow_config: FlowConfig, feature_config: FeatureConfig, workers: int,
-                  force: bool = False, progress: ProgressFn | None = None) -> tuple[str, Path]:
-    """Run (or reuse) every stage for one video; returns ("cached" | "done", features path)."""
+                  force: bool = False, progress: ProgressFn | None = None,
+                  allow_partial: bool = False) -> tuple[str, Path]:
+    """Run (or reuse) every stage for one video; returns ("cached" | "done", features path).
+
+    Every stage output is reused only when its recorded size and sha256 still match (a damaged or
+    truncated cache is recomputed); ``force`` recomputes every stage. A video that decodes short of
+    what its container declares, or to less than one chunk, is a VideoError (``allow_partial`` keeps
+    the features of a partial one, with its coverage in the provenance).
+    """
     paths = VideoPaths(Path(video), DataLayout(Path(data_dir)))
-    if not paths.video.exists():
-        raise WtalError("file not found", "check the path", paths.video)
-    identity = file_identity(paths.video)
+    try:
+        identity = file_identity(paths.video)
+    except FileNotFoundError as exc:
+        raise VideoError("file not found", "check the path", paths.video) from exc
+    except OSError as exc:
+        raise VideoError(f"cannot be read ({exc.strerror or exc.__class__.__name__})",
+                         "check its permissions, or remove it", paths.video) from exc
     frames_key = stage_key("decode", identity, decode_config)
     flow_key = stage_key("flow", frames_key, flow_config)
     feature_key = stage_key("features", flow_key, feature_config.chunk, model.precision, model.weights_key())
     meta = read_json(paths.metadata)
-    if not force and meta is not None and meta.get("cache_key") == feature_key and _loads(paths.features):
+    previous = Path(str(meta.get("video", ""))) if meta else None
+    if (not force and previous and meta.get("video_fingerprint") != identity
+            and previous != paths.video.resolve()):  # another file with the same stem (a.mp4 then a.mkv)
+        raise VideoError(f"{paths.features.name} already holds the features of {previous}",
+                         "rename one of the two videos, or pass --force to replace them", paths.video)
+    if (not force and meta is not None and meta.get("cache_key") == feature_key
+            and intact(paths.features, meta.get("digest"))):
         return "cached", paths.features
 
-    frames_path, frames_meta = ensure_frames(paths, identity, decode_config, progress)
-    flow_path, _ = ensure_flow(paths, frames_path, frames_key, flow_config, workers, progress)
+    frames_path, frames_meta = ensure_frames(paths, identity, decode_config, force, progress)
+    coverage = frames_meta["coverage"]
+    if coverage["partial"] and not allow_partial:
+        raise VideoError(f"decoded only {coverage['decoded_seconds']:.2f} of {coverage['declared_seconds'] or 0:.2f} s "
+                         "the container declares (truncated or corrupt?)",
+                         "re-encode it, or pass --allow-partial to keep what decodes", paths.video)
+    if frames_meta["n_frames"] < feature_config.chunk:
+        raise VideoError(f"only {frames_meta['n_frames']} frame(s) at {decode_config.fps:g} fps, fewer than one "
+                         f"{feature_config.chunk}-frame feature row", "remove it, or use longer clips", paths.video)
+    flow_path, _ = ensure_flow(paths, frames_path, frames_key, flow_config, workers, force, progress)
     frames = np.load(frames_path, mmap_mode="r")
     flows = np.load(flow_path, mmap_mode="r")
     rows = features_from_arrays(frames, flows, model, feature_config.chunk, feature_config.batch_size,
                                 progress)
-    atomic_save_npy(paths.features, rows)
+    with atomic_path(paths.features) as tmp:
+        with open(tmp, "wb") as fh:
+            np.save(fh, rows)
+        digest = file_digest(tmp)
     source = frames_meta["source"]
     atomic_write_json(paths.metadata, {
         "cache_key": feature_key,
@@ -231,6 +267,7 @@ def extract_video(video: Path, data_dir: Path, model: I3DPair, decode_config: De
         "video": str(paths.video.resolve()),
         "video_fingerprint": identity,
         "shape": list(rows.shape),
+        "digest": digest,
         "layout": "row k = frames [k*chunk, (k+1)*chunk) at fps; columns [0:1024] RGB I3D, [1024:2048] flow I3D",
         "fps": decode_config.fps,
         "chunk": feature_config.chunk,
@@ -238,6 +275,8 @@ def extract_video(video: Path, data_dir: Path, model: I3DPair, decode_config: De
         "n_frames": frames_meta["n_frames"],
         "duration": frames_meta["duration"],
         "tail_frames_dropped": frames_meta["n_frames"] % feature_config.chunk,
+        "coverage": coverage,
+        "rotation": frames_meta["rotation"],
         "source": {"width": source["width"], "height": source["height"], "fps": source["source_fps"],
                    "duration": source["duration"], "codec": source["codec"]},
         "decode": asdict(decode_config) | {"resize": "bilinear short side, centre crop",
@@ -252,14 +291,6 @@ def extract_video(video: Path, data_dir: Path, model: I3DPair, decode_config: De
         "versions": library_versions(),
     })
     return "done", paths.features
-
-
-def _loads(path: Path) -> bool:
-    try:
-        np.load(path, mmap_mode="r")
-        return True
-    except (OSError, ValueError):
-        return False
 
 
 def find_videos(inputs: Iterable[str | Path], extensions: tuple[str, ...]) -> list[Path]:
@@ -294,8 +325,8 @@ class ExtractOutcome:
 
 def extract_all(videos: list[Path], data_dir: Path, model: I3DPair, decode_config: DecodeConfig,
                 flow_config: FlowConfig, feature_config: FeatureConfig, workers: int, force: bool = False,
-                progress: ProgressFn | None = None,
-                on_result: Callable[[ExtractOutcome], None] | None = None) -> list[ExtractOutcome]:
+                progress: ProgressFn | None = None, on_result: Callable[[ExtractOutcome], None] | None = None,
+                allow_partial: bool = False) -> list[ExtractOutcome]:
     """Extract every video; a video that fails (a WtalError) is recorded and the rest go on."""
     from ..cache import sweep_stale_tmp
 
@@ -305,7 +336,7 @@ def extract_all(videos: list[Path], data_dir: Path, model: I3DPair, decode_confi
     for video in videos:
         try:
             status, path = extract_video(video, data_dir, model, decode_config, flow_config, feature_config,
-                                         workers, force, progress)
+                                         workers, force, progress, allow_partial)
             outcome = ExtractOutcome(video, status, path)
         except WtalError as exc:
             outcome = ExtractOutcome(video, "failed", error=exc.one_line())

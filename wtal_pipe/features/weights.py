@@ -146,9 +146,9 @@ def load_i3d(stream: str, checkpoint: str | None) -> tuple[InceptionI3d, Weights
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         raise DataError(f"refused to unpickle ({str(exc).splitlines()[0]})",
-                        "only plain state_dict checkpoints are loaded (weights_only=True)", path)
-    except (RuntimeError, EOFError, OSError) as exc:
-        raise DataError(f"not a readable torch checkpoint ({exc})", "check the file", path)
+                        "only plain state_dict checkpoints are loaded (weights_only=True)", path) from exc
+    except Exception as exc:  # garbage makes torch.load fail in many ways (EOFError, UnicodeDecodeError, ...)
+        raise DataError(f"not a readable torch checkpoint ({exc.__class__.__name__})", "check the file", path) from exc
     if not isinstance(raw, dict):
         raise DataError("checkpoint is not a state_dict", "save model.state_dict()", path)
     state, layout = normalize_state_dict(raw)

@@ -9,6 +9,8 @@ the official code makes that one could argue with is a setting too (README: "Fai
 
 from __future__ import annotations
 
+import math
+import typing
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
@@ -34,6 +36,42 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "resample": ("starts-extrapolated", "starts-inclusive", "centres"),
     "outer_region": ("bas", "backtal", "cmcs"),
 }
+
+
+#: settings whose smallest sensible value is not 0
+_LOWEST: dict[str, float] = {name: 1 for name in (
+    "num_segments", "batch_size", "accumulate", "iterations", "hidden_dim", "min_proposal_length", "topk_divisor",
+    "filter_dim", "action_divisor", "background_divisor", "branches", "embed_dim", "branch_dim", "attention_dim",
+    "embed_hidden")}
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    """Whether a plain value fits a config field's annotation (bool is not an int here, an int is a float)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if hint is type(None):
+        return value is None
+    if origin is tuple:
+        return isinstance(value, (tuple, list)) and all(_fits(v, args[0]) for v in value)
+    if args:  # a union
+        return any(_fits(value, a) for a in args)
+    return True
+
+
+def _describe(hint: Any) -> str:
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) is tuple:
+        return f"list of {_describe(args[0])}s"
+    if args:
+        return " or ".join(_describe(a) for a in args)
+    return {bool: "true/false", int: "integer", float: "number", str: "text", type(None): "none"}.get(hint, str(hint))
 
 
 @dataclass
@@ -81,15 +119,34 @@ class MethodConfig:
     eval_tiou: str = "0.1:0.9:0.1"  # the tIoU range the paper reports (wtal test's default)
 
     def __post_init__(self) -> None:
+        """One place validates every setting, whether it came from a flag, ``--set`` or a checkpoint."""
+        hints = typing.get_type_hints(type(self))
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if not _fits(value, hints[f.name]):
+                raise WtalError(f"setting {f.name}={value!r} is not a valid {_describe(hints[f.name])}",
+                                f"use --set {f.name}=<{_describe(hints[f.name])}>")
+            if isinstance(value, float) and not math.isfinite(value):
+                raise WtalError(f"setting {f.name}={value!r} must be finite")
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and value < _LOWEST.get(f.name, 0):
+                raise WtalError(f"setting {f.name}={value!r} must be at least {_LOWEST.get(f.name, 0)}")
         for name, allowed in CHOICES.items():
             value = getattr(self, name)
             if value not in allowed:
                 raise WtalError(f"setting {name}={value!r} is not one of {', '.join(allowed)}",
                                 f"use --set {name}={allowed[0]}")
-        if not (isinstance(self.upsample, int) and self.upsample >= 1) and self.upsample != "frames":
+        if self.upsample != "frames" and not (isinstance(self.upsample, int) and self.upsample >= 1):
             raise WtalError(f"setting upsample={self.upsample!r} must be a positive integer or 'frames'")
+        if self.lr <= 0:
+            raise WtalError(f"setting lr={self.lr!r} must be positive", "e.g. --lr 1e-4")
+        if not 0 <= self.dropout < 1:
+            raise WtalError(f"setting dropout={self.dropout!r} must lie in [0, 1)")
+        if self.nms_threshold is not None and not 0 < self.nms_threshold <= 1:
+            raise WtalError(f"setting nms_threshold={self.nms_threshold!r} must lie in (0, 1], or be none")
         self.cas_thresholds = tuple(float(v) for v in self.cas_thresholds)
         self.actionness_thresholds = tuple(float(v) for v in self.actionness_thresholds)
+        if not all(math.isfinite(v) for v in self.cas_thresholds + self.actionness_thresholds):
+            raise WtalError("thresholds must be finite numbers")
 
     @classmethod
     def from_settings(cls, settings: dict[str, Any]) -> MethodConfig:

@@ -2,8 +2,10 @@
 
 Output frame ``k`` shows what the source displays at time ``k / fps`` (the last source frame whose
 presentation time is <= that instant), so variable frame rate and odd rates such as 29.97 come out
-right. Frames are converted only when emitted and never collected, so memory does not grow with the
-video's length.
+right. Frames are turned upright by the container's display rotation (portrait phone videos), and
+converted only when emitted and never collected, so memory does not grow with the video's length.
+While decoding, :class:`DecodeStats` records how much of the video was actually decoded, so a
+truncated or corrupt file is not mistaken for a short one.
 """
 
 from __future__ import annotations
@@ -32,6 +34,30 @@ class VideoInfo:
     source_fps: float | None
     duration: float | None
     codec: str
+    frames: int | None = None  # frame count the container declares (mp4, mov, avi), if any
+
+
+@dataclass
+class DecodeStats:
+    """What decoding actually saw, filled in while the frames are yielded."""
+
+    source_frames: int = 0
+    span: float = 0.0  # seconds from the first decoded frame to the end of the last one
+    rotation: int = 0  # display rotation applied, degrees counter-clockwise
+
+    def missing_seconds(self, info: VideoInfo) -> float:
+        """How much of what the container declares was not decoded (0 when it declares nothing)."""
+        missing = 0.0
+        if info.duration:
+            missing = max(missing, info.duration - self.span)
+        if info.frames and info.source_fps:
+            missing = max(missing, (info.frames - self.source_frames) / info.source_fps)
+        return max(0.0, missing)
+
+    def is_partial(self, info: VideoInfo) -> bool:
+        """More than max(1 s, 2 %) of the declared video did not decode: a truncated or corrupt file
+        (an audio track that outlasts the video by less than a second is not partial)."""
+        return self.missing_seconds(info) > max(1.0, 0.02 * (info.duration or 0.0))
 
 
 @dataclass(frozen=True)
@@ -70,7 +96,7 @@ def probe(path: str | Path) -> VideoInfo:
         elif container.duration is not None:
             duration = container.duration / 1_000_000
         return VideoInfo(str(path), stream.codec_context.width, stream.codec_context.height,
-                         float(rate) if rate else None, duration, stream.codec_context.name)
+                         float(rate) if rate else None, duration, stream.codec_context.name, stream.frames or None)
     finally:
         container.close()
 
@@ -85,12 +111,22 @@ def resize_and_crop(rgb: np.ndarray, short_side: int, crop: int) -> np.ndarray:
     return resized[top:top + crop, left:left + crop]
 
 
-def iter_frames(path: str | Path, config: DecodeConfig = DecodeConfig()) -> Iterator[Frame]:
-    """Yield frames resampled to ``config.fps``; raises VideoError on unreadable or empty input."""
+def upright(frame) -> np.ndarray:
+    """The frame as RGB, turned by its display rotation (a multiple of 90 degrees)."""
+    rgb = frame.to_ndarray(format="rgb24")
+    turns = round((frame.rotation or 0) / 90) % 4
+    return np.ascontiguousarray(np.rot90(rgb, k=turns)) if turns else rgb
+
+
+def iter_frames(path: str | Path, config: DecodeConfig = DecodeConfig(),
+                stats: DecodeStats | None = None) -> Iterator[Frame]:
+    """Yield frames resampled to ``config.fps``; raises VideoError on unreadable or empty input.
+    ``stats``, when given, is filled in as decoding goes."""
     import av
 
     path = Path(path)
     container = _open(path)
+    stats = stats if stats is not None else DecodeStats()
     step = Fraction(config.fps).limit_denominator(1001)
     emitted = 0
     held = None  # (source_time, av.VideoFrame) currently on screen
@@ -100,7 +136,7 @@ def iter_frames(path: str | Path, config: DecodeConfig = DecodeConfig()) -> Iter
     def emit_until(limit: float) -> Iterator[Frame]:
         nonlocal emitted
         while float(emitted / step) < limit - _PTS_TOLERANCE:
-            rgb = resize_and_crop(held[1].to_ndarray(format="rgb24"), config.short_side, config.crop)
+            rgb = resize_and_crop(upright(held[1]), config.short_side, config.crop)
             yield Frame(emitted, float(emitted / step), held[0], rgb)
             emitted += 1
 
@@ -120,11 +156,14 @@ def iter_frames(path: str | Path, config: DecodeConfig = DecodeConfig()) -> Iter
                     continue
                 yield from emit_until(t)
             held = (t, frame)
+            stats.source_frames += 1
+            stats.rotation = int(frame.rotation or 0)
             if frame.duration:
                 last_duration = float(frame.duration * frame.time_base)
         if held is None:
             raise VideoError("has no decodable frames", "the file is empty or broken; remove it", path)
-        yield from emit_until(held[0] + (last_duration or float(1 / fallback_rate)))
+        stats.span = held[0] + (last_duration or float(1 / fallback_rate))
+        yield from emit_until(stats.span)
     except av.error.FFmpegError as exc:
         raise VideoError(f"decoding failed after {emitted} frames ({exc})",
                          "the file is truncated or corrupt; re-encode or remove it", path)

@@ -9,7 +9,10 @@ the official CMCS tool reads its flow images.
 
 from __future__ import annotations
 
+import errno
 import os
+import threading
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -17,6 +20,7 @@ import cv2
 import numpy as np
 
 from ..config import FlowConfig
+from ..errors import WtalError
 
 
 def default_workers() -> int:
@@ -54,6 +58,19 @@ def dequantize(flow_u8: np.ndarray) -> np.ndarray:
 
 def _gray(rgb: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
+
+
+def exit_with_parent(parent: int) -> None:
+    """In a worker process: exit as soon as ``parent``, the process that started it, is gone (``kill -9``
+    of ``wtal`` must not leave workers computing TV-L1 for minutes). The pid is handed over rather than
+    read here, since the parent may already be gone when the worker gets this far."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def flow_range(frames_path: str, out_path: str, start: int, stop: int, n_frames: int, config: FlowConfig) -> int:
@@ -94,17 +111,37 @@ def compute_flow(frames_path: Path, out_path: Path, config: FlowConfig, workers:
     """Fill ``out_path`` (N, H, W, 2) uint8 from a frames .npy; the caller made the path atomic and the
     workers write disjoint row ranges of it."""
     from joblib import Parallel, delayed
+    from joblib.externals.loky.process_executor import TerminatedWorkerError
 
     frames = np.load(frames_path, mmap_mode="r")
     n_frames, height, width = frames.shape[:3]
     np.lib.format.open_memmap(out_path, mode="w+", dtype=np.uint8, shape=(n_frames, height, width, 2)).flush()
+    reserve_disk(out_path)
     ranges = split_ranges(n_frames, workers * 4)  # several per worker: balances and shows progress
-    tasks = (delayed(flow_range)(str(frames_path), str(out_path), a, b, n_frames, config)
-             for a, b in ranges)
-    if workers == 1:
-        results = (task[0](*task[1], **task[2]) for task in tasks)
-    else:
-        results = Parallel(n_jobs=workers, backend="loky", return_as="generator_unordered")(tasks)
-    for done in results:
-        if progress:
-            progress(done)
+    tasks = (delayed(flow_range)(str(frames_path), str(out_path), a, b, n_frames, config) for a, b in ranges)
+    try:
+        if workers == 1:
+            results = (task[0](*task[1], **task[2]) for task in tasks)
+        else:
+            results = Parallel(n_jobs=workers, backend="loky", return_as="generator_unordered",
+                               initializer=exit_with_parent, initargs=(os.getpid(),))(tasks)
+        for done in results:
+            if progress:
+                progress(done)
+    except TerminatedWorkerError as exc:
+        raise WtalError("a flow worker process died (out of memory, or a bus error from a full disk)",
+                        "free memory or disk space, or pass --workers 1", out_path) from exc
+
+
+def reserve_disk(path: Path) -> None:
+    """Allocate a (sparse) output file's blocks now: a full disk is an ENOSPC error here, not a SIGBUS
+    in a worker writing through a memmap. File systems without fallocate are left as they are."""
+    if not hasattr(os, "posix_fallocate"):
+        return
+    with open(path, "r+b") as fh:
+        try:
+            os.posix_fallocate(fh.fileno(), 0, os.fstat(fh.fileno()).st_size)
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise
+

@@ -95,8 +95,10 @@ def render_frames(seconds: float, fps: float, width: int, height: int,
 
 def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float = 25.0,
                 codec: str = "libx264", times: Sequence[float] | None = None,
-                options: dict | None = None) -> Path:
-    """Encode RGB frames; ``times`` (seconds) gives explicit timestamps for variable frame rate."""
+                options: dict | None = None, container_options: dict | None = None, rotation: int = 0) -> Path:
+    """Encode RGB frames; ``times`` (seconds) gives explicit timestamps for variable frame rate,
+    ``container_options`` go to the muxer (e.g. ``{"movflags": "+faststart"}``), ``rotation`` is a
+    display rotation in degrees counter-clockwise (as a portrait phone video carries)."""
     import av
 
     from ..cache import atomic_path
@@ -105,9 +107,12 @@ def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float = 25.
     rate = Fraction(fps).limit_denominator(1001)
     pix_fmt = {"libx264rgb": "rgb24", "ffv1": "yuv444p", "mjpeg": "yuvj420p", "png": "rgb24"}.get(
         codec, "yuv420p")
-    with atomic_path(path, keep_suffix=True) as tmp, av.open(str(tmp), mode="w") as container:
+    with atomic_path(path, keep_suffix=True) as tmp, \
+            av.open(str(tmp), mode="w", options=container_options or {}) as container:
         stream = container.add_stream(codec, rate=rate, options=options or {})
         stream.pix_fmt = pix_fmt
+        if rotation:
+            stream.set_display_rotation(rotation)
         time_base = Fraction(1, 90000) if times is not None else 1 / rate
         stream.codec_context.time_base = time_base
         for index, rgb in enumerate(frames):
