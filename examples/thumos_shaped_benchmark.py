@@ -26,7 +26,8 @@ from wtal_pipe.evaluate import THUMOS_TIOU, evaluate
 from wtal_pipe.pipeline import localize_dataset
 from wtal_pipe.methods import get_method
 from wtal_pipe.methods.base import MethodConfig
-from wtal_pipe.train import TrainOptions, load_run, parse_settings, train
+from wtal_pipe.run import load_run
+from wtal_pipe.train import TrainOptions, parse_settings, train
 
 FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures"
 SECONDS_PER_ROW = 16 / 25
@@ -67,7 +68,7 @@ def score(run: Path, data: Path, device: str, overrides: dict | None = None) -> 
     model, meta = load_run(run, device, overrides)
     detections = localize_dataset(model, meta, data, "test")
     return evaluate(load_annotations(data / "annotations.json"), detections, "test", THUMOS_TIOU,
-                    known_classes=meta["classes"]).to_dict()
+                    known_classes=meta.classes).to_dict()
 
 
 def main() -> None:

@@ -56,7 +56,7 @@ def edit_annotations(data: Path, change) -> None:
 def test_negatives_refuse_ids_that_leave_data_dir(planted, tmp_path, run_cli, evil):
     edit_annotations(planted, lambda db: db.update({evil: {**db["train_0000"], "subset": "train"}}))
     before = snapshot(tmp_path, planted)
-    code, _, err = run_cli("negatives", planted, "--from-features")
+    code, _, err = run_cli("negatives", "--data", planted, "--from-features")
     assert code == 2 and one_line_error(err, repr(evil), "annotations.json")
     assert snapshot(tmp_path, planted) == before and not (planted / "negatives").exists()
 
@@ -72,12 +72,12 @@ def test_bas_thumos_import_refuses_ids_and_subsets_that_leave(tmp_path, run_cli)
                        "../../escaped": {"subset": "train", "annotations": []}}}
     (source / "gt.json").write_text(json.dumps(gt))
     before = snapshot(tmp_path, tmp_path / "out")
-    code, _, err = run_cli("import", "bas-thumos", source, "--out", tmp_path / "out" / "data")
+    code, _, err = run_cli("import", "bas-thumos", source, "--data", tmp_path / "out" / "data")
     assert code == 2 and one_line_error(err, "'../../escaped'", "gt.json")
     assert snapshot(tmp_path, tmp_path / "out") == before
     gt["database"] = {"ok": {"subset": "../..", "annotations": []}}
     (source / "gt.json").write_text(json.dumps(gt))
-    code, _, err = run_cli("import", "bas-thumos", source, "--out", tmp_path / "out" / "data")
+    code, _, err = run_cli("import", "bas-thumos", source, "--data", tmp_path / "out" / "data")
     assert code == 2 and one_line_error(err, "subset '../..'")
 
 
@@ -97,12 +97,12 @@ def test_same_stem_from_another_file_is_refused_across_calls(make_clip, tmp_path
     make_clip("a.mp4", seconds=1.0)
     make_clip("other/a.mkv", seconds=1.0, seed=3, codec="ffv1")
     data = tmp_path / "data"
-    assert run_cli("extract", tmp_path / "a.mp4", "--out", data, *SMALL)[0] == 0
+    assert run_cli("extract", tmp_path / "a.mp4", "--data", data, *SMALL)[0] == 0
     first = np.load(data / "features" / "a.npy")
-    code, _, err = run_cli("extract", tmp_path / "other" / "a.mkv", "--out", data, *SMALL)
+    code, _, err = run_cli("extract", tmp_path / "other" / "a.mkv", "--data", data, *SMALL)
     assert code == 1 and "FAILED" in err and "a.mkv" in err and "a.mp4" in err and "--force" in err
     np.testing.assert_array_equal(np.load(data / "features" / "a.npy"), first)
-    assert run_cli("extract", tmp_path / "other" / "a.mkv", "--out", data, *SMALL, "--force")[0] == 0
+    assert run_cli("extract", tmp_path / "other" / "a.mkv", "--data", data, *SMALL, "--force")[0] == 0
     assert json.loads((data / "features" / "a.json").read_text())["video"].endswith("a.mkv")
 
 
@@ -122,12 +122,12 @@ def test_truncated_and_corrupt_videos_are_failures_unless_allowed(tmp_path, run_
     data[third:third + len(data) // 4] = np.random.default_rng(0).integers(0, 256, len(data) // 4, np.uint8).tobytes()
     garbled.write_bytes(bytes(data))
     _four_seconds(tmp_path, "good.mp4")
-    code, out, err = run_cli("extract", tmp_path / "videos", "--out", tmp_path / "data", *SMALL)
+    code, out, err = run_cli("extract", tmp_path / "videos", "--data", tmp_path / "data", *SMALL)
     failures = [line for line in err.splitlines() if line.startswith("FAILED")]
     assert code == 1 and len(failures) == 2 and "1 ok" in out
     assert all("decoded only" in line and "--allow-partial" in line for line in failures)
     assert sorted(p.name for p in (tmp_path / "data" / "features").glob("*.npy")) == ["good.npy"]
-    code, out, _ = run_cli("extract", tmp_path / "videos", "--out", tmp_path / "data", *SMALL, "--allow-partial")
+    code, out, _ = run_cli("extract", tmp_path / "videos", "--data", tmp_path / "data", *SMALL, "--allow-partial")
     assert code == 0
     coverage = json.loads((tmp_path / "data" / "features" / "cut.json").read_text())["coverage"]
     assert coverage["partial"] and coverage["decoded_seconds"] < 2 and coverage["declared_seconds"] == 4.0
@@ -136,7 +136,7 @@ def test_truncated_and_corrupt_videos_are_failures_unless_allowed(tmp_path, run_
 def test_videos_shorter_than_one_chunk_fail_at_extraction(make_clip, tmp_path, run_cli):
     make_clip("videos/one.mp4", seconds=0.04)  # one frame
     make_clip("videos/short.mp4", seconds=0.4)  # 10 frames < 16
-    code, _, err = run_cli("extract", tmp_path / "videos", "--out", tmp_path / "data", *SMALL)
+    code, _, err = run_cli("extract", tmp_path / "videos", "--data", tmp_path / "data", *SMALL)
     failures = [line for line in err.splitlines() if line.startswith("FAILED")]
     assert code == 1 and len(failures) == 2 and all("fewer than one 16-frame feature row" in f for f in failures)
     assert not list((tmp_path / "data" / "features").glob("*.npy"))
@@ -154,7 +154,7 @@ def test_display_rotation_is_applied_and_recorded(tmp_path, run_cli):
 
     frame = next(iter_frames(tmp_path / "portrait.mp4", DecodeConfig(short_side=32, crop=32))).rgb
     assert frame[:8].mean() > 250 and frame[-8:].mean() < 5  # the white half is now on top
-    assert run_cli("extract", tmp_path / "portrait.mp4", "--out", tmp_path / "data", *SMALL[:4],
+    assert run_cli("extract", tmp_path / "portrait.mp4", "--data", tmp_path / "data", *SMALL[:4],
                    "--flow", "dis", "--workers", "1", "--device", "cpu")[0] == 0
     assert json.loads((tmp_path / "data" / "features" / "portrait.json").read_text())["rotation"] == -90
 
@@ -166,7 +166,7 @@ def test_display_rotation_is_applied_and_recorded(tmp_path, run_cli):
 def test_damaged_cache_or_output_is_recomputed(make_clip, tmp_path, run_cli, victim, damage):
     make_clip("v.mp4", seconds=1.4)
     data = tmp_path / "data"
-    assert run_cli("extract", tmp_path / "v.mp4", "--out", data, *SMALL)[0] == 0
+    assert run_cli("extract", tmp_path / "v.mp4", "--data", data, *SMALL)[0] == 0
     expected = np.load(data / "features" / "v.npy")
     features = data / "features" / "v.npy"
     path = features if victim == "features" else next((data / "cache" / "v").glob(victim))
@@ -179,7 +179,7 @@ def test_damaged_cache_or_output_is_recomputed(make_clip, tmp_path, run_cli, vic
     if victim != "features":
         features.unlink()  # the cache is read again only when features are recomputed from it
     others = {p: p.stat().st_mtime_ns for p in (data / "cache" / "v").glob("*.npy") if p != path}
-    code, out, err = run_cli("extract", tmp_path / "v.mp4", "--out", data, *SMALL)
+    code, out, err = run_cli("extract", tmp_path / "v.mp4", "--data", data, *SMALL)
     assert code == 0 and "done v.mp4" in out, err
     np.testing.assert_allclose(np.load(features), expected, rtol=1e-5, atol=1e-6)
     if victim != "features":  # only the damaged entry was recomputed (flow after frames: both, for frames)
@@ -189,16 +189,16 @@ def test_damaged_cache_or_output_is_recomputed(make_clip, tmp_path, run_cli, vic
 def test_force_recomputes_every_stage(make_clip, tmp_path, run_cli):
     make_clip("v.mp4", seconds=1.4)
     data = tmp_path / "data"
-    assert run_cli("extract", tmp_path / "v.mp4", "--out", data, *SMALL)[0] == 0
+    assert run_cli("extract", tmp_path / "v.mp4", "--data", data, *SMALL)[0] == 0
     stamps = {p.name: p.stat().st_mtime_ns for p in (data / "cache" / "v").iterdir()}
-    assert run_cli("extract", tmp_path / "v.mp4", "--out", data, *SMALL, "--force")[0] == 0
+    assert run_cli("extract", tmp_path / "v.mp4", "--data", data, *SMALL, "--force")[0] == 0
     assert all(p.stat().st_mtime_ns != stamps[p.name] for p in (data / "cache" / "v").iterdir())
 
 
 def test_damaged_checkpoints_never_load_changed_weights(planted, tmp_path, run_cli):
     """A damaged byte is refused in one line, or it carried no weights (zip padding, a serialization id)
     and the very same tensors load."""
-    from wtal_pipe.train import load_run
+    from wtal_pipe.run import load_run
 
     assert run_cli("train", "--method", "um", "--data", planted, "--out", tmp_path / "run", *QUICK[:-4],
                    "--set", "hidden_dim=64", "--device", "cpu")[0] == 0
@@ -270,7 +270,7 @@ def test_malformed_annotations_are_one_line_errors(planted, tmp_path, run_cli, e
 
 def test_a_list_as_database_is_a_one_line_error(planted, tmp_path, run_cli):
     (planted / "annotations.json").write_text(json.dumps({"database": [1, 2]}))
-    code, _, err = run_cli("negatives", planted)
+    code, _, err = run_cli("negatives", "--data", planted)
     assert code == 2 and one_line_error(err, "annotations.json", '"database" is a list')
 
 
@@ -304,7 +304,7 @@ def test_bad_tiou_is_a_one_line_error(tmp_path, run_cli, tiou):
                                             (["--fps", "nan"], "fps"), (["--batch-size", "0"], "batch")])
 def test_extraction_values_are_validated(make_clip, tmp_path, run_cli, args, expected):
     make_clip("v.mp4", seconds=1.0)
-    code, _, err = run_cli("extract", tmp_path / "v.mp4", "--out", tmp_path / "data", "--device", "cpu", *args)
+    code, _, err = run_cli("extract", tmp_path / "v.mp4", "--data", tmp_path / "data", "--device", "cpu", *args)
     assert code == 2 and one_line_error(err, expected)
 
 
@@ -358,7 +358,7 @@ def test_unreadable_video_is_reported_and_the_others_finish(make_clip, tmp_path,
         return real(path)
 
     monkeypatch.setattr(extract, "file_identity", identity)
-    code, out, err = run_cli("extract", tmp_path / "videos", "--out", tmp_path / "data", *SMALL)
+    code, out, err = run_cli("extract", tmp_path / "videos", "--data", tmp_path / "data", *SMALL)
     assert code == 1 and "a.mp4: cannot be read (Permission denied)" in err and "done b.mp4" in out
 
 
@@ -370,7 +370,7 @@ def test_a_full_disk_is_a_one_line_error(make_clip, tmp_path, run_cli, monkeypat
         raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "data" / "cache"))
 
     monkeypatch.setattr(flow, "reserve_disk", full)
-    code, _, err = run_cli("extract", tmp_path / "v.mp4", "--out", tmp_path / "data", *SMALL)
+    code, _, err = run_cli("extract", tmp_path / "v.mp4", "--data", tmp_path / "data", *SMALL)
     assert code == 2 and one_line_error(err, "No space left on device", "free disk space")
 
 
@@ -380,7 +380,7 @@ def test_checkpoints_that_are_not_state_dicts(tmp_path, run_cli, make_clip):
     torch.save([1, 2], tmp_path / "list.pt")
     torch.save({"weights": "none"}, tmp_path / "dict.pt")
     for name in ("text.pt", "list.pt", "dict.pt"):
-        code, _, err = run_cli("extract", tmp_path / "v.mp4", "--out", tmp_path / "d", "--rgb-weights",
+        code, _, err = run_cli("extract", tmp_path / "v.mp4", "--data", tmp_path / "d", "--rgb-weights",
                                tmp_path / name, "--device", "cpu")
         assert code == 2 and one_line_error(err, name), err
         code, _, err = run_cli("import", "checkpoint", tmp_path / name, "--method", "um", "--data", tmp_path,
@@ -390,10 +390,10 @@ def test_checkpoints_that_are_not_state_dicts(tmp_path, run_cli, make_clip):
 
 def test_negatives_on_missing_or_empty_features(planted, run_cli):
     np.save(planted / "features" / "train_0001.npy", np.zeros((0, 8), np.float32))
-    code, _, err = run_cli("negatives", planted, "--from-features")
+    code, _, err = run_cli("negatives", "--data", planted, "--from-features")
     assert code == 2 and one_line_error(err, "train_0001.npy", "non-empty")
     (planted / "features" / "train_0001.npy").unlink()
-    code, _, err = run_cli("negatives", planted, "--from-features")
+    code, _, err = run_cli("negatives", "--data", planted, "--from-features")
     assert code == 2 and one_line_error(err, "train_0001.npy", "missing")
 
 
@@ -415,7 +415,7 @@ def test_localize_reports_a_short_clip_and_writes_the_others(planted, tmp_path, 
 
 def test_error_hints_keep_their_brackets(planted, tmp_path, run_cli):
     edit_annotations(planted, lambda db: db["train_0000"]["annotations"][0].update(segment=None))
-    _, _, err = run_cli("negatives", planted)
+    _, _, err = run_cli("negatives", "--data", planted)
     assert "(use [start_s, end_s])" in err
     (planted / "clicks.json").write_text("[")
     edit_annotations(planted, lambda db: db["train_0000"]["annotations"][0].update(segment=[1, 2]))
@@ -442,7 +442,7 @@ def _children(pid: int) -> set[int]:
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM])
 def test_flow_workers_exit_with_their_parent(make_clip, tmp_path, how):
     clip = make_clip("slow.mp4", seconds=6.0, fps=25.0, size=(160, 120))
-    cmd = [sys.executable, "-m", "wtal_pipe", "extract", str(clip), "--out", str(tmp_path / "data"), "--short-side",
+    cmd = [sys.executable, "-m", "wtal_pipe", "extract", str(clip), "--data", str(tmp_path / "data"), "--short-side",
            "128", "--crop", "112", "--flow", "tvl1", "--workers", "2", "--device", "cpu"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 

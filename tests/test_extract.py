@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from wtal_pipe.features.i3d import InceptionI3d
@@ -27,7 +28,7 @@ def test_rows_and_provenance(make_clip, run_cli, tmp_path):
     make_clip("a30.mp4", seconds=3.0, fps=30.0)
     make_clip("b2997.mp4", seconds=2.6, fps=30000 / 1001, codec="libx264")
     make_clip("c50.mkv", seconds=1.4, fps=50.0, codec="ffv1", size=(81, 145))
-    code, out, err = run_cli("extract", tmp_path, "--out", tmp_path / "data", *SMALL)
+    code, out, err = run_cli("extract", tmp_path, "--data", tmp_path / "data", *SMALL)
     assert code == 0, err
     assert "RANDOM" in err
     expected = {"a30": _rows(90, 30.0), "b2997": _rows(78, 30000 / 1001), "c50": _rows(70, 50.0)}
@@ -37,9 +38,11 @@ def test_rows_and_provenance(make_clip, run_cli, tmp_path):
         assert features.shape == (rows, 2048) and features.dtype == np.float32
         assert np.isfinite(features).all() and features[:, :1024].std() > 0 and features[:, 1024:].std() > 0
         meta = json.loads((tmp_path / "data" / "features" / f"{stem}.json").read_text())
-        assert meta["shape"] == [rows, 2048] and meta["fps"] == 25.0 and meta["chunk"] == 16
-        assert meta["random_weights"] is True and meta["weights"]["rgb"] == "random-seed0"
-        assert meta["flow"]["preset"] == "dis" and meta["decode"]["crop"] == 64
+        extraction = meta["extraction"]
+        assert meta["shape"] == [rows, 2048] and extraction["decode"]["fps"] == 25.0
+        assert extraction["features"]["chunk"] == 16 and meta["seconds_per_row"] == pytest.approx(0.64)
+        assert extraction["features"]["rgb_weights"] is None and meta["weights"]["rgb"] == {"random_seed": 0}
+        assert extraction["flow"]["preset"] == "dis" and extraction["decode"]["crop"] == 64
         assert meta["n_frames"] // 16 == rows and {"torch", "av", "opencv"} <= set(meta["versions"])
     assert json.loads((tmp_path / "data/features/c50.json").read_text())["source"]["width"] == 81
 
@@ -51,13 +54,13 @@ def _mtimes(folder: Path) -> dict[str, int]:
 def test_cache_hits_and_targeted_invalidation(make_clip, run_cli, tmp_path):
     make_clip("v.mp4", seconds=2.0, fps=25.0)
     data = tmp_path / "data"
-    assert run_cli("extract", tmp_path / "v.mp4", "--out", data, *SMALL)[0] == 0
+    assert run_cli("extract", tmp_path / "v.mp4", "--data", data, *SMALL)[0] == 0
     cache = data / "cache" / "v"
     first = _mtimes(cache)
     features_mtime = (data / "features/v.npy").stat().st_mtime_ns
     original = np.load(data / "features/v.npy")
 
-    code, out, _ = run_cli("extract", tmp_path / "v.mp4", "--out", data, *SMALL)
+    code, out, _ = run_cli("extract", tmp_path / "v.mp4", "--data", data, *SMALL)
     assert code == 0 and "cached v.mp4" in out and "1 ok (1 cached)" in out
     assert (data / "features/v.npy").stat().st_mtime_ns == features_mtime and _mtimes(cache) == first
 
@@ -65,7 +68,7 @@ def test_cache_hits_and_targeted_invalidation(make_clip, run_cli, tmp_path):
     torch.manual_seed(123)
     ckpt = tmp_path / "rgb.pt"
     torch.save(InceptionI3d(3).state_dict(), ckpt)
-    code, out, _ = run_cli("extract", tmp_path / "v.mp4", "--out", data, *SMALL, "--rgb-weights", ckpt)
+    code, out, _ = run_cli("extract", tmp_path / "v.mp4", "--data", data, *SMALL, "--rgb-weights", ckpt)
     assert code == 0 and "done v.mp4" in out
     assert _mtimes(cache) == first
     changed = np.load(data / "features/v.npy")
@@ -75,7 +78,7 @@ def test_cache_hits_and_targeted_invalidation(make_clip, run_cli, tmp_path):
     assert meta["weights"]["rgb"]["path"] == str(ckpt) and len(meta["weights"]["rgb"]["sha256"]) == 64
 
     # new flow preset: frames reused, a second flow cache appears
-    code, _, _ = run_cli("extract", tmp_path / "v.mp4", "--out", data, *SMALL[:4], "--flow", "tvl1-fast",
+    code, _, _ = run_cli("extract", tmp_path / "v.mp4", "--data", data, *SMALL[:4], "--flow", "tvl1-fast",
                          "--workers", "2", "--device", "cpu")
     assert code == 0
     after = _mtimes(cache)
@@ -87,7 +90,7 @@ def test_cache_hits_and_targeted_invalidation(make_clip, run_cli, tmp_path):
 def test_batch_size_does_not_change_features(make_clip, run_cli, tmp_path):
     make_clip("v.mp4", seconds=2.0, fps=25.0)
     for batch in (1, 3):
-        assert run_cli("extract", tmp_path / "v.mp4", "--out", tmp_path / f"d{batch}", *SMALL,
+        assert run_cli("extract", tmp_path / "v.mp4", "--data", tmp_path / f"d{batch}", *SMALL,
                        "--batch-size", batch, "--precision", "fp32")[0] == 0
     np.testing.assert_allclose(np.load(tmp_path / "d1/features/v.npy"), np.load(tmp_path / "d3/features/v.npy"),
                                rtol=1e-4, atol=1e-5)
@@ -100,7 +103,7 @@ def test_bad_videos_are_reported_and_the_rest_finish(make_clip, run_cli, tmp_pat
     truncated = make_clip("videos/cut.mp4", seconds=3.0, fps=25.0)
     truncated.write_bytes(truncated.read_bytes()[:800])
     (videos / "empty.avi").write_bytes(b"")
-    code, out, err = run_cli("extract", videos, "--out", tmp_path / "data", *SMALL)
+    code, out, err = run_cli("extract", videos, "--data", tmp_path / "data", *SMALL)
     assert code == 1
     failures = [line for line in err.splitlines() if line.startswith("FAILED")]
     assert len(failures) == 3, err
@@ -112,13 +115,13 @@ def test_bad_videos_are_reported_and_the_rest_finish(make_clip, run_cli, tmp_pat
 
 
 def test_user_errors_are_one_line(make_clip, run_cli, tmp_path):
-    code, _, err = run_cli("extract", tmp_path, "--out", tmp_path / "d")
+    code, _, err = run_cli("extract", tmp_path, "--data", tmp_path / "d")
     assert code == 2 and "no videos found" in err
     make_clip("v.mp4", seconds=1.0)
-    code, _, err = run_cli("extract", tmp_path / "missing_dir", "--out", tmp_path / "d")
+    code, _, err = run_cli("extract", tmp_path / "missing_dir", "--data", tmp_path / "d")
     assert code == 2 and err.count("\n") == 1 and "error:" in err
     code, _, err = run_cli("extract", tmp_path, "--flow", "raft")
-    assert code == 2 and "unknown flow preset 'raft'" in err
+    assert code == 2 and "'raft' is not one of 'tvl1', 'tvl1-fast', 'dis'" in err and "see wtal extract --help" in err
     code, _, err = run_cli("extract", tmp_path, "--rgb-weights", tmp_path / "nope.pt")
     assert code == 2 and "nope.pt: checkpoint file not found" in err
 
@@ -126,7 +129,7 @@ def test_user_errors_are_one_line(make_clip, run_cli, tmp_path):
 def test_killed_run_leaves_no_trusted_partial_file(make_clip, tmp_path):
     clip = make_clip("slow.mp4", seconds=6.0, fps=25.0, size=(160, 120))
     data = tmp_path / "data"
-    cmd = [sys.executable, "-m", "wtal_pipe", "extract", str(clip), "--out", str(data), "--short-side", "128",
+    cmd = [sys.executable, "-m", "wtal_pipe", "extract", str(clip), "--data", str(data), "--short-side", "128",
            "--crop", "112", "--flow", "tvl1", "--workers", "1", "--device", "cpu"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     cache = data / "cache" / "slow"
@@ -148,3 +151,13 @@ def test_killed_run_leaves_no_trusted_partial_file(make_clip, tmp_path):
     assert np.load(data / "features/slow.npy").shape == (150 // 16, 2048)
     assert not list(cache.glob(".*.tmp-*"))  # the dead run's temporaries were swept
     assert [p.name for p in cache.glob("frames-*.npy")] == [frames[0].name]  # decode work was kept
+
+
+def test_old_spellings_of_the_dataset_folder_still_work(make_clip, run_cli, tmp_path):
+    make_clip("v.mp4", seconds=1.0)
+    code, _, err = run_cli("extract", tmp_path / "v.mp4", "--out", tmp_path / "data", *SMALL)
+    assert code == 0 and "--out is now --data" in err and (tmp_path / "data" / "features" / "v.npy").exists()
+    (tmp_path / "data" / "annotations.json").write_text(json.dumps({"database": {
+        "v": {"subset": "train", "annotations": [{"label": "a", "segment": [0.0, 0.5]}]}}}))
+    code, out, err = run_cli("negatives", tmp_path / "data")
+    assert code == 0 and "positional DATA_DIR is now --data" in err and "skipped v" in out

@@ -150,7 +150,7 @@ def test_localize_cli_on_a_raw_clip(demo, tmp_path, run_cli):
     assert overlap >= 0.3
     # the extraction settings came from the run (64x64 frames, DIS), through the run's own cache
     meta = json.loads((out / "run" / "localize" / "features" / "my_clip.json").read_text())
-    assert meta["decode"]["crop"] == 64 and meta["flow"]["preset"] == "dis"
+    assert meta["extraction"]["decode"]["crop"] == 64 and meta["extraction"]["flow"]["preset"] == "dis"
 
 
 def test_localize_bad_inputs(demo, tmp_path, run_cli):

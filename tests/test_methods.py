@@ -15,7 +15,8 @@ from wtal_pipe.pipeline import localize_dataset
 from wtal_pipe.methods import get_method, list_methods
 from wtal_pipe.methods.base import Batch
 from wtal_pipe.methods.registry import register_method
-from wtal_pipe.train import TrainOptions, load_run, train
+from wtal_pipe.run import load_run
+from wtal_pipe.train import TrainOptions, train
 
 # Settings for quick CPU runs (the published lr 1e-4 needs thousands of steps; see REFERENCE.md).
 QUICK = {"lr": 1e-3, "num_segments": 64, "batch_size": 8, "hidden_dim": 64}
@@ -99,7 +100,7 @@ def test_losses_decrease_and_planted_actions_are_found(name, planted, tmp_path):
     last = np.mean([r["loss"] for r in log[-10:]])
     assert last < 0.8 * first, (first, last)
     model, meta = load_run(checkpoint.parent)
-    assert meta["method"] == name and meta["feature_dim"] == 32
+    assert meta.method == name and meta.feature_dim == 32
     detections = localize_dataset(model, meta, planted, "test", scores_out=tmp_path / "cas.npz")
     gt = json.loads((planted / "annotations.json").read_text())["database"]
     result = evaluate(gt, detections, "test", [0.3, 0.5, 0.7])

@@ -69,14 +69,14 @@ def test_end_to_end_negatives_from_the_flow_cache(tmp_path, run_cli):
     clip = write_video(tmp_path / "videos" / "scroll.mp4", _scrolling_frames(), fps=FPS, codec="libx264rgb",
                        options={"crf": "0"})
     data = tmp_path / "data"
-    code, _, err = run_cli("extract", clip, "--out", data, "--short-side", "64", "--crop", "64", "--flow", "dis",
+    code, _, err = run_cli("extract", clip, "--data", data, "--short-side", "64", "--crop", "64", "--flow", "dis",
                            "--workers", "1", "--device", "cpu")
     assert code == 0, err
     (data / "annotations.json").write_text(json.dumps({"database": {
         "scroll": {"subset": "train", "duration": 30.0, "annotations": [{"label": "a", "segment": [10.0, 15.0]}]}}}))
     # the 148 still frames share one intensity (their 8-bit flow is all 128); a percentile between it and
     # the slowest moving frame takes exactly them: position 0.1969 * 749 = 147.5
-    code, out, err = run_cli("negatives", data, "--ratio", "0.1969")
+    code, out, err = run_cli("negatives", "--data", data, "--ratio", "0.1969")
     assert code == 0, err
     assert "written scroll (9 rows)" in out
     mask = np.load(data / "negatives" / "scroll_bg.mask.npy")
@@ -88,12 +88,12 @@ def test_end_to_end_negatives_from_the_flow_cache(tmp_path, run_cli):
     features = np.load(data / "features" / "scroll.npy")
     np.testing.assert_array_equal(np.load(data / "negatives" / "scroll_bg.npy"), features[meta["source_rows"]])
     # cached on a re-run; a new ratio or rule recomputes
-    assert "cached scroll" in run_cli("negatives", data, "--ratio", "0.1969")[1]
-    code, out, _ = run_cli("negatives", data, "--ratio", "0.1969", "--whole-chunk")  # rows whose 16 frames all are
+    assert "cached scroll" in run_cli("negatives", "--data", data, "--ratio", "0.1969")[1]
+    code, out, _ = run_cli("negatives", "--data", data, "--ratio", "0.1969", "--whole-chunk")  # rows whose 16 frames all are
     assert code == 0 and "written scroll (7 rows)" in out
     assert json.loads((data / "negatives" / "scroll_bg.json").read_text())["source_rows"] == [8, 9, 10, 11, 32, 33, 34]
-    assert run_cli("negatives", data, "--ratio", "1.5")[0] == 2
-    run_cli("negatives", data, "--ratio", "0.1969")
+    assert run_cli("negatives", "--data", data, "--ratio", "1.5")[0] == 2
+    run_cli("negatives", "--data", data, "--ratio", "0.1969")
 
     dataset = Dataset(data, "train", negatives=True)
     negative = [v for v in dataset.videos if v.background_only]
@@ -121,7 +121,7 @@ def test_skipping_rules(tmp_path):
 
 def test_without_flow_cache_says_so(tmp_path, run_cli):
     write_planted_dataset(tmp_path, feature_dim=8, n_train=2, n_test=1)
-    code, _, err = run_cli("negatives", tmp_path)
+    code, _, err = run_cli("negatives", "--data", tmp_path)
     assert code == 2 and "no flow cache for video train_0000" in err and "--from-features" in err
 
 

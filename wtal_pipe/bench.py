@@ -63,7 +63,8 @@ def bench_i3d(device: str, batch_size: int, batches: int) -> dict:
     import torch
 
     from .config import FeatureConfig
-    from .features.extract import I3DPair, cpu_has_native_bf16
+    from .device import cpu_has_native_bf16
+    from .features.two_stream import I3DPair
 
     results = {}
     frames = np.random.default_rng(0).integers(0, 255, (batch_size, 16, 224, 224, 3), dtype=np.uint8)

@@ -63,6 +63,26 @@ def intact(path: str | Path, digest: dict | None) -> bool:
     return path.stat().st_size == digest.get("bytes") and sha256_file(path) == digest.get("sha256")
 
 
+def reusable(path: str | Path, record_path: str | Path) -> dict | None:
+    """The record of a cache entry whose file is intact, else None (recompute it).
+
+    Records written before they carried a digest are trusted when their ``.npy`` loads, and get the
+    digest now, so an upgrade keeps its (expensive) caches.
+    """
+    record = read_json(record_path)
+    if not isinstance(record, dict):
+        return None
+    if "digest" in record:
+        return record if intact(path, record["digest"]) else None
+    try:
+        np.load(path, mmap_mode="r")
+    except (OSError, ValueError):
+        return None
+    record["digest"] = file_digest(path)
+    atomic_write_json(record_path, record)
+    return record
+
+
 def stage_key(*parts: Any) -> str:
     """Short stable hash of stage parameters and upstream keys (dataclasses allowed)."""
     normalized = [dataclasses.asdict(p) if dataclasses.is_dataclass(p) else p for p in parts]

@@ -1,18 +1,25 @@
-"""Parameters of the extraction stages.
+"""Parameters of the extraction stages, in one place.
 
-Each dataclass is what keys its stage's cache and what is written into the provenance JSON next to
-every feature file, so two feature files can always be told apart by their settings.
+Each dataclass keys its stage's cache and is written into the provenance JSON next to every feature
+file (as one :class:`ExtractionConfig`), and a trained run carries the same object, so a new clip is
+extracted exactly as the training features were. The CLI takes its defaults from here.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, get_args
 
 from .errors import WtalError
 
+FlowPreset = Literal["tvl1", "tvl1-fast", "dis"]
+Precision = Literal["auto", "fp32", "bf16"]  # auto: bf16 on CUDA and on CPUs with native bf16, else fp32
+DeviceName = Literal["auto", "cpu", "cuda"]
+PRECISIONS: tuple[str, ...] = get_args(Precision)
+
 #: TV-L1 / DIS presets. ``tvl1`` is OpenCV's default TV-L1 (the published THUMOS14 convention).
-FLOW_PRESETS: dict[str, dict] = {
+FLOW_PRESETS: dict[str, dict[str, Any]] = {
     "tvl1": {"algorithm": "tvl1", "tau": 0.25, "lambda_": 0.15, "theta": 0.3, "nscales": 5,
              "warps": 5, "epsilon": 0.01, "inner_iterations": 30, "outer_iterations": 10,
              "scale_step": 0.8, "gamma": 0.0, "median_filtering": 5},
@@ -21,6 +28,7 @@ FLOW_PRESETS: dict[str, dict] = {
                   "scale_step": 0.5, "gamma": 0.0, "median_filtering": 5},
     "dis": {"algorithm": "dis", "preset": "medium"},
 }
+assert tuple(FLOW_PRESETS) == get_args(FlowPreset)
 
 
 @dataclass(frozen=True)
@@ -29,7 +37,7 @@ class DecodeConfig:
     short_side: int = 256  # bilinear resize so the shorter side has this many pixels
     crop: int = 224  # then a centre square crop of this size
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if not math.isfinite(self.fps) or self.fps <= 0:
             raise WtalError(f"fps must be a positive number, got {self.fps}", "pass e.g. --fps 25")
         if self.crop < 1 or self.short_side < 1:
@@ -45,28 +53,65 @@ class FlowConfig:
     preset: str = "tvl1"  # one of FLOW_PRESETS
     bound: float = 20.0  # flow is clipped to +-bound pixels, then scaled to [-1, 1]
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.preset not in FLOW_PRESETS:
             raise WtalError(f"unknown flow preset {self.preset!r}",
                             f"choose one of {', '.join(FLOW_PRESETS)}")
 
     @property
-    def params(self) -> dict:
+    def params(self) -> dict[str, Any]:
         return FLOW_PRESETS[self.preset]
 
 
 @dataclass(frozen=True)
 class FeatureConfig:
     chunk: int = 16  # frames per feature row (non-overlapping)
-    rgb_weights: str | None = None  # checkpoint path; None = random weights (loudly warned)
+    rgb_weights: str | None = None  # checkpoint path or registry name; None = random weights (loudly warned)
     flow_weights: str | None = None
-    precision: str = "auto"  # fp32 | bf16 | auto (bf16 on CUDA / CPUs with native bf16)
+    precision: str = "auto"  # one of PRECISIONS
     batch_size: int = 8  # chunks per forward pass
 
-    def __post_init__(self):
-        if self.precision not in ("auto", "fp32", "bf16"):
-            raise WtalError(f"unknown precision {self.precision!r}", "use fp32, bf16 or auto")
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise WtalError(f"unknown precision {self.precision!r}", f"use {', '.join(PRECISIONS)}")
         if self.chunk < 1:
             raise WtalError(f"chunk must be >= 1, got {self.chunk}")
         if self.batch_size < 1:
             raise WtalError(f"batch size must be >= 1, got {self.batch_size}")
+
+    @property
+    def random_weights(self) -> bool:
+        """True when a stream has no checkpoint and runs on seeded random weights."""
+        return self.rgb_weights is None or self.flow_weights is None
+
+
+@dataclass(frozen=True)
+class ExtractionConfig:
+    """How a feature file was made: decoding, flow and the I3D streams."""
+
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+    flow: FlowConfig = field(default_factory=FlowConfig)
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+
+    @property
+    def seconds_per_row(self) -> float:
+        return self.features.chunk / self.decode.fps
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"decode": asdict(self.decode), "flow": asdict(self.flow) | {"params": self.flow.params},
+                "features": asdict(self.features)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ExtractionConfig:
+        flow = {k: v for k, v in data.get("flow", {}).items() if k != "params"}
+        return cls(DecodeConfig(**data.get("decode", {})), FlowConfig(**flow), FeatureConfig(**data.get("features", {})))
+
+    def replace(self, **changes: Any) -> ExtractionConfig:
+        """A copy with some fields of its parts changed, e.g. ``replace(preset="dis", rgb_weights=None)``."""
+        parts = {"decode": asdict(self.decode), "flow": asdict(self.flow), "features": asdict(self.features)}
+        for name, value in changes.items():
+            owner = next((part for part in parts.values() if name in part), None)
+            if owner is None:
+                raise ValueError(f"no extraction setting named {name!r}")
+            owner[name] = value
+        return ExtractionConfig.from_dict(parts)

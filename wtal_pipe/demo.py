@@ -15,10 +15,13 @@ from typing import Callable
 
 import numpy as np
 
+from .config import DecodeConfig, ExtractionConfig, FlowConfig
 from .video.synthetic import ACTION_STYLES, PlantedAction, render_frames, write_video
 
 DEMO_CLASSES = ACTION_STYLES[:3]
 FPS = 25.0
+#: the demo's extraction: DIS flow and 64x64 frames for speed, random I3D weights
+DEMO_EXTRACTION = ExtractionConfig(DecodeConfig(short_side=64, crop=64), FlowConfig("dis"))
 
 
 def make_video_set(out: Path, n_videos: int, seconds: float, seed: int, size=(128, 96)) -> dict:
@@ -55,17 +58,18 @@ def run_demo(out: str | Path, n_videos: int = 24, seconds: float = 14.0, iterati
     """Generate, extract, build negatives, train CMCS, test, localize one clip and plot; returns the
     test-set :class:`EvaluationResult`."""
     from .cache import atomic_write_json
-    from .config import DecodeConfig, FeatureConfig, FlowConfig
     from .data.dataset import load_annotations
     from .errors import WtalError
     from .evaluate import THUMOS_TIOU, evaluate
-    from .features.extract import I3DPair, extract_all
+    from .features.extract import extract_all
+    from .features.two_stream import I3DPair
     from .layout import DataLayout
     from .localize import detections_json
     from .negatives import build_negatives
     from .pipeline import localize_clips, localize_dataset
     from .plot import plot_saved_scores, plot_video
-    from .train import TrainOptions, load_run, train
+    from .run import load_run
+    from .train import TrainOptions, train
     from .video.flow import default_workers
 
     out = Path(out)
@@ -79,10 +83,10 @@ def run_demo(out: str | Path, n_videos: int = 24, seconds: float = 14.0, iterati
              "convention is TV-L1 at 224x224)")
     warn_fn("the demo's I3D runs on RANDOM weights (none can be downloaded here); the planted actions differ in "
             "colour, shape and motion so even random features separate them.")
-    decode_config, flow_config, feature_config = DecodeConfig(short_side=64, crop=64), FlowConfig("dis"), FeatureConfig()
-    extractor = I3DPair.load(feature_config, "auto")
+    extraction = DEMO_EXTRACTION
+    extractor = I3DPair.load(extraction.features, "auto")
     clips = sorted(videos.glob("*.mp4"))
-    outcomes = extract_all(clips, data, extractor, decode_config, flow_config, feature_config, default_workers())
+    outcomes = extract_all(clips, data, extractor, extraction, default_workers())
     failed = [o for o in outcomes if o.status == "failed"]
     if failed:
         raise WtalError(f"demo extraction failed: {failed[0].error}")
@@ -103,19 +107,20 @@ def run_demo(out: str | Path, n_videos: int = 24, seconds: float = 14.0, iterati
     detections = localize_dataset(model, meta, data, "test", scores_out=out / "dets_test.cas.npz")
     atomic_write_json(out / "dets_test.json", detections)
     result = evaluate(load_annotations(DataLayout(data).annotations), detections, "test", THUMOS_TIOU)
-    plot_saved_scores(out / "dets_test.cas.npz", detections, model.config, meta, data, "test", out / "plots")
+    plot_saved_scores(out / "dets_test.cas.npz", detections, model.config, meta.classes, data, "test", out / "plots")
 
     clip = next(c for c in clips if database[c.stem]["subset"] == "test")
     print_fn(f"[6/6] wtal localize {clip.name} (decode -> flow -> I3D through the cache -> model)")
-    [clip_result] = localize_clips([clip], model, meta, data, decode_config, flow_config, feature_config,
-                                   default_workers(), "auto")
-    atomic_write_json(out / "localize_clip.json", detections_json({clip.stem: clip_result.detections}, meta["classes"]))
-    index = {name: i for i, name in enumerate(meta["classes"])}
+    [clip_result] = localize_clips([clip], model, meta, data, extraction, default_workers(), "auto")
+    if clip_result.scores is None or clip_result.timing is None:
+        raise WtalError(f"demo localization failed: {clip_result.error}")
+    atomic_write_json(out / "localize_clip.json", detections_json({clip.stem: clip_result.detections}, meta.classes))
+    index = {name: i for i, name in enumerate(meta.classes)}
     truth = [(a["segment"][0], a["segment"][1], index[a["label"]]) for a in database[clip.stem]["annotations"]]
-    plot_video(out / "localize_clip.png", clip.name, clip_result.scores, clip_result.detections, meta["classes"],
+    plot_video(out / "localize_clip.png", clip.name, clip_result.scores, clip_result.detections, meta.classes,
                model.config, clip_result.timing, truth)
     for c, score, start, end in sorted(clip_result.detections, key=lambda d: -d[1])[:5]:
-        print_fn(f"      {meta['classes'][c]:<24} {start:6.2f} - {end:6.2f} s  score {score:.3f}")
+        print_fn(f"      {meta.classes[c]:<24} {start:6.2f} - {end:6.2f} s  score {score:.3f}")
     print_fn("      truth: " + ", ".join(f"{a['label']} {a['segment'][0]:g}-{a['segment'][1]:g} s"
                                           for a in database[clip.stem]["annotations"]))
     print_fn(f"\nCMCS on the demo's {len(result.classes)} classes, {sum(v['subset'] == 'test' for v in database.values())} "

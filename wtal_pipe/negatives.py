@@ -21,11 +21,12 @@ from pathlib import Path
 import numpy as np
 from scipy.signal import medfilt
 
-from .cache import atomic_save_npy, atomic_write_json, file_digest, file_identity, intact, read_json, stage_key
-from .data.dataset import load_annotations, seconds_per_row
+from .cache import atomic_save_npy, atomic_write_json, file_digest, file_identity, read_json, reusable, stage_key
+from .data.dataset import load_annotations
 from .errors import DataError, WtalError
 from .intervals import runs
 from .layout import DataLayout
+from .provenance import Provenance
 
 RULES = "cmcs-official-1"  # keys the cache: cached negatives of an earlier rule are recomputed
 
@@ -76,15 +77,14 @@ class NegativeResult:
     rows: int = 0
 
 
-def _flow_intensity(layout: DataLayout, vid: str) -> tuple[np.ndarray, dict]:
-    meta = read_json(layout.provenance(vid)) or {}
-    flow_key = meta.get("flow_key")
+def _flow_intensity(layout: DataLayout, vid: str, provenance: Provenance) -> np.ndarray:
+    flow_key = provenance.keys.get("flow")
     path = layout.flow(vid, str(flow_key))[0]
     if not flow_key or not path.exists():
         raise DataError(f"no flow cache for video {vid} (imported features?)",
                         "re-run with --from-features to rank chunks by flow-feature magnitude (an approximation)",
                         layout.cache(vid))
-    return flow_intensity(np.load(path, mmap_mode="r")), meta
+    return flow_intensity(np.load(path, mmap_mode="r"))
 
 
 def build_negative(layout: DataLayout, vid: str, config: NegativesConfig) -> NegativeResult:
@@ -99,19 +99,19 @@ def build_negative(layout: DataLayout, vid: str, config: NegativesConfig) -> Neg
         raise DataError(f"features must be a non-empty (T, D) array, got shape {features.shape}",
                         "re-extract this video", features_path)
     out, marker, mask_path = layout.negative(vid)
-    spr = seconds_per_row(features_path)
+    provenance = Provenance.read(features_path)
+    spr = provenance.seconds_per_row
     if config.from_features:
         flow_half = np.asarray(features[:, features.shape[1] // 2:], np.float32)
         intensity, fps, chunk, source = np.linalg.norm(flow_half, axis=1), 1 / spr, 1, "flow-feature norm (approximation)"
         upstream = None
     else:
-        intensity, meta = _flow_intensity(layout, vid)
-        fps, chunk, source = meta["fps"], meta["chunk"], "8-bit TV-L1 flow intensity per frame (flow cache)"
-        upstream = meta["flow_key"]
+        intensity = _flow_intensity(layout, vid, provenance)
+        fps, chunk = provenance.grid_fps, provenance.frames_per_row
+        source, upstream = "8-bit TV-L1 flow intensity per frame (flow cache)", provenance.keys["flow"]
     key = stage_key("negatives", RULES, config, file_identity(features_path), upstream)
     previous = read_json(marker)
-    if previous is not None and previous.get("key") == key and (previous.get("skipped") or
-                                                                intact(out, previous.get("digest"))):
+    if isinstance(previous, dict) and previous.get("key") == key and (previous.get("skipped") or reusable(out, marker)):
         return NegativeResult(vid, "skipped" if previous.get("skipped") else "cached", previous.get("reason", ""),
                               previous.get("rows", 0))
     mask = static_mask(intensity, config.ratio, fps)

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,11 +10,14 @@ import numpy as np
 import torch
 
 from .cache import atomic_path
+from .config import ExtractionConfig
 from .data.dataset import Dataset, VideoTiming
 from .data.sampling import inference_input
 from .errors import DataError, WtalError
 from .localize import Detection, VideoScores, detections_json, localize
 from .methods.base import Method
+from .provenance import Provenance
+from .run import RunMeta
 
 
 @torch.inference_mode()
@@ -54,12 +56,12 @@ def load_scores(path: Path) -> tuple[dict[str, VideoScores], dict[str, VideoTimi
     return scores, timings
 
 
-def localize_dataset(model: Method, meta: dict, data_dir: Path, subset: str,
+def localize_dataset(model: Method, meta: RunMeta, data_dir: Path, subset: str,
                      scores_out: Path | None = None) -> dict:
     """Detections (ActivityNet JSON dict) for every video of a subset; optionally saves the raw scores."""
-    dataset = Dataset(data_dir, subset, classes=meta["classes"])
-    if dataset.feature_dim != meta["feature_dim"]:
-        raise DataError(f"features are {dataset.feature_dim}-d but the model was trained on {meta['feature_dim']}-d",
+    dataset = Dataset(data_dir, subset, classes=meta.classes)
+    if dataset.feature_dim != meta.feature_dim:
+        raise DataError(f"features are {dataset.feature_dim}-d but the model was trained on {meta.feature_dim}-d",
                         "use features from the extractor the run was trained with", data_dir)
     per_video: dict[str, list[Detection]] = {}
     scores, timings = {}, {}
@@ -69,7 +71,7 @@ def localize_dataset(model: Method, meta: dict, data_dir: Path, subset: str,
         per_video[video.vid] = localize(scores[video.vid], model.config, timings[video.vid])
     if scores_out is not None:
         save_scores(scores_out, scores, timings)
-    return detections_json(per_video, meta["classes"], {"method": meta["method"], "subset": subset})
+    return detections_json(per_video, meta.classes, {"method": meta.method, "subset": subset})
 
 
 @dataclass
@@ -81,34 +83,39 @@ class ClipResult:
     error: str | None = None
 
 
-def localize_clips(clips: list[Path], model: Method, meta: dict, data_dir: Path, decode_config, flow_config,
-                   feature_config, workers: int, device: str = "auto", progress=None) -> list[ClipResult]:
-    """Raw clips -> decode -> flow -> I3D (through the extraction cache in ``data_dir``) -> detections.
+def clip_extraction(meta: RunMeta, **overrides: object) -> ExtractionConfig:
+    """How to extract new clips for a run: as its training features were (the defaults for imported or
+    generated features), with ``overrides`` (e.g. ``preset="dis"``, ``rgb_weights=...``) applied."""
+    return (meta.extraction or ExtractionConfig()).replace(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def localize_clips(clips: list[Path], model: Method, meta: RunMeta, cache_dir: Path, extraction: ExtractionConfig,
+                   workers: int, device: str = "auto", progress=None) -> list[ClipResult]:
+    """Raw clips -> decode -> flow -> I3D (through the extraction cache in ``cache_dir``) -> detections.
 
     A clip that fails to decode is reported in its result and the others go on.
     """
-    from .data.dataset import FeatureMeta
-    from .features.extract import I3DPair, extract_video
+    from .features.extract import extract_video
     from .features.i3d import FEATURE_DIM
+    from .features.two_stream import I3DPair
 
-    if meta["feature_dim"] != 2 * FEATURE_DIM:
-        raise DataError(f"the run was trained on {meta['feature_dim']}-d features, a clip gives {2 * FEATURE_DIM}-d "
+    if meta.feature_dim != 2 * FEATURE_DIM:
+        raise DataError(f"the run was trained on {meta.feature_dim}-d features, a clip gives {2 * FEATURE_DIM}-d "
                         "two-stream I3D features", "localize with a run trained on wtal extract features",
-                        meta.get("data_dir"))
-    extractor = I3DPair.load(feature_config, device)
+                        meta.data_dir)
+    extractor = I3DPair.load(extraction.features, device)
     results = []
     for clip in clips:
         try:
-            _, features_path = extract_video(clip, data_dir, extractor, decode_config, flow_config, feature_config,
-                                             workers, progress=progress)
+            _, features_path = extract_video(clip, cache_dir, extractor, extraction, workers, progress=progress)
         except WtalError as exc:
             results.append(ClipResult(clip, None, [], None, error=exc.one_line()))
             continue
         features = np.load(features_path)
-        feature_meta = FeatureMeta.read(features_path)
-        duration = json.loads(features_path.with_suffix(".json").read_text())["duration"]
-        timing = VideoTiming(features.shape[0], feature_meta.seconds_per_row, duration,
-                             max(1, round(duration * feature_meta.frame_rate)), feature_meta.frames_per_row)
+        provenance = Provenance.read(features_path)
+        duration = float(provenance.duration or features.shape[0] * provenance.seconds_per_row)
+        timing = VideoTiming(features.shape[0], provenance.seconds_per_row, duration,
+                             max(1, round(duration * provenance.frame_rate)), provenance.frames_per_row)
         scores = infer(model, features)
         results.append(ClipResult(clip, scores, localize(scores, model.config, timing), timing))
     return results

@@ -66,17 +66,17 @@ def plot_video(path: str | Path, title: str, scores: VideoScores, detections: li
     return Path(path)
 
 
-def plot_saved_scores(scores_path: Path, detections: dict, config: MethodConfig, meta: dict, data_dir: Path,
+def plot_saved_scores(scores_path: Path, detections: dict, config: MethodConfig, classes: list[str], data_dir: Path,
                       subset: str, out_dir: Path) -> int:
     """One plot per video of a ``wtal test`` run, from the raw scores it saved (no model needed)."""
     from .data.dataset import Dataset
     from .pipeline import load_scores
 
     scores, timings = load_scores(scores_path)
-    dataset = Dataset(data_dir, subset, classes=meta["classes"])
-    index = {name: i for i, name in enumerate(meta["classes"])}
+    dataset = Dataset(data_dir, subset, classes=classes)
+    index = {name: i for i, name in enumerate(classes)}
     for video in dataset.videos:
         dets = [(index[d["label"]], d["score"], *d["segment"]) for d in detections["results"].get(video.vid, [])]
-        plot_video(inside(out_dir, video.vid, ".png"), video.vid, scores[video.vid], dets, meta["classes"], config,
+        plot_video(inside(out_dir, video.vid, ".png"), video.vid, scores[video.vid], dets, classes, config,
                    timings[video.vid], video.segments)
     return len(dataset.videos)

@@ -1,34 +1,28 @@
-"""One training loop for every method: sampling, optimizer, accumulation, seeds, log, checkpoint.
-
-The checkpoint holds only tensors and plain Python values (method name, full config, classes,
-feature dimension), so it loads with ``torch.load(weights_only=True)`` and a run can be re-created
-from it alone.
-"""
+"""One training loop for every method: sampling, optimizer, accumulation, seeds, log; the run directory
+it writes is described in ``run.py``."""
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 
-from .cache import atomic_dir, atomic_path, atomic_write_json, sweep_stale_tmp
+from .cache import atomic_dir, atomic_write_json, sweep_stale_tmp
 from .data.dataset import Dataset, Video, simulate_clicks
 from .data.sampling import click_mask, training_input
+from .device import resolve_device
 from .errors import DataError, WtalError
-from .features.extract import resolve_device
 from .layout import DataLayout
 from .methods import get_method
-from .methods.base import Batch, Method, MethodConfig
-
-CHECKPOINT = "checkpoint.pt"
-FORMAT = "wtal-pipe/2"
+from .methods.base import Batch, MethodConfig
+from .run import Run, run_meta, save_checkpoint
 
 
 @dataclass
@@ -155,16 +149,16 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
     out_dir = Path(options.out_dir)
     if out_dir.parent.exists():
         sweep_stale_tmp(out_dir.parent, f".{out_dir.name}")
-    run_meta = run_metadata(options.method, config, dataset.classes, dataset.feature_dim, dataset.data_dir,
-                            dataset.videos[0].features, seed=options.seed, subset=options.subset,
-                            videos=len(dataset.videos), negatives=sum(v.background_only for v in dataset.videos),
-                            clicks="simulated" if options.simulate_clicks else ("real" if config.uses_clicks else "none"),
-                            device=str(device), checkpoint="final (no test-set selection)")
+    meta = run_meta(options.method, config, dataset.classes, dataset.feature_dim, dataset.data_dir,
+                    dataset.videos[0].features, seed=options.seed, subset=options.subset, videos=len(dataset.videos),
+                    negatives=sum(v.background_only for v in dataset.videos),
+                    clicks="simulated" if options.simulate_clicks else ("real" if config.uses_clicks else "none"),
+                    device=str(device))
     model.train()
     divisor = config.accumulate if config.gradient_accumulation == "mean" else 1
     start = time.perf_counter()
-    with atomic_dir(out_dir) as staging, open(staging / "train_log.jsonl", "w") as log:
-        atomic_write_json(staging / "config.json", run_meta)
+    with atomic_dir(out_dir) as staging, open(Run(staging).log, "w") as log:
+        atomic_write_json(Run(staging).config, meta.to_dict())
         for step in range(1, config.iterations + 1):
             optimizer.zero_grad(set_to_none=True)
             totals: dict[str, float] = {}
@@ -183,75 +177,9 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
             if on_log and (step % options.log_every == 0 or step == config.iterations):
                 on_log(record)
         log.close()
-        save_checkpoint(staging / CHECKPOINT, run_meta, model)
-    return out_dir / CHECKPOINT
-
-
-def run_metadata(method: str, config: MethodConfig, classes: list[str], feature_dim: int, data_dir: Path,
-                 features: Path | None, **extra: Any) -> dict:
-    """What a run directory records about its model (config.json and the checkpoint), whether trained
-    here or imported; ``features`` is one of the dataset's feature files (its extraction settings)."""
-    return {"format": FORMAT, "method": method, "config": asdict(config), "feature_dim": feature_dim,
-            "classes": classes, "data_dir": str(Path(data_dir).resolve()),
-            "extraction": extraction_settings(features) if features else None, **extra}
-
-
-def checkpoint_digest(run_meta: dict, state: dict[str, torch.Tensor]) -> str:
-    """sha256 over the run metadata and every tensor's name, dtype, shape and bytes: a damaged
-    checkpoint.pt is refused instead of loading changed weights."""
-    digest = hashlib.sha256(json.dumps(run_meta, sort_keys=True, default=str).encode())
-    for name in sorted(state):
-        tensor = state[name].detach().cpu().contiguous()
-        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}".encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
-
-
-def save_checkpoint(path: Path, run_meta: dict, model: Method) -> None:
-    state = {k: v.cpu() for k, v in model.state_dict().items()}
-    with atomic_path(path) as tmp:
-        torch.save({**run_meta, "state_dict": state, "digest": checkpoint_digest(run_meta, state)}, tmp)
-
-
-def extraction_settings(features_path: Path) -> dict | None:
-    """How the training features were extracted (from ``wtal extract``'s provenance JSON), so that
-    ``wtal localize`` can extract a new clip the same way; None for imported or synthetic features."""
-    from .cache import read_json
-
-    meta = read_json(Path(features_path).with_suffix(".json")) or {}
-    if "decode" not in meta:
-        return None
-    weights = {stream: (w if isinstance(w, str) else w["path"]) for stream, w in meta["weights"].items()}
-    return {"fps": meta["decode"]["fps"], "short_side": meta["decode"]["short_side"], "crop": meta["decode"]["crop"],
-            "flow": meta["flow"]["preset"], "chunk": meta["chunk"], "weights": weights}
+        save_checkpoint(Run(staging).checkpoint, meta, model)
+    return Run(out_dir).checkpoint
 
 
 def _to(batch: Batch, device: torch.device) -> Batch:
     return Batch(*(t.to(device) for t in dataclasses.astuple(batch)))
-
-
-def load_run(run_dir: str | Path, device: str = "cpu", overrides: dict | None = None) -> tuple[Method, dict]:
-    """The trained model (eval mode) and its run metadata from RUN_DIR/checkpoint.pt; ``overrides``
-    change settings that do not touch the weights (e.g. localization thresholds)."""
-    path = Path(run_dir) / CHECKPOINT
-    if not path.exists():
-        raise DataError("no checkpoint in this run directory", "train first: wtal train --out RUN_DIR", run_dir)
-    try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # damaged or foreign files fail in many ways (UnpicklingError, EOFError, ...)
-        raise DataError(f"unreadable checkpoint ({exc.__class__.__name__})", "re-train the run", path) from exc
-    if not isinstance(saved, dict) or saved.get("format") != FORMAT:
-        found = saved.get("format") if isinstance(saved, dict) else None
-        fix = ("it was written by an older wtal-pipe whose methods were not yet the official ones: re-train it"
-               if isinstance(found, str) and found.startswith("wtal-pipe/") else "pass the RUN_DIR written by wtal train")
-        raise DataError("not a checkpoint of this wtal-pipe version", fix, path)
-    meta = {k: v for k, v in saved.items() if k not in ("state_dict", "digest")}
-    state = saved.get("state_dict")
-    if not isinstance(state, dict) or saved.get("digest") != checkpoint_digest(meta, state):
-        raise DataError("damaged: its contents do not match the digest written with it",
-                        "re-train the run, or restore the file from a copy", path)
-    cls = get_method(saved["method"])
-    config = cls.Config.from_settings({**saved["config"], **(overrides or {})})
-    model = cls(saved["feature_dim"], len(saved["classes"]), config)
-    model.load_state_dict(state)
-    return model.to(resolve_device(device)).eval(), meta

@@ -13,13 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cache import read_json
 from ..errors import DataError
 from ..intervals import runs
 from ..layout import DataLayout
-
-DEFAULT_SECONDS_PER_ROW = 16 / 25  # the THUMOS14 I3D convention
-
+from ..provenance import Provenance
 
 def load_annotations(path: str | Path) -> dict:
     """ActivityNet-style annotations, checked, with segments as floats (THUMOS files store strings)."""
@@ -137,7 +134,7 @@ class Dataset:
             c = index[ann["label"]]
             labels[c] = 1.0
             segments.append((ann["segment"][0], ann["segment"][1], c))
-        meta = FeatureMeta.read(path)
+        meta = Provenance.read(path)
         rows = np.load(path, mmap_mode="r").shape[0]
         duration = float(entry.get("duration") or rows * meta.seconds_per_row)
         return Video(vid, path, labels, segments, duration, meta.seconds_per_row, self._clicks(vid, clicks, duration),
@@ -161,7 +158,7 @@ class Dataset:
         for path in sorted(folder.glob("*_bg.npy")):
             if path.stem.removesuffix("_bg") in train:
                 rows = np.load(path, mmap_mode="r").shape[0]
-                meta = FeatureMeta.read(path)
+                meta = Provenance.read(path)
                 out.append(Video(path.stem, path, np.zeros(len(self.classes), np.float32), [],
                                  rows * meta.seconds_per_row, meta.seconds_per_row, background_only=True,
                                  frame_rate=meta.frame_rate, frames_per_row=meta.frames_per_row))
@@ -225,34 +222,6 @@ def read_clicks(path: Path) -> dict[str, list[float]]:
     except (ValueError, TypeError, AttributeError, UnicodeDecodeError) as exc:
         raise DataError(f"bad clicks file ({exc.__class__.__name__})", 'expected {"video_id": [seconds, ...]}',
                         path) from exc
-
-
-@dataclass(frozen=True)
-class FeatureMeta:
-    """The timing facts of a feature file, from the provenance JSON beside it (``wtal extract``,
-    ``wtal import``), else the THUMOS14 I3D convention (16 frames of 25 fps per row)."""
-
-    seconds_per_row: float = DEFAULT_SECONDS_PER_ROW
-    frames_per_row: int = 16
-    frame_rate: float = 25.0  # of the source video
-
-    @classmethod
-    def read(cls, features_path: Path) -> FeatureMeta:
-        meta = read_json(Path(features_path).with_suffix(".json"))
-        if not isinstance(meta, dict):
-            return cls()
-        try:
-            spr = float(meta.get("seconds_per_row", DEFAULT_SECONDS_PER_ROW))
-            chunk = int(meta.get("chunk", 16))
-            source = meta.get("source")
-            source_fps = (source.get("fps") if isinstance(source, dict) else None) or chunk / spr
-            return cls(spr, chunk, float(source_fps))
-        except (TypeError, ValueError):
-            return cls()
-
-
-def seconds_per_row(features_path: Path) -> float:
-    return FeatureMeta.read(features_path).seconds_per_row
 
 
 def simulate_clicks(video: Video, rng: np.random.Generator) -> np.ndarray:

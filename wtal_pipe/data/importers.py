@@ -11,7 +11,8 @@ import numpy as np
 from ..cache import atomic_save_npy, atomic_write_json
 from ..errors import DataError
 from ..layout import DataLayout, inside
-from .dataset import DEFAULT_SECONDS_PER_ROW, load_annotations
+from ..provenance import DEFAULT_SECONDS_PER_ROW
+from .dataset import load_annotations
 
 
 def import_bas_thumos(source: str | Path, data_dir: str | Path, durations: str | Path | None = None) -> int:
@@ -112,7 +113,7 @@ def import_checkpoint(files: list[Path], method: str, data_dir: Path, run_dir: P
     two, RGB then flow (late fusion, the published I3D setting)."""
     from ..cache import atomic_dir, atomic_write_json, sha256_file
     from ..methods import get_method
-    from ..train import CHECKPOINT, run_metadata, save_checkpoint
+    from ..run import Run, run_meta, save_checkpoint
     from .dataset import read_classes
 
     cls = get_method(method)
@@ -133,10 +134,10 @@ def import_checkpoint(files: list[Path], method: str, data_dir: Path, run_dir: P
         if dim != model.feature_dim:
             raise DataError(f"{files[0].name} takes {model.feature_dim}-d features, {features[0].name} has {dim}",
                             "import it next to the features it was trained on", features[0])
-    meta = run_metadata(method, model.config, classes, model.feature_dim, layout.root, features[0] if features else None,
-                        seed=None, checkpoint="imported official weights",
-                        imported_from=[{"path": str(Path(f).resolve()), "sha256": sha256_file(f)} for f in files])
+    meta = run_meta(method, model.config, classes, model.feature_dim, layout.root, features[0] if features else None,
+                    checkpoint="imported official weights",
+                    imported_from=[{"path": str(Path(f).resolve()), "sha256": sha256_file(f)} for f in files])
     with atomic_dir(run_dir) as staging:
-        save_checkpoint(staging / CHECKPOINT, meta, model)
-        atomic_write_json(staging / "config.json", meta)
-    return Path(run_dir) / CHECKPOINT
+        save_checkpoint(Run(staging).checkpoint, meta, model)
+        atomic_write_json(Run(staging).config, meta.to_dict())
+    return Run(Path(run_dir)).checkpoint

@@ -76,13 +76,23 @@ class WeightsInfo:
     """What the features were computed with; goes into every feature file's metadata."""
 
     stream: str
-    path: str | None
-    sha256: str  # or "random-seed0"
+    path: str | None  # None: seeded random weights
+    sha256: str | None
     layout: str | None
+    random_seed: int | None = None
 
     @property
     def is_random(self) -> bool:
         return self.path is None
+
+    @property
+    def cache_key(self) -> str:
+        return self.sha256 if self.sha256 else f"random-seed{self.random_seed}"
+
+    def record(self) -> dict[str, object]:
+        if self.is_random:
+            return {"random_seed": self.random_seed}
+        return {"path": self.path, "sha256": self.sha256, "layout": self.layout}
 
 
 def models_dir() -> Path:
@@ -135,7 +145,7 @@ def load_i3d(stream: str, checkpoint: str | None) -> tuple[InceptionI3d, Weights
     """Build one I3D stream; with no checkpoint, seeded random weights (the caller warns loudly)."""
     channels = STREAM_CHANNELS[stream]
     if checkpoint is None:
-        return random_i3d(channels), WeightsInfo(stream, None, f"random-seed{RANDOM_SEED}", None)
+        return random_i3d(channels), WeightsInfo(stream, None, None, None, RANDOM_SEED)
 
     path, entry = resolve_checkpoint(checkpoint)
     digest = sha256_file(path)

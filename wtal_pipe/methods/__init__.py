@@ -1,6 +1,7 @@
-"""The four WTAL methods; importing this package registers them."""
+"""The four WTAL methods, one module each; the registry imports them when a method is first asked for,
+so importing this package (or its names) does not import torch."""
 
-from . import backtal, basnet, cmcs, um  # noqa: F401  (registration side effect)
+from .names import METHOD_NAMES, MethodName
 from .registry import get_method, list_methods
 
-__all__ = ["get_method", "list_methods"]
+__all__ = ["METHOD_NAMES", "MethodName", "get_method", "list_methods"]

@@ -1,0 +1,103 @@
+"""The ``.json`` beside every feature file: how the features were made (``wtal extract``), or where they
+came from (``wtal import``, generated test data). One writer and one reader for every stage, so users
+can always tell which convention a feature file follows.
+"""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .cache import read_json
+from .config import ExtractionConfig
+
+DEFAULT_SECONDS_PER_ROW = ExtractionConfig().seconds_per_row  # the THUMOS14 I3D convention: 16 frames at 25 fps
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """What a feature file's record says, with the THUMOS14 convention for whatever it does not."""
+
+    seconds_per_row: float = DEFAULT_SECONDS_PER_ROW
+    frames_per_row: int = 16
+    source_fps: float | None = None  # frame rate of the source video, when known
+    duration: float | None = None  # seconds decoded (extracted features)
+    extraction: ExtractionConfig | None = None  # None for imported or generated features
+    keys: dict[str, str] = field(default_factory=dict)  # cache keys of the stages (frames, flow, features)
+    video: str | None = None  # the source video file
+    fingerprint: str | None = None  # its content fingerprint
+    digest: dict | None = None  # size and sha256 of the feature file
+
+    @property
+    def grid_fps(self) -> float:
+        """Frame rate of the frames the rows were cut from (the decode rate: 25 for the convention)."""
+        return self.frames_per_row / self.seconds_per_row
+
+    @property
+    def frame_rate(self) -> float:
+        """Frames per second of the source video, else of the feature grid."""
+        return self.source_fps or self.grid_fps
+
+    @classmethod
+    def read(cls, features_path: str | Path) -> Provenance:
+        """The record beside ``features_path``; a missing or unreadable one gives the defaults."""
+        raw = read_json(Path(features_path).with_suffix(".json"))
+        if not isinstance(raw, dict):
+            return cls()
+        try:
+            extraction = ExtractionConfig.from_dict(raw["extraction"]) if "extraction" in raw else None
+            source = raw.get("source") if isinstance(raw.get("source"), dict) else {}
+            return cls(seconds_per_row=extraction.seconds_per_row if extraction else
+                       float(raw.get("seconds_per_row", DEFAULT_SECONDS_PER_ROW)),
+                       frames_per_row=extraction.features.chunk if extraction else int(raw.get("chunk", 16)),
+                       source_fps=source.get("fps"), duration=raw.get("duration"), extraction=extraction,
+                       keys=dict(raw.get("keys") or {name: raw[old] for name, old in  # records before "keys"
+                                                     (("frames", "frames_key"), ("flow", "flow_key"),
+                                                      ("features", "cache_key")) if old in raw}),
+                       video=raw.get("video"), fingerprint=raw.get("video_fingerprint"),
+                       digest=raw.get("digest"))
+        except (TypeError, ValueError, KeyError, AttributeError):
+            return cls()
+
+
+def library_versions() -> dict[str, str]:
+    import av
+    import cv2
+    import numpy as np
+    import torch
+
+    return {"wtal_pipe": __version__, "torch": torch.__version__, "av": av.__version__,
+            "opencv": cv2.__version__, "numpy": np.__version__, "python": platform.python_version()}
+
+
+def extracted_record(extraction: ExtractionConfig, keys: dict[str, str], video: Path, fingerprint: str,
+                     shape: tuple[int, ...], digest: dict, frames: dict, weights: dict[str, Any], precision: str,
+                     device: str) -> dict[str, Any]:
+    """The record ``wtal extract`` writes beside a feature file (``frames``: the decode stage's record)."""
+    source = frames["source"]
+    return {
+        "extraction": extraction.to_dict(),
+        "seconds_per_row": extraction.seconds_per_row,
+        "keys": keys,
+        "video": str(video.resolve()),
+        "video_fingerprint": fingerprint,
+        "shape": list(shape),
+        "digest": digest,
+        "layout": "row k = frames [k * chunk, (k + 1) * chunk) at fps; columns [0:D/2] RGB I3D, [D/2:D] flow I3D",
+        "n_frames": frames["n_frames"],
+        "duration": frames["duration"],
+        "tail_frames_dropped": frames["n_frames"] % extraction.features.chunk,
+        "coverage": frames["coverage"],
+        "rotation": frames["rotation"],
+        "source": {"width": source["width"], "height": source["height"], "fps": source["source_fps"],
+                   "duration": source["duration"], "codec": source["codec"]},
+        "preprocessing": {"resize": "bilinear short side, centre crop", "rgb_scale": "x / 127.5 - 1",
+                          "flow_scale": "clip(f, -bound, bound) / bound, stored as uint8"},
+        "weights": weights,
+        "precision": precision,
+        "device": device,
+        "versions": library_versions(),
+    }
