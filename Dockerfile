@@ -2,7 +2,7 @@
 FROM python:3.11-slim
 ENV PIP_NO_CACHE_DIR=1 PYTHONUNBUFFERED=1
 WORKDIR /opt/wtal-pipe
-RUN pip install torch==2.14.1 torchvision==0.29.1
+RUN pip install torch==2.14.1
 COPY pyproject.toml README.md ./
 COPY wtal_pipe ./wtal_pipe
 COPY models ./models

@@ -23,9 +23,9 @@ import numpy as np
 from wtal_pipe.cache import atomic_save_npy
 from wtal_pipe.data.dataset import load_annotations
 from wtal_pipe.evaluate import THUMOS_TIOU, evaluate
-from wtal_pipe.pipeline import localize_dataset
 from wtal_pipe.methods import get_method
 from wtal_pipe.methods.base import MethodConfig
+from wtal_pipe.pipeline import localize_dataset
 from wtal_pipe.run import load_run
 from wtal_pipe.train import TrainOptions, parse_settings, train
 
@@ -46,7 +46,7 @@ def write_features(data: Path, seed: int, dim: int = 2048) -> None:
         features = rng.normal(0, 1, (rows, dim)).astype(np.float32) + rng.normal(0, 0.3, dim).astype(np.float32)
         for ann in video["annotations"]:
             a = int(ann["segment"][0] / SECONDS_PER_ROW)
-            b = max(a + 1, int(math.ceil(ann["segment"][1] / SECONDS_PER_ROW)))
+            b = max(a + 1, math.ceil(ann["segment"][1] / SECONDS_PER_ROW))
             features[a:b] += 0.8 * prototypes[classes.index(ann["label"])]
         atomic_save_npy(data / "features" / f"{vid}.npy", features)
     (data / "annotations.json").write_text(json.dumps({"database": gt}))
@@ -67,8 +67,9 @@ def alternatives(config: MethodConfig) -> dict[str, object]:
 def score(run: Path, data: Path, device: str, overrides: dict | None = None) -> dict:
     model, meta = load_run(run, device, overrides)
     detections = localize_dataset(model, meta, data, "test")
-    return evaluate(load_annotations(data / "annotations.json"), detections, "test", THUMOS_TIOU,
-                    known_classes=meta.classes).to_dict()
+    return evaluate(
+        load_annotations(data / "annotations.json"), detections, "test", THUMOS_TIOU, known_classes=meta.classes
+    ).to_dict()
 
 
 def main() -> None:
@@ -88,22 +89,41 @@ def main() -> None:
     results = {}
     for method in args.methods.split(","):
         published = get_method(method).Config().iterations
-        overrides = {"iterations": max(1, int(published * args.scale)), "lr": 1e-3 if args.scale < 1 else 1e-4,
-                     **parse_settings(args.set)}
+        overrides = {
+            "iterations": max(1, int(published * args.scale)),
+            "lr": 1e-3 if args.scale < 1 else 1e-4,
+            **parse_settings(args.set),
+        }
         run = args.out / f"run_{method}"
         if not (run / "checkpoint.pt").exists():
-            train(TrainOptions(method, data, run, seed=args.seed, device=args.device,
-                               simulate_clicks=method == "backtal", overrides=overrides))
+            train(
+                TrainOptions(
+                    method,
+                    data,
+                    run,
+                    seed=args.seed,
+                    device=args.device,
+                    simulate_clicks=method == "backtal",
+                    overrides=overrides,
+                )
+            )
         result = score(run, data, args.device)
         results[method] = {"iterations": overrides["iterations"], "lr": overrides["lr"], **result}
-        print(f"{method:8s} iters {overrides['iterations']:6d}  mAP " + " ".join(
-            f"{100 * v:6.2f}" for v in result["mAP"].values()) + f"  avg {100 * result['average_mAP']:6.2f}", flush=True)
+        print(
+            f"{method:8s} iters {overrides['iterations']:6d}  mAP "
+            + " ".join(f"{100 * v:6.2f}" for v in result["mAP"].values())
+            + f"  avg {100 * result['average_mAP']:6.2f}",
+            flush=True,
+        )
         if args.ablate:
             for name, value in alternatives(load_run(run)[0].config).items():
                 flipped = score(run, data, args.device, {name: value})
                 results[method][f"{name}={value}"] = flipped
-                print(f"{'':8s} {name}={value}: avg {100 * flipped['average_mAP']:6.2f}, "
-                      f"mAP@0.5 {100 * flipped['mAP']['0.5']:6.2f}", flush=True)
+                print(
+                    f"{'':8s} {name}={value}: avg {100 * flipped['average_mAP']:6.2f}, "
+                    f"mAP@0.5 {100 * flipped['mAP']['0.5']:6.2f}",
+                    flush=True,
+                )
     (args.out / "results.json").write_text(json.dumps(results, indent=1))
 
 

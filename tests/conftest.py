@@ -15,8 +15,16 @@ from wtal_pipe.video.synthetic import ACTION_STYLES, PlantedAction, render_frame
 def make_clip(tmp_path):
     """Factory: make_clip(name, seconds, fps, size=(w, h), codec=..., actions=...) -> Path."""
 
-    def make(name: str = "clip.mp4", seconds: float = 2.0, fps: float = 25.0, size=(96, 64),
-             codec: str = "libx264", actions=None, seed: int = 0, **kwargs) -> Path:
+    def make(
+        name: str = "clip.mp4",
+        seconds: float = 2.0,
+        fps: float = 25.0,
+        size=(96, 64),
+        codec: str = "libx264",
+        actions=None,
+        seed: int = 0,
+        **kwargs,
+    ) -> Path:
         if actions is None:
             actions = [PlantedAction(ACTION_STYLES[0], 0.0, seconds)]
         frames = render_frames(seconds, fps, size[0], size[1], actions, seed=seed)

@@ -21,32 +21,57 @@ from scipy.interpolate import interp1d
 # ---------------------------------------------------------------------------------------------------
 # weights in the official layouts, filled from a numpy generator (identical on every platform)
 
+
 def layout(method: str, dim: int, classes: int, hidden: int = 2048) -> list[tuple[str, tuple[int, ...]]]:
     """(key, shape) of an official checkpoint, in its state_dict order."""
     if method == "basnet":
-        return [("filter_module.conv_1.0.weight", (512, dim, 1)), ("filter_module.conv_1.0.bias", (512,)),
-                ("filter_module.conv_2.0.weight", (1, 512, 1)), ("filter_module.conv_2.0.bias", (1,)),
-                ("cas_module.conv_1.0.weight", (hidden, dim, 3)), ("cas_module.conv_1.0.bias", (hidden,)),
-                ("cas_module.conv_2.0.weight", (hidden, hidden, 3)), ("cas_module.conv_2.0.bias", (hidden,)),
-                ("cas_module.conv_3.0.weight", (classes + 1, hidden, 1))]
+        return [
+            ("filter_module.conv_1.0.weight", (512, dim, 1)),
+            ("filter_module.conv_1.0.bias", (512,)),
+            ("filter_module.conv_2.0.weight", (1, 512, 1)),
+            ("filter_module.conv_2.0.bias", (1,)),
+            ("cas_module.conv_1.0.weight", (hidden, dim, 3)),
+            ("cas_module.conv_1.0.bias", (hidden,)),
+            ("cas_module.conv_2.0.weight", (hidden, hidden, 3)),
+            ("cas_module.conv_2.0.bias", (hidden,)),
+            ("cas_module.conv_3.0.weight", (classes + 1, hidden, 1)),
+        ]
     if method == "um":
-        return [("cas_module.conv.0.weight", (hidden, dim, 3)), ("cas_module.conv.0.bias", (hidden,)),
-                ("cas_module.classifier.0.weight", (classes, hidden, 1))]
+        return [
+            ("cas_module.conv.0.weight", (hidden, dim, 3)),
+            ("cas_module.conv.0.bias", (hidden,)),
+            ("cas_module.classifier.0.weight", (classes, hidden, 1)),
+        ]
     if method == "backtal":
-        return [("filter_module.conv_1.0.weight", (512, dim, 1)), ("filter_module.conv_1.0.bias", (512,)),
-                ("filter_module.conv_2.0.weight", (1, 512, 1)), ("filter_module.conv_2.0.bias", (1,)),
-                ("base_module.conv_1.weight", (hidden, dim, 3)), ("base_module.conv_2.weight", (hidden, hidden, 3)),
-                ("classifier_module.conv.weight", (classes + 1, hidden, 1)),
-                ("embedding_module.conv_1.weight", (512, dim, 3)), ("embedding_module.conv_1.bias", (512,)),
-                ("embedding_module.conv_2.weight", (32, 512, 3)), ("embedding_module.conv_2.bias", (32,))]
+        return [
+            ("filter_module.conv_1.0.weight", (512, dim, 1)),
+            ("filter_module.conv_1.0.bias", (512,)),
+            ("filter_module.conv_2.0.weight", (1, 512, 1)),
+            ("filter_module.conv_2.0.bias", (1,)),
+            ("base_module.conv_1.weight", (hidden, dim, 3)),
+            ("base_module.conv_2.weight", (hidden, hidden, 3)),
+            ("classifier_module.conv.weight", (classes + 1, hidden, 1)),
+            ("embedding_module.conv_1.weight", (512, dim, 3)),
+            ("embedding_module.conv_1.bias", (512,)),
+            ("embedding_module.conv_2.weight", (32, 512, 3)),
+            ("embedding_module.conv_2.bias", (32,)),
+        ]
     if method == "cmcs":  # one BackboneNet trained with the background class, THUMOS14 widths
         keys = [("base.base_conv_0.weight", (32, dim, 1)), ("base.base_conv_0.bias", (32,))]
         for k in range(4):
-            keys += [(f"cls_bottoms.{k}.cls_b{k}_conv_0.weight", (16, 32, 3)), (f"cls_bottoms.{k}.cls_b{k}_conv_0.bias", (16,))]
+            keys += [
+                (f"cls_bottoms.{k}.cls_b{k}_conv_0.weight", (16, 32, 3)),
+                (f"cls_bottoms.{k}.cls_b{k}_conv_0.bias", (16,)),
+            ]
         for k in range(4):
             keys += [(f"cls_heads.{k}.weight", (classes + 1, 16)), (f"cls_heads.{k}.bias", (classes + 1,))]
-        return keys + [("att_bottom.att_conv_0.weight", (16, 32, 1)), ("att_bottom.att_conv_0.bias", (16,)),
-                       ("att_head.weight", (1, 16)), ("att_head.bias", (1,))]
+        return [
+            *keys,
+            ("att_bottom.att_conv_0.weight", (16, 32, 1)),
+            ("att_bottom.att_conv_0.bias", (16,)),
+            ("att_head.weight", (1, 16)),
+            ("att_head.bias", (1,)),
+        ]
     raise ValueError(method)
 
 
@@ -72,12 +97,13 @@ def planted_features(seed: int, length: int, dim: int, classes: int) -> np.ndarr
     x = rng.standard_normal((length, dim)) * 0.5
     for c in rng.choice(classes, size=2, replace=False):
         start = int(rng.integers(0, max(1, length - 4)))
-        x[start:start + int(rng.integers(2, max(3, length // 4)))] += prototypes[c]
+        x[start : start + int(rng.integers(2, max(3, length // 4)))] += prototypes[c]
     return x.astype(np.float32)
 
 
 # ---------------------------------------------------------------------------------------------------
 # forward passes (official key layout; features (B, T, D))
+
 
 def _conv(h, state, name, padding=0, bias=True):
     return F.conv1d(h, state[f"{name}.weight"], state.get(f"{name}.bias") if bias else None, padding=padding)
@@ -89,7 +115,9 @@ def _topk_mean(cas: torch.Tensor, k: int) -> torch.Tensor:  # (B, T, K) -> (B, K
 
 def basnet_forward(state, x, train=False):
     h = x.transpose(1, 2)
-    weights = torch.sigmoid(_conv(F.leaky_relu(_conv(h, state, "filter_module.conv_1.0")), state, "filter_module.conv_2.0"))
+    weights = torch.sigmoid(
+        _conv(F.leaky_relu(_conv(h, state, "filter_module.conv_1.0")), state, "filter_module.conv_2.0")
+    )
 
     def cas_module(inp):
         out = F.leaky_relu(_conv(inp, state, "cas_module.conv_1.0", 1))
@@ -98,17 +126,23 @@ def basnet_forward(state, x, train=False):
 
     cas_base, cas_supp = cas_module(h), cas_module(h * weights)
     k = x.shape[1] // 8
-    return {"score_base": F.softmax(_topk_mean(cas_base, k), 1), "score_supp": F.softmax(_topk_mean(cas_supp, k), 1),
-            "cas_supp": cas_supp, "weights": weights.transpose(1, 2)}
+    return {
+        "score_base": F.softmax(_topk_mean(cas_base, k), 1),
+        "score_supp": F.softmax(_topk_mean(cas_supp, k), 1),
+        "cas_supp": cas_supp,
+        "weights": weights.transpose(1, 2),
+    }
 
 
 def basnet_loss(out, labels):
     ones, zeros = torch.ones_like(labels[:, :1]), torch.zeros_like(labels[:, :1])
     base = torch.cat([labels, ones], 1)
     supp = torch.cat([labels, zeros], 1)
-    return {"base": F.binary_cross_entropy(out["score_base"], base / base.sum(1, keepdim=True)),
-            "supp": F.binary_cross_entropy(out["score_supp"], supp / supp.sum(1, keepdim=True)),
-            "filter_l1": 1e-4 * out["weights"].abs().sum(1).mean()}
+    return {
+        "base": F.binary_cross_entropy(out["score_base"], base / base.sum(1, keepdim=True)),
+        "supp": F.binary_cross_entropy(out["score_supp"], supp / supp.sum(1, keepdim=True)),
+        "filter_l1": 1e-4 * out["weights"].abs().sum(1).mean(),
+    }
 
 
 def um_forward(state, x, train=False):
@@ -124,17 +158,25 @@ def um_forward(state, x, train=False):
     feat_act = torch.stack([features[b, idx_act[b]] for b in range(x.shape[0])])
     feat_bkg = torch.stack([features[b, idx_bkg[b]] for b in range(x.shape[0])])
     score_bkg = torch.stack([cas[b, idx_bkg[b]].mean(0) for b in range(x.shape[0])])
-    return {"score_act": F.softmax(_topk_mean(cas, k_act), 1), "score_bkg": F.softmax(score_bkg, 1),
-            "feat_act": feat_act, "feat_bkg": feat_bkg, "features": features, "cas_softmax": F.softmax(cas, 2)}
+    return {
+        "score_act": F.softmax(_topk_mean(cas, k_act), 1),
+        "score_bkg": F.softmax(score_bkg, 1),
+        "feat_act": feat_act,
+        "feat_bkg": feat_bkg,
+        "features": features,
+        "cas_softmax": F.softmax(cas, 2),
+    }
 
 
 def um_loss(out, labels, margin=100.0):
     uniform = torch.full_like(out["score_bkg"], 1.0 / labels.shape[1])
     act = (margin - out["feat_act"].mean(1).norm(p=2, dim=1)).clamp(min=0)
     bkg = out["feat_bkg"].mean(1).norm(p=2, dim=1)
-    return {"cls": F.binary_cross_entropy(out["score_act"], labels / labels.sum(1, keepdim=True)),
-            "uncertainty": 5e-4 * ((act + bkg) ** 2).mean(),
-            "background": F.binary_cross_entropy(out["score_bkg"], uniform)}
+    return {
+        "cls": F.binary_cross_entropy(out["score_act"], labels / labels.sum(1, keepdim=True)),
+        "uncertainty": 5e-4 * ((act + bkg) ** 2).mean(),
+        "background": F.binary_cross_entropy(out["score_bkg"], uniform),
+    }
 
 
 def backtal_forward(state, x, train=False):
@@ -142,7 +184,9 @@ def backtal_forward(state, x, train=False):
     in the official code: unfold rows (channel c, tap k) -> index 3c + k, the first third of those rows
     scaled by the left similarity, the second by the self similarity, the last by the right one."""
     h = x.transpose(1, 2)  # (B, D, T)
-    weights = torch.sigmoid(_conv(F.leaky_relu(_conv(h, state, "filter_module.conv_1.0")), state, "filter_module.conv_2.0"))
+    weights = torch.sigmoid(
+        _conv(F.leaky_relu(_conv(h, state, "filter_module.conv_1.0")), state, "filter_module.conv_2.0")
+    )
     emb = _conv(F.leaky_relu(_conv(h, state, "embedding_module.conv_1", 1)), state, "embedding_module.conv_2", 1)
     emb = F.normalize(emb, p=2, dim=1)
     left, right = torch.zeros_like(emb), torch.zeros_like(emb)
@@ -152,7 +196,7 @@ def backtal_forward(state, x, train=False):
     def affinity(inp, weight):
         batch, channels, length = inp.shape
         padded = F.pad(inp, (1, 1))
-        rows = torch.stack([padded[:, c, k:k + length] for c in range(channels) for k in range(3)], 1)  # (B, 3C, T)
+        rows = torch.stack([padded[:, c, k : k + length] for c in range(channels) for k in range(3)], 1)  # (B, 3C, T)
         scale = torch.stack([sims[r // channels] for r in range(3 * channels)], 1)
         out = (rows * scale).transpose(1, 2) @ weight.reshape(weight.shape[0], -1).t()  # (B, T, O)
         return out.transpose(1, 2)
@@ -165,8 +209,15 @@ def backtal_forward(state, x, train=False):
     _, cas_base = branch(h)
     first_supp, cas_supp = branch(h * weights)
     k = int(750 * 0.125)
-    return {"score_base": cas_base.topk(k, dim=2)[0].mean(2), "score_supp": cas_supp.topk(k, dim=2)[0].mean(2),
-            "cas_base": cas_base, "cas_supp": cas_supp, "embedding": emb, "weights": weights, "first_supp": first_supp}
+    return {
+        "score_base": cas_base.topk(k, dim=2)[0].mean(2),
+        "score_supp": cas_supp.topk(k, dim=2)[0].mean(2),
+        "cas_base": cas_base,
+        "cas_supp": cas_supp,
+        "embedding": emb,
+        "weights": weights,
+        "first_supp": first_supp,
+    }
 
 
 def backtal_loss(out, labels, clicks):
@@ -178,9 +229,11 @@ def backtal_loss(out, labels, clicks):
         return -(target * F.log_softmax(scores, 1)).sum(1).mean()
 
     ones, zeros = torch.ones_like(labels[:, :1]), torch.zeros_like(labels[:, :1])
-    terms = {"base": soft_ce(out["score_base"], torch.cat([labels, ones], 1)),
-             "supp": soft_ce(out["score_supp"], torch.cat([labels, zeros], 1)),
-             "filter_l1": 1e-4 * out["weights"].abs().sum(2).mean()}
+    terms = {
+        "base": soft_ce(out["score_base"], torch.cat([labels, ones], 1)),
+        "supp": soft_ce(out["score_supp"], torch.cat([labels, zeros], 1)),
+        "filter_l1": 1e-4 * out["weights"].abs().sum(2).mean(),
+    }
     target = torch.full(out["cas_base"].shape[::2], -100, dtype=torch.long)
     for b, rows in enumerate(clicks):
         target[b, rows] = classes
@@ -196,14 +249,18 @@ def backtal_loss(out, labels, clicks):
             pairs.append(-F.log_softmax(pair, 0)[0])
         separation.append(torch.stack(pairs).mean())
         emb = out["embedding"][b].t()  # (T, 32)
-        fg_rows = [i for c in torch.nonzero(labels[b]).flatten().tolist() for i in out["cas_supp"][b, c].topk(k)[1].tolist()]
+        fg_rows = [
+            i for c in torch.nonzero(labels[b]).flatten().tolist() for i in out["cas_supp"][b, c].topk(k)[1].tolist()
+        ]
         fg, bg = emb[fg_rows], emb[rows]
 
         def cos(a, c):
             return a @ c.t() / (a.norm(dim=1, keepdim=True) * c.norm(dim=1, keepdim=True).t()).clamp(min=1e-8)
 
         loss = (0.5 - cos(fg, fg).min(1)[0]).clamp(min=0).mean() + (0.5 - cos(bg, bg).min(1)[0]).clamp(min=0).mean()
-        loss = loss + (cos(fg, bg).max(1)[0] - 0.1).clamp(min=0).mean() + (cos(fg, bg).max(0)[0] - 0.1).clamp(min=0).mean()
+        loss = (
+            loss + (cos(fg, bg).max(1)[0] - 0.1).clamp(min=0).mean() + (cos(fg, bg).max(0)[0] - 0.1).clamp(min=0).mean()
+        )
         affinity.append(loss)
     terms["separation"] = torch.stack(separation).mean()
     terms["affinity"] = 0.8 * torch.stack(affinity).mean()
@@ -245,6 +302,7 @@ def cmcs_loss(branches, logits, label, weight):
 # ---------------------------------------------------------------------------------------------------
 # test-time post-processing (numpy, loops)
 
+
 def _relu_minmax(cas: np.ndarray, clip: bool = False) -> np.ndarray:  # over time, float32 as the torch code
     high = np.maximum(cas.max(0, keepdims=True), 0)
     low = np.maximum(cas.min(0, keepdims=True), 0)
@@ -275,8 +333,14 @@ def _nms_plus_one(props: list[list[float]], threshold: float) -> list[list[float
     return keep
 
 
-def _oic(column: np.ndarray, positions: np.ndarray, gamma_score: float, t_factor: float, min_length: int,
-         score_on: np.ndarray) -> list[list[float]]:
+def _oic(
+    column: np.ndarray,
+    positions: np.ndarray,
+    gamma_score: float,
+    t_factor: float,
+    min_length: int,
+    score_on: np.ndarray,
+) -> list[list[float]]:
     """BaS-Net/UM get_proposal_oic for one class."""
     out = []
     for group in _groups(positions):
@@ -292,8 +356,9 @@ def _oic(column: np.ndarray, positions: np.ndarray, gamma_score: float, t_factor
 
 
 def _upgrade(signal: np.ndarray, scale: int = 24) -> np.ndarray:
-    return interp1d(np.arange(signal.shape[0]), signal, kind="linear", axis=0,
-                    fill_value="extrapolate")(np.arange(0, signal.shape[0], 1 / scale))
+    return interp1d(np.arange(signal.shape[0]), signal, kind="linear", axis=0, fill_value="extrapolate")(
+        np.arange(0, signal.shape[0], 1 / scale)
+    )
 
 
 def basnet_detections(score_supp: np.ndarray, cas_supp: np.ndarray, rows: int) -> list[tuple]:
@@ -359,8 +424,9 @@ def backtal_detections(out: dict, frame_num: int, duration: float) -> list[tuple
             hi = min(frame_num, int(group[-1] + 0.25 * len(group)))
             outer_idx = list(range(lo, group[0])) + list(range(group[-1] + 1, hi))
             outer = values[outer_idx].mean() if outer_idx else 0.0
-            found.append([inner - outer + 0.2 * score, group[0] / frame_num * duration,
-                          (group[-1] + 1) / frame_num * duration])
+            found.append(
+                [inner - outer + 0.2 * score, group[0] / frame_num * duration, (group[-1] + 1) / frame_num * duration]
+            )
         return found
 
     detections = []

@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 import torch
 
-from wtal_pipe.data.synthetic import write_planted_dataset
 from wtal_pipe.video.synthetic import ACTION_STYLES, PlantedAction, render_frames, write_video
+
+from .planted import write_planted_dataset
 
 SMALL = ["--short-side", "64", "--crop", "64", "--flow", "dis", "--workers", "1", "--device", "cpu"]
 QUICK = ["--iters", "2", "--lr", "1e-3", "--num-segments", "16", "--set", "hidden_dim=8", "--device", "cpu"]
@@ -26,8 +27,11 @@ QUICK = ["--iters", "2", "--lr", "1e-3", "--num-segments", "16", "--set", "hidde
 def snapshot(root: Path, *inside: Path) -> dict[str, int]:
     """Every file under ``root`` except those under ``inside``, with its modification time."""
     skip = [p.resolve() for p in inside]
-    return {str(p): p.stat().st_mtime_ns for p in root.rglob("*")
-            if p.is_file() and not any(p.resolve().is_relative_to(s) for s in skip)}
+    return {
+        str(p): p.stat().st_mtime_ns
+        for p in root.rglob("*")
+        if p.is_file() and not any(p.resolve().is_relative_to(s) for s in skip)
+    }
 
 
 def one_line_error(err: str, *names: str) -> bool:
@@ -52,6 +56,7 @@ def edit_annotations(data: Path, change) -> None:
 
 # 1. ids that would leave their folder ---------------------------------------------------------------
 
+
 @pytest.mark.parametrize("evil", ["../../x", "..", "a/b", "..\\x"])
 def test_negatives_refuse_ids_that_leave_data_dir(planted, tmp_path, run_cli, evil):
     edit_annotations(planted, lambda db: db.update({evil: {**db["train_0000"], "subset": "train"}}))
@@ -68,8 +73,12 @@ def test_bas_thumos_import_refuses_ids_and_subsets_that_leave(tmp_path, run_cli)
             folder = source / "features" / subset / stream
             folder.mkdir(parents=True, exist_ok=True)
             np.save(folder / f"{Path(vid).name}.npy", np.ones((4, 8), np.float32))
-    gt = {"database": {"ok": {"subset": "train", "annotations": []},
-                       "../../escaped": {"subset": "train", "annotations": []}}}
+    gt = {
+        "database": {
+            "ok": {"subset": "train", "annotations": []},
+            "../../escaped": {"subset": "train", "annotations": []},
+        }
+    }
     (source / "gt.json").write_text(json.dumps(gt))
     before = snapshot(tmp_path, tmp_path / "out")
     code, _, err = run_cli("import", "bas-thumos", source, "--data", tmp_path / "out" / "data")
@@ -85,13 +94,23 @@ def test_test_and_plots_refuse_ids_that_leave(planted, tmp_path, run_cli):
     assert run_cli("train", "--method", "basnet", "--data", planted, "--out", tmp_path / "run", *QUICK)[0] == 0
     edit_annotations(planted, lambda db: db.update({"../escaped": {**db["test_0003"]}}))
     before = snapshot(tmp_path, planted, tmp_path / "run", tmp_path / "plots")
-    code, _, err = run_cli("test", "--run", tmp_path / "run", "--data", planted, "--out", tmp_path / "run" / "d.json",
-                           "--plot-dir", tmp_path / "plots")
+    code, _, err = run_cli(
+        "test",
+        "--run",
+        tmp_path / "run",
+        "--data",
+        planted,
+        "--out",
+        tmp_path / "run" / "d.json",
+        "--plot-dir",
+        tmp_path / "plots",
+    )
     assert code == 2 and one_line_error(err, "'../escaped'")
     assert snapshot(tmp_path, planted, tmp_path / "run", tmp_path / "plots") == before
 
 
 # 2. two videos, one stem --------------------------------------------------------------------------
+
 
 def test_same_stem_from_another_file_is_refused_across_calls(make_clip, tmp_path, run_cli):
     make_clip("a.mp4", seconds=1.0)
@@ -108,18 +127,20 @@ def test_same_stem_from_another_file_is_refused_across_calls(make_clip, tmp_path
 
 # 3. truncated or corrupt videos, and videos shorter than a chunk ------------------------------------
 
+
 def _four_seconds(tmp_path: Path, name: str, **kwargs) -> Path:
     frames = render_frames(4.0, 25.0, 96, 64, [PlantedAction(ACTION_STYLES[0], 0.0, 4.0)])
     return write_video(tmp_path / "videos" / name, frames, fps=25.0, **kwargs)
 
 
+@pytest.mark.slow
 def test_truncated_and_corrupt_videos_are_failures_unless_allowed(tmp_path, run_cli):
     cut = _four_seconds(tmp_path, "cut.mp4", container_options={"movflags": "+faststart"})
     cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])  # moov in front, data cut: decodes 22 of 100
     garbled = _four_seconds(tmp_path, "garbled.mkv")
     data = bytearray(garbled.read_bytes())
     third = len(data) // 3
-    data[third:third + len(data) // 4] = np.random.default_rng(0).integers(0, 256, len(data) // 4, np.uint8).tobytes()
+    data[third : third + len(data) // 4] = np.random.default_rng(0).integers(0, 256, len(data) // 4, np.uint8).tobytes()
     garbled.write_bytes(bytes(data))
     _four_seconds(tmp_path, "good.mp4")
     code, out, err = run_cli("extract", tmp_path / "videos", "--data", tmp_path / "data", *SMALL)
@@ -144,22 +165,39 @@ def test_videos_shorter_than_one_chunk_fail_at_extraction(make_clip, tmp_path, r
 
 # 4. rotation ----------------------------------------------------------------------------------------
 
+
 def test_display_rotation_is_applied_and_recorded(tmp_path, run_cli):
     image = np.zeros((32, 64, 3), np.uint8)
     image[:, :32] = 255  # the left half white, as stored
-    write_video(tmp_path / "portrait.mp4", [image] * 20, fps=25.0, codec="libx264rgb", options={"crf": "0"},
-                rotation=-90)  # shown turned 90 degrees clockwise, as a phone held upright records
+    write_video(
+        tmp_path / "portrait.mp4", [image] * 20, fps=25.0, codec="libx264rgb", options={"crf": "0"}, rotation=-90
+    )  # shown turned 90 degrees clockwise, as a phone held upright records
     from wtal_pipe.config import DecodeConfig
     from wtal_pipe.video.decode import iter_frames
 
     frame = next(iter_frames(tmp_path / "portrait.mp4", DecodeConfig(short_side=32, crop=32))).rgb
     assert frame[:8].mean() > 250 and frame[-8:].mean() < 5  # the white half is now on top
-    assert run_cli("extract", tmp_path / "portrait.mp4", "--data", tmp_path / "data", *SMALL[:4],
-                   "--flow", "dis", "--workers", "1", "--device", "cpu")[0] == 0
+    assert (
+        run_cli(
+            "extract",
+            tmp_path / "portrait.mp4",
+            "--data",
+            tmp_path / "data",
+            *SMALL[:4],
+            "--flow",
+            "dis",
+            "--workers",
+            "1",
+            "--device",
+            "cpu",
+        )[0]
+        == 0
+    )
     assert json.loads((tmp_path / "data" / "features" / "portrait.json").read_text())["rotation"] == -90
 
 
 # 5. damaged caches, outputs and checkpoints ---------------------------------------------------------
+
 
 @pytest.mark.parametrize("victim", ["frames-*.npy", "flow-*.npy", "features"])
 @pytest.mark.parametrize("damage", ["bytes", "truncate"])
@@ -195,13 +233,29 @@ def test_force_recomputes_every_stage(make_clip, tmp_path, run_cli):
     assert all(p.stat().st_mtime_ns != stamps[p.name] for p in (data / "cache" / "v").iterdir())
 
 
+@pytest.mark.slow
 def test_damaged_checkpoints_never_load_changed_weights(planted, tmp_path, run_cli):
     """A damaged byte is refused in one line, or it carried no weights (zip padding, a serialization id)
     and the very same tensors load."""
     from wtal_pipe.run import load_run
 
-    assert run_cli("train", "--method", "um", "--data", planted, "--out", tmp_path / "run", *QUICK[:-4],
-                   "--set", "hidden_dim=64", "--device", "cpu")[0] == 0
+    assert (
+        run_cli(
+            "train",
+            "--method",
+            "um",
+            "--data",
+            planted,
+            "--out",
+            tmp_path / "run",
+            *QUICK[:-4],
+            "--set",
+            "hidden_dim=64",
+            "--device",
+            "cpu",
+        )[0]
+        == 0
+    )
     checkpoint = tmp_path / "run" / "checkpoint.pt"
     original = checkpoint.read_bytes()
     weights = load_run(tmp_path / "run")[0].state_dict()
@@ -223,6 +277,7 @@ def test_damaged_checkpoints_never_load_changed_weights(planted, tmp_path, run_c
 
 # 6. NaN and inf in features --------------------------------------------------------------------------
 
+
 def test_nonfinite_features_are_named_with_their_row(planted, tmp_path, run_cli):
     path = planted / "features" / "train_0001.npy"
     rows = np.load(path)
@@ -236,32 +291,58 @@ def test_nonfinite_features_are_named_with_their_row(planted, tmp_path, run_cli)
 
 # 7. values that cannot be right ---------------------------------------------------------------------
 
-@pytest.mark.parametrize("args, expected", [
-    (["--iters", "0"], "--iters"), (["--iters", "-5"], "--iters"), (["--batch-size", "0"], "--batch-size"),
-    (["--num-segments", "0"], "--num-segments"), (["--lr", "-1"], "lr"), (["--lr", "nan"], "lr"),
-    (["--set", "batch_size=abc"], "batch_size='abc'"), (["--set", "nms_threshold=2"], "nms_threshold"),
-    (["--set", "fusion=middle"], "fusion"), (["--set", "no_such=1"], "no_such")])
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--iters", "0"], "--iters"),
+        (["--iters", "-5"], "--iters"),
+        (["--batch-size", "0"], "--batch-size"),
+        (["--num-segments", "0"], "--num-segments"),
+        (["--lr", "-1"], "lr"),
+        (["--lr", "nan"], "lr"),
+        (["--set", "batch_size=abc"], "batch_size='abc'"),
+        (["--set", "nms_threshold=2"], "nms_threshold"),
+        (["--set", "fusion=middle"], "fusion"),
+        (["--set", "no_such=1"], "no_such"),
+    ],
+)
 def test_training_values_are_validated(planted, tmp_path, run_cli, args, expected):
-    code, _, err = run_cli("train", "--method", "cmcs" if "fusion" in str(args) else "basnet", "--data", planted,
-                           "--out", tmp_path / "run", "--device", "cpu", *args)
+    code, _, err = run_cli(
+        "train",
+        "--method",
+        "cmcs" if "fusion" in str(args) else "basnet",
+        "--data",
+        planted,
+        "--out",
+        tmp_path / "run",
+        "--device",
+        "cpu",
+        *args,
+    )
     assert code == 2 and one_line_error(err, expected) and not (tmp_path / "run").exists()
 
 
 def test_clicks_out_of_range_or_for_unknown_videos_are_warned_about(planted, tmp_path, run_cli):
     duration = json.loads((planted / "annotations.json").read_text())["database"]["train_0000"]["duration"]
-    (planted / "clicks.json").write_text(json.dumps({"train_0000": [1.0, -2.0, duration + 5, float("nan")],
-                                                     "nowhere": [1.0]}))
+    (planted / "clicks.json").write_text(
+        json.dumps({"train_0000": [1.0, -2.0, duration + 5, float("nan")], "nowhere": [1.0]})
+    )
     code, _, err = run_cli("train", "--method", "backtal", "--data", planted, "--out", tmp_path / "run", *QUICK)
     assert code == 0
     assert "clicks outside" in err and "-2" in err and "nan" in err and f"{duration + 5:g}" in err
     assert "not in annotations.json" in err and "nowhere" in err
 
 
-@pytest.mark.parametrize("edit, expected", [
-    (lambda db: db["train_0000"]["annotations"][0].update(segment=[5.0, 2.0]), "segment [5.0, 2.0]"),
-    (lambda db: db["train_0000"]["annotations"][0].pop("label"), "without a label"),
-    (lambda db: db["train_0000"]["annotations"][0].update(segment=[1.0]), "bad segment"),
-    (lambda db: db["train_0000"]["annotations"][0].update(segment=None), "use [start_s, end_s]")])
+@pytest.mark.parametrize(
+    "edit, expected",
+    [
+        (lambda db: db["train_0000"]["annotations"][0].update(segment=[5.0, 2.0]), "segment [5.0, 2.0]"),
+        (lambda db: db["train_0000"]["annotations"][0].pop("label"), "without a label"),
+        (lambda db: db["train_0000"]["annotations"][0].update(segment=[1.0]), "bad segment"),
+        (lambda db: db["train_0000"]["annotations"][0].update(segment=None), "use [start_s, end_s]"),
+    ],
+)
 def test_malformed_annotations_are_one_line_errors(planted, tmp_path, run_cli, edit, expected):
     edit_annotations(planted, edit)
     code, _, err = run_cli("train", "--method", "basnet", "--data", planted, "--out", tmp_path / "run", *QUICK)
@@ -277,14 +358,18 @@ def test_a_list_as_database_is_a_one_line_error(planted, tmp_path, run_cli):
 GT = {"database": {"v": {"subset": "test", "annotations": [{"label": "a", "segment": [1.0, 4.0]}]}}}
 
 
-@pytest.mark.parametrize("detections, expected", [
-    ([], "a list at the top level"),
-    ({"results": {"v": [{"label": "a", "segment": [1, 2]}]}}, "malformed detection"),
-    ({"results": {"v": [{"label": "a", "score": 0.5, "segment": [1]}]}}, "malformed detection"),
-    ({"results": {"v": [{"label": "a", "score": 0.5, "segment": "1-2"}]}}, "malformed detection"),
-    ({"results": {"v": [{"label": "a", "score": 0.5, "segment": [3, 2]}]}}, "start <= end"),
-    ({"results": {"v": [{"label": "a", "score": float("nan"), "segment": [1, 2]}]}}, "finite"),
-    ({"results": {"v": {"label": "a"}}}, "not a list")])
+@pytest.mark.parametrize(
+    "detections, expected",
+    [
+        ([], "a list at the top level"),
+        ({"results": {"v": [{"label": "a", "segment": [1, 2]}]}}, "malformed detection"),
+        ({"results": {"v": [{"label": "a", "score": 0.5, "segment": [1]}]}}, "malformed detection"),
+        ({"results": {"v": [{"label": "a", "score": 0.5, "segment": "1-2"}]}}, "malformed detection"),
+        ({"results": {"v": [{"label": "a", "score": 0.5, "segment": [3, 2]}]}}, "start <= end"),
+        ({"results": {"v": [{"label": "a", "score": float("nan"), "segment": [1, 2]}]}}, "finite"),
+        ({"results": {"v": {"label": "a"}}}, "not a list"),
+    ],
+)
 def test_malformed_detections_are_one_line_errors(tmp_path, run_cli, detections, expected):
     (tmp_path / "gt.json").write_text(json.dumps(GT))
     (tmp_path / "d.json").write_text(json.dumps(detections))
@@ -300,8 +385,15 @@ def test_bad_tiou_is_a_one_line_error(tmp_path, run_cli, tiou):
     assert code == 2 and one_line_error(err, "--tiou")
 
 
-@pytest.mark.parametrize("args, expected", [(["--crop", "0"], "crop"), (["--short-side", "0", "--crop", "0"], "short"),
-                                            (["--fps", "nan"], "fps"), (["--batch-size", "0"], "batch")])
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--crop", "0"], "crop"),
+        (["--short-side", "0", "--crop", "0"], "short"),
+        (["--fps", "nan"], "fps"),
+        (["--batch-size", "0"], "batch"),
+    ],
+)
 def test_extraction_values_are_validated(make_clip, tmp_path, run_cli, args, expected):
     make_clip("v.mp4", seconds=1.0)
     code, _, err = run_cli("extract", tmp_path / "v.mp4", "--data", tmp_path / "data", "--device", "cpu", *args)
@@ -309,6 +401,7 @@ def test_extraction_values_are_validated(make_clip, tmp_path, run_cli, args, exp
 
 
 # 8. a crashing retrain leaves the run as it was -----------------------------------------------------
+
 
 def test_a_crashed_retrain_leaves_the_previous_run_whole(planted, tmp_path, run_cli, monkeypatch):
     run = tmp_path / "run"
@@ -332,18 +425,39 @@ def test_a_crashed_retrain_leaves_the_previous_run_whole(planted, tmp_path, run_
 
 # 9. a predicted class without ground truth in the subset (also tests/test_evaluate.py) ---------------
 
+
 def test_test_counts_only_classes_with_ground_truth(planted, tmp_path, run_cli):
-    edit_annotations(planted, lambda db: [a.update(label="action_0") for v in db.values() if v["subset"] == "test"
-                                          for a in v["annotations"]])
-    assert run_cli("train", "--method", "cmcs", "--data", planted, "--out", tmp_path / "run", "--iters", "2",
-                   "--device", "cpu", "--set", "class_threshold=0")[0] == 0
-    code, out, err = run_cli("test", "--run", tmp_path / "run", "--data", planted, "--out", tmp_path / "d.json",
-                             "--set", "class_threshold=0")
+    edit_annotations(
+        planted,
+        lambda db: [a.update(label="action_0") for v in db.values() if v["subset"] == "test" for a in v["annotations"]],
+    )
+    assert (
+        run_cli(
+            "train",
+            "--method",
+            "cmcs",
+            "--data",
+            planted,
+            "--out",
+            tmp_path / "run",
+            "--iters",
+            "2",
+            "--device",
+            "cpu",
+            "--set",
+            "class_threshold=0",
+        )[0]
+        == 0
+    )
+    code, out, err = run_cli(
+        "test", "--run", tmp_path / "run", "--data", planted, "--out", tmp_path / "d.json", "--set", "class_threshold=0"
+    )
     assert code == 0, err
     assert "not counted" in out and "action_1" in out
 
 
 # 10-12. crashes that must be reports or one-line errors ---------------------------------------------
+
 
 def test_unreadable_video_is_reported_and_the_others_finish(make_clip, tmp_path, run_cli, monkeypatch):
     make_clip("videos/a.mp4", seconds=1.0)
@@ -380,11 +494,13 @@ def test_checkpoints_that_are_not_state_dicts(tmp_path, run_cli, make_clip):
     torch.save([1, 2], tmp_path / "list.pt")
     torch.save({"weights": "none"}, tmp_path / "dict.pt")
     for name in ("text.pt", "list.pt", "dict.pt"):
-        code, _, err = run_cli("extract", tmp_path / "v.mp4", "--data", tmp_path / "d", "--rgb-weights",
-                               tmp_path / name, "--device", "cpu")
+        code, _, err = run_cli(
+            "extract", tmp_path / "v.mp4", "--data", tmp_path / "d", "--rgb-weights", tmp_path / name, "--device", "cpu"
+        )
         assert code == 2 and one_line_error(err, name), err
-        code, _, err = run_cli("import", "checkpoint", tmp_path / name, "--method", "um", "--data", tmp_path,
-                               "--out", tmp_path / "r")
+        code, _, err = run_cli(
+            "import", "checkpoint", tmp_path / name, "--method", "um", "--data", tmp_path, "--out", tmp_path / "r"
+        )
         assert code == 2 and one_line_error(err, name), err
 
 
@@ -397,21 +513,40 @@ def test_negatives_on_missing_or_empty_features(planted, run_cli):
     assert code == 2 and one_line_error(err, "train_0001.npy", "missing")
 
 
+@pytest.mark.slow
 def test_localize_reports_a_short_clip_and_writes_the_others(planted, tmp_path, run_cli, make_clip):
     from wtal_pipe.train import TrainOptions, train
 
     write_planted_dataset(tmp_path / "d2048", num_classes=2, feature_dim=2048, n_train=2, n_test=1, rows=(20, 24))
-    train(TrainOptions("basnet", tmp_path / "d2048", tmp_path / "run", device="cpu",
-                       overrides={"iterations": 1, "hidden_dim": 8, "num_segments": 16}))
+    train(
+        TrainOptions(
+            "basnet",
+            tmp_path / "d2048",
+            tmp_path / "run",
+            device="cpu",
+            overrides={"iterations": 1, "hidden_dim": 8, "num_segments": 16},
+        )
+    )
     make_clip("clips/short.mp4", seconds=0.3)
     make_clip("clips/good.mp4", seconds=1.4)
-    code, out, err = run_cli("localize", tmp_path / "clips", "--run", tmp_path / "run", "--out", tmp_path / "d.json",
-                             "--device", "cpu", "--flow", "dis")
+    code, out, err = run_cli(
+        "localize",
+        tmp_path / "clips",
+        "--run",
+        tmp_path / "run",
+        "--out",
+        tmp_path / "d.json",
+        "--device",
+        "cpu",
+        "--flow",
+        "dis",
+    )
     assert code == 1 and "short.mp4" in err and "fewer than one 16-frame feature row" in err
     assert list(json.loads((tmp_path / "d.json").read_text())["results"]) == ["good"]
 
 
 # 13. messages keep their brackets ---------------------------------------------------------------------
+
 
 def test_error_hints_keep_their_brackets(planted, tmp_path, run_cli):
     edit_annotations(planted, lambda db: db["train_0000"]["annotations"][0].update(segment=None))
@@ -424,6 +559,7 @@ def test_error_hints_keep_their_brackets(planted, tmp_path, run_cli):
 
 
 # 14. workers go with their parent ----------------------------------------------------------------------
+
 
 def _children(pid: int) -> set[int]:
     found = set()
@@ -440,10 +576,28 @@ def _children(pid: int) -> set[int]:
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to find the worker processes")
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM])
+@pytest.mark.slow
 def test_flow_workers_exit_with_their_parent(make_clip, tmp_path, how):
     clip = make_clip("slow.mp4", seconds=6.0, fps=25.0, size=(160, 120))
-    cmd = [sys.executable, "-m", "wtal_pipe", "extract", str(clip), "--data", str(tmp_path / "data"), "--short-side",
-           "128", "--crop", "112", "--flow", "tvl1", "--workers", "2", "--device", "cpu"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "wtal_pipe",
+        "extract",
+        str(clip),
+        "--data",
+        str(tmp_path / "data"),
+        "--short-side",
+        "128",
+        "--crop",
+        "112",
+        "--flow",
+        "tvl1",
+        "--workers",
+        "2",
+        "--device",
+        "cpu",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def command(pid: int) -> str:

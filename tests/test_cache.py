@@ -9,16 +9,22 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from wtal_pipe.cache import (NpyStreamWriter, atomic_path, atomic_save_npy, file_identity, read_json,
-                             stage_key, sweep_stale_tmp)
+from wtal_pipe.cache import (
+    NpyStreamWriter,
+    atomic_path,
+    atomic_save_npy,
+    file_identity,
+    read_json,
+    stage_key,
+    sweep_stale_tmp,
+)
 
 
 def test_atomic_path_leaves_nothing_when_the_writer_fails(tmp_path):
     final = tmp_path / "out.npy"
-    with pytest.raises(RuntimeError):
-        with atomic_path(final) as tmp:
-            tmp.write_bytes(b"half")
-            raise RuntimeError("killed")
+    with pytest.raises(RuntimeError), atomic_path(final) as tmp:
+        tmp.write_bytes(b"half")
+        raise RuntimeError("killed")
     assert not final.exists() and list(tmp_path.iterdir()) == []
 
 

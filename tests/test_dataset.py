@@ -12,8 +12,9 @@ import pytest
 from wtal_pipe.data import sampling
 from wtal_pipe.data.dataset import Dataset, load_annotations, simulate_clicks
 from wtal_pipe.data.importers import import_bas_thumos, import_clicks, read_click_csv
-from wtal_pipe.data.synthetic import write_planted_dataset
 from wtal_pipe.errors import DataError
+
+from .planted import write_planted_dataset
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -94,7 +95,7 @@ def test_simulated_clicks_one_per_background_run(planted):
     clicks = simulate_clicks(video, np.random.default_rng(0))
     fg = np.zeros(round(video.duration * video.frame_rate), bool)
     for s, e, _ in video.segments:
-        fg[int(np.floor(s * video.frame_rate)):int(np.ceil(e * video.frame_rate))] = True
+        fg[int(np.floor(s * video.frame_rate)) : int(np.ceil(e * video.frame_rate))] = True
     n_runs = int(np.sum(np.diff(np.concatenate([[1], fg.astype(int)])) == -1))
     assert len(clicks) == n_runs and not fg[(clicks * video.frame_rate).round().astype(int)].any()
 
@@ -111,9 +112,11 @@ def test_real_click_csv_parses():
 def test_clicks_reach_the_dataset(planted, tmp_path):
     csv = tmp_path / "c.csv"
     vid = next(v for v in json.loads((planted / "annotations.json").read_text())["database"] if v.startswith("train"))
-    csv.write_text("\ufeffURLID,URL,TagID,Tag,Start,End,Time,State\n"
-                   f"{vid},{vid}.mp4,20,background_background,1.5,1.5,1,1\n"
-                   f"{vid},{vid}.mp4,20,background_background,0.2,0.2,1,1\n")
+    csv.write_text(
+        "\ufeffURLID,URL,TagID,Tag,Start,End,Time,State\n"
+        f"{vid},{vid}.mp4,20,background_background,1.5,1.5,1,1\n"
+        f"{vid},{vid}.mp4,20,background_background,0.2,0.2,1,1\n"
+    )
     assert import_clicks(csv, planted) == 1
     videos = {v.vid: v for v in Dataset(planted, "train").videos}
     np.testing.assert_array_equal(videos[vid].clicks, [0.2, 1.5])  # seconds, mapped to rows by the sampling
@@ -128,11 +131,15 @@ def test_bad_click_csv(tmp_path):
 
 def test_import_bas_thumos_layout(tmp_path):
     gt = load_annotations(FIXTURES / "thumos14_gt.json")
-    keep = [vid for vid in gt if gt[vid]["subset"] == "train"][:2] + [vid for vid in gt if gt[vid]["subset"] == "test"][:2]
+    keep = [vid for vid in gt if gt[vid]["subset"] == "train"][:2] + [vid for vid in gt if gt[vid]["subset"] == "test"][
+        :2
+    ]
     source = tmp_path / "bas"
     (source / "gt.json").parent.mkdir(parents=True)
     shutil.copy(FIXTURES / "thumos14_gt.json", source / "gt.json")
-    small = {"database": {vid: json.loads((FIXTURES / "thumos14_gt.json").read_text())["database"][vid] for vid in keep}}
+    small = {
+        "database": {vid: json.loads((FIXTURES / "thumos14_gt.json").read_text())["database"][vid] for vid in keep}
+    }
     (source / "gt.json").write_text(json.dumps(small))
     for vid in keep:
         subset = gt[vid]["subset"]

@@ -13,17 +13,20 @@ from wtal_pipe.video.synthetic import textured_background, write_video
 SMALL = DecodeConfig(fps=25.0, short_side=64, crop=64)
 
 
-@pytest.mark.parametrize("name,codec,fps", [
-    ("h264.mp4", "libx264", 30.0),
-    ("ntsc.mp4", "libx264", 30000 / 1001),
-    ("mpeg4.avi", "mpeg4", 24.0),
-    ("ffv1.mkv", "ffv1", 50.0),
-    ("vp9.webm", "libvpx-vp9", 25.0),
-    ("mjpeg.mov", "mjpeg", 15.0),
-])
+@pytest.mark.parametrize(
+    "name,codec,fps",
+    [
+        ("h264.mp4", "libx264", 30.0),
+        ("ntsc.mp4", "libx264", 30000 / 1001),
+        ("mpeg4.avi", "mpeg4", 24.0),
+        ("ffv1.mkv", "ffv1", 50.0),
+        ("vp9.webm", "libvpx-vp9", 25.0),
+        ("mjpeg.mov", "mjpeg", 15.0),
+    ],
+)
 def test_frame_count_and_timestamps_follow_source_time(make_clip, name, codec, fps):
     clip = make_clip(name, seconds=3.0, fps=fps, codec=codec)
-    n_source = int(round(3.0 * fps))
+    n_source = round(3.0 * fps)
     duration = n_source / fps
     frames = list(iter_frames(clip, SMALL))
     assert len(frames) == int(np.ceil(duration * 25 - 1e-6))
@@ -47,8 +50,14 @@ def test_ntsc_29_97_picks_exact_source_frames(make_clip):
 def test_variable_frame_rate_holds_each_frame_until_the_next(tmp_path):
     times = [0.0, 0.1, 0.15, 0.5, 0.52, 1.0]
     colours = [0, 40, 80, 120, 160, 200]
-    clip = write_video(tmp_path / "vfr.mkv", [np.full((64, 64, 3), c, np.uint8) for c in colours],
-                       fps=25, codec="libx264rgb", times=times, options={"crf": "0"})
+    clip = write_video(
+        tmp_path / "vfr.mkv",
+        [np.full((64, 64, 3), c, np.uint8) for c in colours],
+        fps=25,
+        codec="libx264rgb",
+        times=times,
+        options={"crf": "0"},
+    )
     frames = list(iter_frames(clip, SMALL))
     assert len(frames) == 26  # last frame lasts 1/25 s: outputs at 0.00 ... 1.00
     shown = [int(f.rgb.mean().round()) for f in frames]

@@ -76,12 +76,22 @@ def _random_detections(database: dict, subset: str, rng: np.random.Generator, pe
             s, e = ann["segment"]
             for _ in range(int(rng.integers(0, 3))):
                 jitter = rng.normal(0, 0.25 * (e - s), 2)
-                dets.append({"label": ann["label"], "score": float(rng.random()),
-                             "segment": [float(s + jitter[0]), float(max(s + jitter[0] + 0.1, e + jitter[1]))]})
+                dets.append(
+                    {
+                        "label": ann["label"],
+                        "score": float(rng.random()),
+                        "segment": [float(s + jitter[0]), float(max(s + jitter[0] + 0.1, e + jitter[1]))],
+                    }
+                )
         for _ in range(int(rng.integers(0, per_video))):  # random proposals of random classes
             s = float(rng.uniform(0, duration))
-            dets.append({"label": str(rng.choice(labels)), "score": float(rng.random()),
-                         "segment": [s, s + float(rng.exponential(5.0)) + 0.05]})
+            dets.append(
+                {
+                    "label": str(rng.choice(labels)),
+                    "score": float(rng.random()),
+                    "segment": [s, s + float(rng.exponential(5.0)) + 0.05],
+                }
+            )
         results[vid] = dets
     return {"version": "test", "results": results, "external_data": {}}
 
@@ -89,10 +99,19 @@ def _random_detections(database: dict, subset: str, rng: np.random.Generator, pe
 def _check_against_reference(database, subset, detections, thresholds):
     result = evaluate(database, detections, subset, thresholds)
     for c, label in enumerate(result.classes):
-        gt = [{"video": vid, "segment": a["segment"]} for vid, v in database.items() if v["subset"] == subset
-              for a in v["annotations"] if a["label"] == label]
-        preds = [{"video": vid, "segment": d["segment"], "score": d["score"]}
-                 for vid, dets in detections["results"].items() for d in dets if d["label"] == label]
+        gt = [
+            {"video": vid, "segment": a["segment"]}
+            for vid, v in database.items()
+            if v["subset"] == subset
+            for a in v["annotations"]
+            if a["label"] == label
+        ]
+        preds = [
+            {"video": vid, "segment": d["segment"], "score": d["score"]}
+            for vid, dets in detections["results"].items()
+            for d in dets
+            if d["label"] == label
+        ]
         np.testing.assert_allclose(result.ap[c], reference_ap(gt, preds, thresholds), atol=1e-9, err_msg=label)
     return result
 
@@ -115,8 +134,13 @@ def test_activitynet12_random_detections_match_reference():
 
 def test_thumos_string_segments_and_cliffdiving_duplicates():
     database = load_annotations(FIXTURES / "thumos14_gt.json")
-    cliff = [(vid, a["segment"]) for vid, v in database.items() if v["subset"] == "test"
-             for a in v["annotations"] if a["label"] == "CliffDiving"]
+    cliff = [
+        (vid, a["segment"])
+        for vid, v in database.items()
+        if v["subset"] == "test"
+        for a in v["annotations"]
+        if a["label"] == "CliffDiving"
+    ]
     assert cliff and all(isinstance(s[0], float) for _, s in cliff)
     # predicting every CliffDiving instance perfectly as CliffDiving AND Diving
     results = {}
@@ -130,11 +154,15 @@ def test_thumos_string_segments_and_cliffdiving_duplicates():
     assert by_class["Diving"] == pytest.approx(len(cliff) / n_diving)  # precision 1 up to that recall
 
 
-GT = {"v1": {"subset": "test", "annotations": [{"label": "a", "segment": [0.0, 10.0]},
-                                               {"label": "a", "segment": [20.0, 30.0]}]},
-      "v2": {"subset": "test", "annotations": [{"label": "b", "segment": [5.0, 15.0]}]},
-      "v3": {"subset": "test", "annotations": []},
-      "x": {"subset": "train", "annotations": [{"label": "c", "segment": [0.0, 1.0]}]}}
+GT = {
+    "v1": {
+        "subset": "test",
+        "annotations": [{"label": "a", "segment": [0.0, 10.0]}, {"label": "a", "segment": [20.0, 30.0]}],
+    },
+    "v2": {"subset": "test", "annotations": [{"label": "b", "segment": [5.0, 15.0]}]},
+    "v3": {"subset": "test", "annotations": []},
+    "x": {"subset": "train", "annotations": [{"label": "c", "segment": [0.0, 1.0]}]},
+}
 
 
 def _ap(results, thresholds=(0.5,)):
@@ -143,9 +171,15 @@ def _ap(results, thresholds=(0.5,)):
 
 
 def test_hand_computed_duplicates_are_false_positives():
-    ap, _ = _ap({"v1": [{"label": "a", "score": 0.9, "segment": [0, 10]},
-                        {"label": "a", "score": 0.8, "segment": [0, 10]},  # duplicate -> FP
-                        {"label": "a", "score": 0.7, "segment": [20, 30]}]})
+    ap, _ = _ap(
+        {
+            "v1": [
+                {"label": "a", "score": 0.9, "segment": [0, 10]},
+                {"label": "a", "score": 0.8, "segment": [0, 10]},  # duplicate -> FP
+                {"label": "a", "score": 0.7, "segment": [20, 30]},
+            ]
+        }
+    )
     # P/R: (1, .5) (.5, .5) (.667, 1) -> envelope: .5 * 1 + .5 * .667
     assert ap["a"] == pytest.approx(0.5 + 0.5 * 2 / 3)
 
@@ -157,16 +191,22 @@ def test_hand_computed_tiou_exactly_at_threshold_counts():
 
 def test_hand_computed_best_iou_gt_is_taken_first():
     # one detection overlapping two GTs takes the higher-tIoU one; the second detection gets the other
-    gt = {"v": {"subset": "test", "annotations": [{"label": "a", "segment": [0, 10]}, {"label": "a", "segment": [8, 20]}]}}
+    gt = {
+        "v": {"subset": "test", "annotations": [{"label": "a", "segment": [0, 10]}, {"label": "a", "segment": [8, 20]}]}
+    }
     dets = {"v": [{"label": "a", "score": 0.9, "segment": [7, 20]}, {"label": "a", "score": 0.5, "segment": [0, 9]}]}
     result = evaluate(gt, {"results": dets}, "test", [0.5])
     assert result.ap[0, 0] == pytest.approx(1.0)
 
 
 def test_class_without_detections_scores_zero_and_video_without_gt_is_fp():
-    ap, result = _ap({"v1": [{"label": "a", "score": 0.9, "segment": [0, 10]}],
-                      "v3": [{"label": "a", "score": 0.95, "segment": [0, 10]}],  # no GT there: FP first
-                      "elsewhere": [{"label": "b", "score": 0.99, "segment": [5, 15]}]})  # not in subset: FP
+    ap, result = _ap(
+        {
+            "v1": [{"label": "a", "score": 0.9, "segment": [0, 10]}],
+            "v3": [{"label": "a", "score": 0.95, "segment": [0, 10]}],  # no GT there: FP first
+            "elsewhere": [{"label": "b", "score": 0.99, "segment": [5, 15]}],
+        }
+    )  # not in subset: FP
     assert ap["a"] == pytest.approx(0.5 * 0.5)  # first FP, then TP at P=0.5, R=0.5
     assert ap["b"] == 0.0
     assert result.classes == ["a", "b"]  # "c" lives in another subset
@@ -175,8 +215,13 @@ def test_class_without_detections_scores_zero_and_video_without_gt_is_fp():
 
 def test_detections_of_classes_without_gt_in_the_subset_do_not_count():
     # "c" is annotated only in the training subset; "d" is a class of the run, annotated nowhere
-    dets = {"v1": [{"label": "a", "score": 0.9, "segment": [0, 10]}, {"label": "c", "score": 0.99, "segment": [0, 1]},
-                   {"label": "d", "score": 0.98, "segment": [0, 10]}]}
+    dets = {
+        "v1": [
+            {"label": "a", "score": 0.9, "segment": [0, 10]},
+            {"label": "c", "score": 0.99, "segment": [0, 1]},
+            {"label": "d", "score": 0.98, "segment": [0, 10]},
+        ]
+    }
     result = evaluate(GT, {"results": dets}, "test", [0.5], known_classes=["a", "b", "c", "d"])
     assert result.classes == ["a", "b"] and result.ignored == {"c": 1, "d": 1}
     assert dict(zip(result.classes, result.ap[:, 0]))["a"] == pytest.approx(0.5)  # unchanged by them

@@ -78,22 +78,47 @@ def test_cache_hits_and_targeted_invalidation(make_clip, run_cli, tmp_path):
     assert meta["weights"]["rgb"]["path"] == str(ckpt) and len(meta["weights"]["rgb"]["sha256"]) == 64
 
     # new flow preset: frames reused, a second flow cache appears
-    code, _, _ = run_cli("extract", tmp_path / "v.mp4", "--data", data, *SMALL[:4], "--flow", "tvl1-fast",
-                         "--workers", "2", "--device", "cpu")
+    code, _, _ = run_cli(
+        "extract",
+        tmp_path / "v.mp4",
+        "--data",
+        data,
+        *SMALL[:4],
+        "--flow",
+        "tvl1-fast",
+        "--workers",
+        "2",
+        "--device",
+        "cpu",
+    )
     assert code == 0
     after = _mtimes(cache)
-    assert {k: v for k, v in after.items() if k.startswith("frames")} == \
-        {k: v for k, v in first.items() if k.startswith("frames")}
+    assert {k: v for k, v in after.items() if k.startswith("frames")} == {
+        k: v for k, v in first.items() if k.startswith("frames")
+    }
     assert len([k for k in after if k.startswith("flow-") and k.endswith(".npy")]) == 2
 
 
 def test_batch_size_does_not_change_features(make_clip, run_cli, tmp_path):
     make_clip("v.mp4", seconds=2.0, fps=25.0)
     for batch in (1, 3):
-        assert run_cli("extract", tmp_path / "v.mp4", "--data", tmp_path / f"d{batch}", *SMALL,
-                       "--batch-size", batch, "--precision", "fp32")[0] == 0
-    np.testing.assert_allclose(np.load(tmp_path / "d1/features/v.npy"), np.load(tmp_path / "d3/features/v.npy"),
-                               rtol=1e-4, atol=1e-5)
+        assert (
+            run_cli(
+                "extract",
+                tmp_path / "v.mp4",
+                "--data",
+                tmp_path / f"d{batch}",
+                *SMALL,
+                "--batch-size",
+                batch,
+                "--precision",
+                "fp32",
+            )[0]
+            == 0
+        )
+    np.testing.assert_allclose(
+        np.load(tmp_path / "d1/features/v.npy"), np.load(tmp_path / "d3/features/v.npy"), rtol=1e-4, atol=1e-5
+    )
 
 
 def test_bad_videos_are_reported_and_the_rest_finish(make_clip, run_cli, tmp_path):
@@ -126,11 +151,29 @@ def test_user_errors_are_one_line(make_clip, run_cli, tmp_path):
     assert code == 2 and "nope.pt: checkpoint file not found" in err
 
 
+@pytest.mark.slow
 def test_killed_run_leaves_no_trusted_partial_file(make_clip, tmp_path):
     clip = make_clip("slow.mp4", seconds=6.0, fps=25.0, size=(160, 120))
     data = tmp_path / "data"
-    cmd = [sys.executable, "-m", "wtal_pipe", "extract", str(clip), "--data", str(data), "--short-side", "128",
-           "--crop", "112", "--flow", "tvl1", "--workers", "1", "--device", "cpu"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "wtal_pipe",
+        "extract",
+        str(clip),
+        "--data",
+        str(data),
+        "--short-side",
+        "128",
+        "--crop",
+        "112",
+        "--flow",
+        "tvl1",
+        "--workers",
+        "1",
+        "--device",
+        "cpu",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     cache = data / "cache" / "slow"
     deadline = time.time() + 120
@@ -145,8 +188,11 @@ def test_killed_run_leaves_no_trusted_partial_file(make_clip, tmp_path):
     frames = list(cache.glob("frames-*.npy"))
     assert len(frames) == 1 and np.load(frames[0], mmap_mode="r").shape == (150, 112, 112, 3)
 
-    resumed = subprocess.run(cmd[:-8] + ["--short-side", "128", "--crop", "112", "--flow", "dis", "--workers",
-                                         "1", "--device", "cpu"], capture_output=True, text=True)
+    resumed = subprocess.run(
+        [*cmd[:-8], "--short-side", "128", "--crop", "112", "--flow", "dis", "--workers", "1", "--device", "cpu"],
+        capture_output=True,
+        text=True,
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert np.load(data / "features/slow.npy").shape == (150 // 16, 2048)
     assert not list(cache.glob(".*.tmp-*"))  # the dead run's temporaries were swept
@@ -157,7 +203,8 @@ def test_old_spellings_of_the_dataset_folder_still_work(make_clip, run_cli, tmp_
     make_clip("v.mp4", seconds=1.0)
     code, _, err = run_cli("extract", tmp_path / "v.mp4", "--out", tmp_path / "data", *SMALL)
     assert code == 0 and "--out is now --data" in err and (tmp_path / "data" / "features" / "v.npy").exists()
-    (tmp_path / "data" / "annotations.json").write_text(json.dumps({"database": {
-        "v": {"subset": "train", "annotations": [{"label": "a", "segment": [0.0, 0.5]}]}}}))
+    (tmp_path / "data" / "annotations.json").write_text(
+        json.dumps({"database": {"v": {"subset": "train", "annotations": [{"label": "a", "segment": [0.0, 0.5]}]}}})
+    )
     code, out, err = run_cli("negatives", tmp_path / "data")
     assert code == 0 and "positional DATA_DIR is now --data" in err and "skipped v" in out

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -14,8 +16,8 @@ def _gray_pair(dx: int, dy: int, size: int = 96):
     import cv2
 
     base = cv2.cvtColor(textured_background(size + 40, size + 40, seed=1), cv2.COLOR_RGB2GRAY)
-    prev = base[20:20 + size, 20:20 + size]
-    nxt = base[20 - dy:20 - dy + size, 20 - dx:20 - dx + size]  # content moves by (+dx, +dy)
+    prev = base[20 : 20 + size, 20 : 20 + size]
+    nxt = base[20 - dy : 20 - dy + size, 20 - dx : 20 - dx + size]  # content moves by (+dx, +dy)
     return np.ascontiguousarray(prev), np.ascontiguousarray(nxt)
 
 
@@ -44,12 +46,13 @@ def test_split_ranges_cover_everything_once():
         for parts in (1, 3, 8, 200):
             ranges = split_ranges(n, parts)
             assert ranges[0][0] == 0 and ranges[-1][1] == n
-            assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
+            assert all(a[1] == b[0] for a, b in itertools.pairwise(ranges))
 
 
 def test_parallel_workers_match_single_worker(tmp_path):
-    frames = np.stack([np.repeat(np.roll(textured_background(48, 48, 2), 2 * i, axis=1)[None], 1, 0)[0]
-                       for i in range(9)])
+    frames = np.stack(
+        [np.repeat(np.roll(textured_background(48, 48, 2), 2 * i, axis=1)[None], 1, 0)[0] for i in range(9)]
+    )
     frames_path = tmp_path / "frames.npy"
     np.save(frames_path, frames)
     results = {}

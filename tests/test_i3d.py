@@ -21,8 +21,14 @@ def rgb_net():
 def test_parameter_count_and_key_layout(rgb_net):
     assert sum(p.numel() for p in rgb_net.parameters()) == pytest.approx(12.7e6, rel=0.01)
     keys = set(rgb_net.state_dict())
-    for key in ("Conv3d_1a_7x7.conv3d.weight", "Conv3d_1a_7x7.bn.running_var", "Mixed_3b.b1b.conv3d.weight",
-                "Mixed_5c.b3b.bn.bias", "logits.conv3d.weight", "logits.conv3d.bias"):
+    for key in (
+        "Conv3d_1a_7x7.conv3d.weight",
+        "Conv3d_1a_7x7.bn.running_var",
+        "Mixed_3b.b1b.conv3d.weight",
+        "Mixed_5c.b3b.bn.bias",
+        "logits.conv3d.weight",
+        "logits.conv3d.bias",
+    ):
         assert key in keys
     assert rgb_net.state_dict()["logits.conv3d.weight"].shape == (400, 1024, 1, 1, 1)
     assert rgb_net.Conv3d_1a_7x7.bn.eps == 1e-3 and rgb_net.Conv3d_1a_7x7.bn.momentum == 0.01
@@ -46,7 +52,7 @@ def test_one_16x224_chunk_gives_one_1024_vector(rgb_net):
 def test_small_crops_and_batching_agree(rgb_net):
     x = torch.randn(3, 3, 16, 64, 64)
     batched = rgb_net.features(x)
-    single = torch.cat([rgb_net.features(x[i:i + 1]) for i in range(3)])
+    single = torch.cat([rgb_net.features(x[i : i + 1]) for i in range(3)])
     torch.testing.assert_close(batched, single, rtol=1e-4, atol=1e-5)
 
 
@@ -107,8 +113,10 @@ def test_registry_hash_is_enforced(tmp_path, monkeypatch, rgb_net):
     _save(rgb_net.state_dict(), tmp_path / "rgb_imagenet.pt")
     (tmp_path / "registry.json").write_text(
         '{"checkpoints": {"rgb_imagenet": {"file": "rgb_imagenet.pt", "stream": "rgb", "sha256": "'
-        + "0" * 64 + '", "origin": "test"}, "flow_imagenet": {"file": "flow_imagenet.pt", "stream": "flow", '
-        '"sha256": null, "origin": "somewhere"}}}')
+        + "0" * 64
+        + '", "origin": "test"}, "flow_imagenet": {"file": "flow_imagenet.pt", "stream": "flow", '
+        '"sha256": null, "origin": "somewhere"}}}'
+    )
     monkeypatch.setenv("WTAL_MODELS_DIR", str(tmp_path))
     with pytest.raises(DataError, match="does not match the registry"):
         load_i3d("rgb", "rgb_imagenet")

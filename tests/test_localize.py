@@ -104,8 +104,9 @@ def test_each_method_localizes_with_its_official_defaults():
 def demo(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
     lines = []
-    result = run_demo(out, n_videos=16, seconds=12.0, iterations=300, seed=0, print_fn=lines.append,
-                      warn_fn=lines.append)
+    result = run_demo(
+        out, n_videos=16, seconds=12.0, iterations=300, seed=0, print_fn=lines.append, warn_fn=lines.append
+    )
     return out, result, "\n".join(lines)
 
 
@@ -113,19 +114,28 @@ def demo(tmp_path_factory):
 DEMO_MIN_MAP_AT_05 = 0.45  # measured 0.523
 
 
+@pytest.mark.slow
 def test_demo_reaches_its_stated_map_and_leaves_every_artifact(demo):
     out, result, log = demo
     at_05 = result.map_per_threshold[list(np.round(result.thresholds, 2)).index(0.5)]
     print(f"reduced demo mAP@0.5 = {at_05:.3f}")
     assert at_05 >= DEMO_MIN_MAP_AT_05
     assert "RANDOM weights" in log and "DIS flow" in log
-    for path in ("run/checkpoint.pt", "run/train_log.jsonl", "dets_test.json", "dets_test.cas.npz",
-                 "localize_clip.json", "localize_clip.png", "data/annotations.json"):
+    for path in (
+        "run/checkpoint.pt",
+        "run/train_log.jsonl",
+        "dets_test.json",
+        "dets_test.cas.npz",
+        "localize_clip.json",
+        "localize_clip.png",
+        "data/annotations.json",
+    ):
         assert (out / path).stat().st_size > 0, path
     assert len(list((out / "negatives").glob("*"))) == 0 and list((out / "data" / "negatives").glob("*_bg.npy"))
     assert len(list((out / "plots").glob("*.png"))) == 4
 
 
+@pytest.mark.slow
 def test_localize_cli_on_a_raw_clip(demo, tmp_path, run_cli):
     out, _, _ = demo
     database = json.loads((out / "data" / "annotations.json").read_text())["database"]
@@ -133,8 +143,18 @@ def test_localize_cli_on_a_raw_clip(demo, tmp_path, run_cli):
     clip = out / "videos" / f"{vid}.mp4"
     copy = tmp_path / "my_clip.mp4"
     copy.write_bytes(clip.read_bytes())
-    code, stdout, err = run_cli("localize", copy, "--run", out / "run", "--out", tmp_path / "dets.json",
-                                "--plot", tmp_path / "dets.png", "--device", "cpu")
+    code, stdout, err = run_cli(
+        "localize",
+        copy,
+        "--run",
+        out / "run",
+        "--out",
+        tmp_path / "dets.json",
+        "--plot",
+        tmp_path / "dets.png",
+        "--device",
+        "cpu",
+    )
     assert code == 0, err
     assert "RANDOM" in err and "my_clip.mp4" in stdout
     dets = json.loads((tmp_path / "dets.json").read_text())
@@ -153,6 +173,7 @@ def test_localize_cli_on_a_raw_clip(demo, tmp_path, run_cli):
     assert meta["extraction"]["decode"]["crop"] == 64 and meta["extraction"]["flow"]["preset"] == "dis"
 
 
+@pytest.mark.slow
 def test_localize_bad_inputs(demo, tmp_path, run_cli):
     out, _, _ = demo
     code, _, err = run_cli("localize", tmp_path / "missing.mp4", "--run", out / "run")
@@ -166,8 +187,9 @@ def test_localize_bad_inputs(demo, tmp_path, run_cli):
 
 
 def test_localize_refuses_a_run_on_other_features(tmp_path, run_cli, make_clip):
-    from wtal_pipe.data.synthetic import write_planted_dataset
     from wtal_pipe.train import TrainOptions, train
+
+    from .planted import write_planted_dataset
 
     write_planted_dataset(tmp_path / "d", feature_dim=16, n_train=4, n_test=1)
     train(TrainOptions("um", tmp_path / "d", tmp_path / "run", device="cpu", overrides={"iterations": 1}))
@@ -177,9 +199,40 @@ def test_localize_refuses_a_run_on_other_features(tmp_path, run_cli, make_clip):
     assert not (tmp_path / "x.json").exists()
 
 
+@pytest.mark.slow
 def test_test_cli_plot_dir(demo, tmp_path, run_cli):
     out, _, _ = demo
-    code, stdout, _ = run_cli("test", "--run", out / "run", "--data", out / "data", "--out", tmp_path / "d.json",
-                              "--plot-dir", tmp_path / "plots")
+    code, stdout, _ = run_cli(
+        "test",
+        "--run",
+        out / "run",
+        "--data",
+        out / "data",
+        "--out",
+        tmp_path / "d.json",
+        "--plot-dir",
+        tmp_path / "plots",
+    )
     assert code == 0 and "wrote 4 plots" in stdout
     assert all(p.stat().st_size > 10_000 for p in (tmp_path / "plots").glob("*.png"))
+
+
+def test_um_adds_proposals_from_its_magnitudes():
+    """A flat CAS gives no CAS proposals; UM's second set comes from thresholding the magnitudes."""
+    config = get_method("um").Config(upsample=4)
+    actionness = np.zeros(50, np.float32)
+    actionness[20:30] = 1.0
+    scores = VideoScores(np.array([0.9]), np.full((50, 1), 0.5, np.float32), actionness)
+    found = localize(scores, config, TIMING)
+    assert found and all(d[1] == pytest.approx(0.2 * 0.9) for d in found)  # contrast 0 on the flat CAS
+    best = max(found, key=lambda d: d[3] - d[2])
+    assert tiou(np.array(best[2:]), np.array([[20 * 0.64, 30 * 0.64]]))[0] > 0.8
+
+
+def test_without_nms_every_proposal_is_kept():
+    cas = np.zeros((50, 1), np.float32)
+    cas[10:20, 0] = np.linspace(0.3, 1.0, 10)  # a ramp: every threshold cuts a different proposal
+    scores = VideoScores(np.array([0.9]), cas, None)
+    with_nms = localize(scores, MethodConfig(upsample=1, nms_plus_one=False), TIMING)
+    without = localize(scores, MethodConfig(upsample=1, nms_threshold=None), TIMING)
+    assert len(without) == 10 and len(with_nms) < len(without)  # one proposal per threshold 0:0.025:0.225

@@ -8,20 +8,25 @@ import numpy as np
 import pytest
 import torch
 
-from wtal_pipe.data.synthetic import write_planted_dataset
 from wtal_pipe.errors import DataError, WtalError
 from wtal_pipe.evaluate import evaluate
-from wtal_pipe.pipeline import localize_dataset
 from wtal_pipe.methods import get_method, list_methods
 from wtal_pipe.methods.base import Batch
 from wtal_pipe.methods.registry import register_method
+from wtal_pipe.pipeline import localize_dataset
 from wtal_pipe.run import load_run
 from wtal_pipe.train import TrainOptions, train
 
+from .planted import write_planted_dataset
+
 # Settings for quick CPU runs (the published lr 1e-4 needs thousands of steps; see REFERENCE.md).
 QUICK = {"lr": 1e-3, "num_segments": 64, "batch_size": 8, "hidden_dim": 64}
-PER_METHOD = {"basnet": {"iterations": 120}, "um": {"iterations": 150}, "backtal": {"iterations": 100},
-              "cmcs": {"iterations": 200, "batch_size": 1, "accumulate": 4}}
+PER_METHOD = {
+    "basnet": {"iterations": 120},
+    "um": {"iterations": 150},
+    "backtal": {"iterations": 100},
+    "cmcs": {"iterations": 200, "batch_size": 1, "accumulate": 4},
+}
 #: mAP@0.5 each method reaches on the planted set below with these settings (seed 0), minus a margin.
 MIN_MAP_AT_05 = {"basnet": 0.85, "um": 0.9, "cmcs": 0.82, "backtal": 0.85}  # measured .944 1.0 .903 .944
 
@@ -44,7 +49,7 @@ def _batch(b=2, t=40, d=24, c=3, clicks=True):
     return Batch(torch.randn(b, t, d), labels, torch.tensor([False] * b), click, torch.ones(b))
 
 
-@pytest.mark.parametrize("name", ["basnet", "um", "cmcs", "backtal"])
+@pytest.mark.parametrize("name", list_methods())
 @pytest.mark.parametrize("dim", [24, 40])
 def test_contract_shapes_and_finite_losses(name, dim):
     torch.manual_seed(0)
@@ -87,12 +92,13 @@ def planted(tmp_path_factory):
 
 def _train(name, data, out, seed=0, **extra):
     overrides = {**QUICK, **PER_METHOD[name], **extra}
-    options = TrainOptions(name, data, out, seed=seed, device="cpu", simulate_clicks=name == "backtal",
-                           overrides=overrides)
+    options = TrainOptions(
+        name, data, out, seed=seed, device="cpu", simulate_clicks=name == "backtal", overrides=overrides
+    )
     return train(options)
 
 
-@pytest.mark.parametrize("name", ["basnet", "um", "cmcs", "backtal"])
+@pytest.mark.parametrize("name", list_methods())
 def test_losses_decrease_and_planted_actions_are_found(name, planted, tmp_path):
     checkpoint = _train(name, planted, tmp_path / name)
     log = [json.loads(line) for line in (tmp_path / name / "train_log.jsonl").read_text().splitlines()]
@@ -146,16 +152,55 @@ def test_run_dir_errors(planted, tmp_path, run_cli):
 
 
 def test_train_and_test_cli(planted, tmp_path, run_cli):
-    code, out, _ = run_cli("train", "--method", "basnet", "--data", planted, "--out", tmp_path / "run",
-                           "--iters", "3", "--lr", "1e-3", "--num-segments", "32", "--set", "batch_size=4",
-                           "--device", "cpu")
+    code, out, _ = run_cli(
+        "train",
+        "--method",
+        "basnet",
+        "--data",
+        planted,
+        "--out",
+        tmp_path / "run",
+        "--iters",
+        "3",
+        "--lr",
+        "1e-3",
+        "--num-segments",
+        "32",
+        "--set",
+        "batch_size=4",
+        "--device",
+        "cpu",
+    )
     assert code == 0 and "step      3" in out
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["config"]["batch_size"] == 4 and config["config"]["num_segments"] == 32
-    code, out, _ = run_cli("test", "--run", tmp_path / "run", "--data", planted, "--out", tmp_path / "dets.json",
-                           "--set", "nms_threshold=0.5")
+    code, out, _ = run_cli(
+        "test",
+        "--run",
+        tmp_path / "run",
+        "--data",
+        planted,
+        "--out",
+        tmp_path / "dets.json",
+        "--set",
+        "nms_threshold=0.5",
+    )
     assert code == 0 and "mAP" in out
     dets = json.loads((tmp_path / "dets.json").read_text())
     assert set(dets) == {"version", "results", "external_data"} and len(dets["results"]) == 12
     for det in next(iter(dets["results"].values())):
         assert set(det) == {"label", "score", "segment"} and det["segment"][0] <= det["segment"][1]
+
+
+def test_feature_standardization_travels_in_the_checkpoint(planted, tmp_path):
+    _train("um", planted, tmp_path / "run", iterations=2, normalize_features=True)
+    model, _ = load_run(tmp_path / "run")
+    rows = np.concatenate([np.load(p) for p in sorted((planted / "features").glob("train_*.npy"))])
+    np.testing.assert_allclose(model.feature_mean.numpy(), rows.mean(0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(model.feature_std.numpy(), rows.std(0) + 1e-6, rtol=1e-5)
+    x = torch.from_numpy(rows[:40][None])
+    with torch.no_grad():  # the forward sees standardized input: same scores as standardizing by hand
+        plain = get_method("um")(32, 3, model.config)
+        plain.load_state_dict({**model.state_dict(), "feature_mean": torch.zeros(32), "feature_std": torch.ones(32)})
+        standardized = (x - model.feature_mean) / model.feature_std
+        assert torch.allclose(model(x).video_scores, plain.eval()(standardized).video_scores, atol=1e-6)

@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 
 from wtal_pipe.data.dataset import Dataset
-from wtal_pipe.data.synthetic import write_planted_dataset
 from wtal_pipe.errors import DataError
 from wtal_pipe.negatives import NegativesConfig, build_negatives, static_mask
 from wtal_pipe.train import TrainOptions, train
 from wtal_pipe.video.synthetic import textured_background, write_video
+
+from .planted import write_planted_dataset
 
 FPS = 25
 STATIC = [(125, 200), (500, 575)]  # frames at which the scene stands still (positions repeat)
@@ -32,7 +33,7 @@ def _expected_frame_mask(n=750):
     # flow i goes from frame i to i + 1: zero when both frames share a position
     mask = np.zeros(n, bool)
     for a, b in STATIC:
-        mask[a:b - 1] = True
+        mask[a : b - 1] = True
     return mask
 
 
@@ -65,15 +66,42 @@ def test_a_final_static_run_is_measured_one_frame_short():
     assert static_mask(intensity, ratio=0.2, fps=FPS)[-51:].all()
 
 
+@pytest.mark.slow
 def test_end_to_end_negatives_from_the_flow_cache(tmp_path, run_cli):
-    clip = write_video(tmp_path / "videos" / "scroll.mp4", _scrolling_frames(), fps=FPS, codec="libx264rgb",
-                       options={"crf": "0"})
+    clip = write_video(
+        tmp_path / "videos" / "scroll.mp4", _scrolling_frames(), fps=FPS, codec="libx264rgb", options={"crf": "0"}
+    )
     data = tmp_path / "data"
-    code, _, err = run_cli("extract", clip, "--data", data, "--short-side", "64", "--crop", "64", "--flow", "dis",
-                           "--workers", "1", "--device", "cpu")
+    code, _, err = run_cli(
+        "extract",
+        clip,
+        "--data",
+        data,
+        "--short-side",
+        "64",
+        "--crop",
+        "64",
+        "--flow",
+        "dis",
+        "--workers",
+        "1",
+        "--device",
+        "cpu",
+    )
     assert code == 0, err
-    (data / "annotations.json").write_text(json.dumps({"database": {
-        "scroll": {"subset": "train", "duration": 30.0, "annotations": [{"label": "a", "segment": [10.0, 15.0]}]}}}))
+    (data / "annotations.json").write_text(
+        json.dumps(
+            {
+                "database": {
+                    "scroll": {
+                        "subset": "train",
+                        "duration": 30.0,
+                        "annotations": [{"label": "a", "segment": [10.0, 15.0]}],
+                    }
+                }
+            }
+        )
+    )
     # the 148 still frames share one intensity (their 8-bit flow is all 128); a percentile between it and
     # the slowest moving frame takes exactly them: position 0.1969 * 749 = 147.5
     code, out, err = run_cli("negatives", "--data", data, "--ratio", "0.1969")
@@ -89,7 +117,9 @@ def test_end_to_end_negatives_from_the_flow_cache(tmp_path, run_cli):
     np.testing.assert_array_equal(np.load(data / "negatives" / "scroll_bg.npy"), features[meta["source_rows"]])
     # cached on a re-run; a new ratio or rule recomputes
     assert "cached scroll" in run_cli("negatives", "--data", data, "--ratio", "0.1969")[1]
-    code, out, _ = run_cli("negatives", "--data", data, "--ratio", "0.1969", "--whole-chunk")  # rows whose 16 frames all are
+    code, out, _ = run_cli(
+        "negatives", "--data", data, "--ratio", "0.1969", "--whole-chunk"
+    )  # rows whose 16 frames all are
     assert code == 0 and "written scroll (7 rows)" in out
     assert json.loads((data / "negatives" / "scroll_bg.json").read_text())["source_rows"] == [8, 9, 10, 11, 32, 33, 34]
     assert run_cli("negatives", "--data", data, "--ratio", "1.5")[0] == 2
@@ -129,13 +159,27 @@ def test_training_with_and_without_negatives(tmp_path):
     write_planted_dataset(tmp_path, feature_dim=16, n_train=8, n_test=2)
     (tmp_path / "negatives").mkdir()
     for vid in ("train_0000", "train_0001"):
-        np.save(tmp_path / "negatives" / f"{vid}_bg.npy", np.random.default_rng(0).normal(size=(12, 16)).astype(np.float32))
+        np.save(
+            tmp_path / "negatives" / f"{vid}_bg.npy", np.random.default_rng(0).normal(size=(12, 16)).astype(np.float32)
+        )
     quick = {"iterations": 3, "lr": 1e-3, "num_segments": 16, "batch_size": 4, "hidden_dim": 16}
-    for method, negatives, expected in (("cmcs", None, 2), ("cmcs", False, 0), ("basnet", True, 2),
-                                        ("basnet", None, 0), ("backtal", True, 2)):
+    for method, negatives, expected in (
+        ("cmcs", None, 2),
+        ("cmcs", False, 0),
+        ("basnet", True, 2),
+        ("basnet", None, 0),
+        ("backtal", True, 2),
+    ):
         overrides = quick | ({"batch_size": 1} if method == "cmcs" else {})
-        options = TrainOptions(method, tmp_path, tmp_path / f"run_{method}_{negatives}", device="cpu",
-                               negatives=negatives, simulate_clicks=True, overrides=overrides)
+        options = TrainOptions(
+            method,
+            tmp_path,
+            tmp_path / f"run_{method}_{negatives}",
+            device="cpu",
+            negatives=negatives,
+            simulate_clicks=True,
+            overrides=overrides,
+        )
         train(options)
         config = json.loads((options.out_dir / "config.json").read_text())
         assert config["negatives"] == expected, (method, negatives)
@@ -143,6 +187,8 @@ def test_training_with_and_without_negatives(tmp_path):
 
 def test_negatives_flag_without_negatives(tmp_path):
     write_planted_dataset(tmp_path, feature_dim=8, n_train=2, n_test=1)
-    options = TrainOptions("basnet", tmp_path, tmp_path / "r", device="cpu", negatives=True, overrides={"iterations": 1})
+    options = TrainOptions(
+        "basnet", tmp_path, tmp_path / "r", device="cpu", negatives=True, overrides={"iterations": 1}
+    )
     with pytest.raises(DataError, match="no hard negatives.*wtal negatives"):
         train(options)

@@ -28,31 +28,36 @@ D, C = 32, 20
 def close(a, b, rtol=1e-5) -> bool:
     """Equal up to float32 rounding, relative to the larger magnitude of the two."""
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return a.shape == b.shape and float(np.abs(a - b).max(initial=0.0)) <= rtol * max(1.0, float(np.abs(a).max(initial=0.0)))
+    return a.shape == b.shape and float(np.abs(a - b).max(initial=0.0)) <= rtol * max(
+        1.0, float(np.abs(a).max(initial=0.0))
+    )
 
 
 def same_detections(expected, found, seconds=0.01, score=1e-4) -> bool:
     """Every expected (class, score, start, end) has its own counterpart in ``found``."""
     left = [tuple(d) for d in found]
     for c, s, a, b in sorted(expected, key=lambda d: -d[1]):
-        match = [i for i, d in enumerate(left) if d[0] == c and abs(d[1] - s) <= score and abs(d[2] - a) <= seconds
-                 and abs(d[3] - b) <= seconds]
+        match = [
+            i
+            for i, d in enumerate(left)
+            if d[0] == c and abs(d[1] - s) <= score and abs(d[2] - a) <= seconds and abs(d[3] - b) <= seconds
+        ]
         if not match:
             return False
         left.pop(min(match, key=lambda i: abs(left[i][1] - s)))
     return not left
 
 
-def batch(x: torch.Tensor, labels: list[list[int]], clicks: list[list[int]] | None = None,
-          weights: list[float] | None = None) -> Batch:
+def batch(
+    x: torch.Tensor, labels: list[list[int]], clicks: list[list[int]] | None = None, weights: list[float] | None = None
+) -> Batch:
     y = torch.zeros(len(labels), C)
     for b, labs in enumerate(labels):
         y[b, labs] = 1
     click = torch.zeros(x.shape[:2])
     for b, rows in enumerate(clicks or []):
         click[b, rows] = 1
-    return Batch(x, y, torch.zeros(len(labels), dtype=torch.bool), click,
-                 torch.tensor(weights or [1.0] * len(labels)))
+    return Batch(x, y, torch.zeros(len(labels), dtype=torch.bool), click, torch.tensor(weights or [1.0] * len(labels)))
 
 
 def ours(method: str, states: list[dict]) -> torch.nn.Module:
@@ -61,6 +66,7 @@ def ours(method: str, states: list[dict]) -> torch.nn.Module:
 
 # ---------------------------------------------------------------------------------------------------
 # against our transcription, small widths, many lengths
+
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_basnet_matches_the_transcription(seed):
@@ -119,8 +125,9 @@ def test_um_matches_the_transcription(seed):
 def test_backtal_matches_the_transcription(operator):
     state = official.seeded_state(official.layout("backtal", D, C, hidden=48), 3, C)
     model = ours("backtal", [state])
-    x = torch.from_numpy(np.stack([interpolate(official.planted_features(b, 300 + 500 * b, D, C), 750)
-                                   for b in range(3)]))
+    x = torch.from_numpy(
+        np.stack([interpolate(official.planted_features(b, 300 + 500 * b, D, C), 750) for b in range(3)])
+    )
     labels, clicks = [[1], [2, 5], [7]], [[3, 300, 301, 749], [100], []]
     torch.manual_seed(4)
     expected = official.backtal_forward(state, x, train=True)
@@ -166,7 +173,10 @@ def test_cmcs_matches_the_transcription(fusion):
     for rows in (2, 90, 1100):
         feat = official.planted_features(rows, rows, D, C)
         with torch.no_grad():
-            outs = [official.cmcs_forward(s, part) for s, part in zip(states, torch.from_numpy(feat)[None].split(D // len(states), 2))]
+            outs = [
+                official.cmcs_forward(s, part)
+                for s, part in zip(states, torch.from_numpy(feat)[None].split(D // len(states), 2))
+            ]
         avg = torch.stack([o[0] for o in outs]).mean(0)[0].numpy()
         logits = torch.stack([o[1] for o in outs]).mean(0)[0].numpy()
         frame_cnt = 16 * rows + 7
@@ -193,6 +203,7 @@ def test_the_thresholded_cas_is_the_official_one():
 # ---------------------------------------------------------------------------------------------------
 # against the numbers the official code produced (full official widths)
 
+
 def _golden_inputs(method: str):
     spec = GOLDEN[method]
     x = torch.from_numpy(np.stack([official.planted_features(100 + b, 750, D, C) for b in range(2)]))
@@ -200,6 +211,7 @@ def _golden_inputs(method: str):
 
 
 @pytest.mark.parametrize("method", ["basnet", "um"])
+@pytest.mark.slow
 def test_basnet_and_um_reproduce_the_official_numbers(method):
     spec, x = _golden_inputs(method)
     state = official.seeded_state(official.layout(method, D, C), {"basnet": 0, "um": 1}[method], C)
@@ -217,6 +229,7 @@ def test_basnet_and_um_reproduce_the_official_numbers(method):
         assert len(found) == len(video["detections"]) and same_detections(video["detections"], found)
 
 
+@pytest.mark.slow
 def test_backtal_reproduces_the_official_numbers():
     spec, x = _golden_inputs("backtal")
     state = official.seeded_state(official.layout("backtal", D, C), 2, C)
@@ -273,9 +286,10 @@ def test_the_transcriptions_reproduce_the_official_numbers():
 # ---------------------------------------------------------------------------------------------------
 # wtal import checkpoint: the authors' files -> a run that wtal test uses
 
+
 @pytest.fixture(scope="module")
 def planted_data(tmp_path_factory):
-    from wtal_pipe.data.synthetic import write_planted_dataset
+    from .planted import write_planted_dataset
 
     root = tmp_path_factory.mktemp("import")
     write_planted_dataset(root, num_classes=3, feature_dim=D, n_train=2, n_test=4, seed=3)
@@ -285,8 +299,17 @@ def planted_data(tmp_path_factory):
 def test_imported_basnet_checkpoint_gives_the_official_detections(planted_data, tmp_path, run_cli):
     state = official.seeded_state(official.layout("basnet", D, 3, hidden=64), 4, 3)
     torch.save(state, tmp_path / "BaS_Net_model_seed_0.pkl")  # what the official main.py saves
-    code, out, err = run_cli("import", "checkpoint", tmp_path / "BaS_Net_model_seed_0.pkl", "--method", "basnet",
-                             "--data", planted_data, "--out", tmp_path / "run")
+    code, out, err = run_cli(
+        "import",
+        "checkpoint",
+        tmp_path / "BaS_Net_model_seed_0.pkl",
+        "--method",
+        "basnet",
+        "--data",
+        planted_data,
+        "--out",
+        tmp_path / "run",
+    )
     assert code == 0, err
     meta = json.loads((tmp_path / "run" / "config.json").read_text())
     assert meta["config"]["hidden_dim"] == 64 and meta["classes"] == ["action_0", "action_1", "action_2"]
@@ -314,12 +337,34 @@ def test_imported_basnet_checkpoint_gives_the_official_detections(planted_data, 
 def test_import_backtal_wrapped_and_cmcs_two_files(planted_data, tmp_path, run_cli):
     backtal = official.seeded_state(official.layout("backtal", D, 3, hidden=32), 1, 3)
     torch.save({"epoch": 12, "state_dict": backtal}, tmp_path / "THUMOS14.pth")  # BackTAL's save_best_model
-    assert run_cli("import", "checkpoint", tmp_path / "THUMOS14.pth", "--method", "backtal", "--data", planted_data,
-                   "--out", tmp_path / "bt")[0] == 0
+    assert (
+        run_cli(
+            "import",
+            "checkpoint",
+            tmp_path / "THUMOS14.pth",
+            "--method",
+            "backtal",
+            "--data",
+            planted_data,
+            "--out",
+            tmp_path / "bt",
+        )[0]
+        == 0
+    )
     for s, stream in enumerate(("rgb", "flow")):
         torch.save(official.seeded_state(official.layout("cmcs", D // 2, 3), s, 3), tmp_path / f"model-{stream}-15000")
-    code, _, err = run_cli("import", "checkpoint", tmp_path / "model-rgb-15000", tmp_path / "model-flow-15000",
-                           "--method", "cmcs", "--data", planted_data, "--out", tmp_path / "cm")
+    code, _, err = run_cli(
+        "import",
+        "checkpoint",
+        tmp_path / "model-rgb-15000",
+        tmp_path / "model-flow-15000",
+        "--method",
+        "cmcs",
+        "--data",
+        planted_data,
+        "--out",
+        tmp_path / "cm",
+    )
     assert code == 0, err
     assert json.loads((tmp_path / "cm" / "config.json").read_text())["config"]["fusion"] == "late"
     code, out, _ = run_cli("test", "--run", tmp_path / "cm", "--data", planted_data, "--out", tmp_path / "c.json")
@@ -329,17 +374,23 @@ def test_import_backtal_wrapped_and_cmcs_two_files(planted_data, tmp_path, run_c
 def test_import_refuses_what_does_not_fit(planted_data, tmp_path, run_cli):
     um = tmp_path / "um.pkl"
     torch.save(official.seeded_state(official.layout("um", D, 3, hidden=16), 0, 3), um)
-    code, _, err = run_cli("import", "checkpoint", um, "--method", "basnet", "--data", planted_data, "--out", tmp_path / "r")
+    code, _, err = run_cli(
+        "import", "checkpoint", um, "--method", "basnet", "--data", planted_data, "--out", tmp_path / "r"
+    )
     assert code == 2 and "um.pkl" in err and "not an official basnet checkpoint" in err and err.count("\n") == 1
     wide = tmp_path / "bas20.pkl"
     torch.save(official.seeded_state(official.layout("basnet", D, 20, hidden=16), 0, 20), wide)
-    code, _, err = run_cli("import", "checkpoint", wide, "--method", "basnet", "--data", planted_data, "--out", tmp_path / "r")
+    code, _, err = run_cli(
+        "import", "checkpoint", wide, "--method", "basnet", "--data", planted_data, "--out", tmp_path / "r"
+    )
     assert code == 2 and "scores 20 classes, but the dataset has 3" in err and "classes.txt" in err
     torch.save([1, 2, 3], tmp_path / "list.pkl")
-    code, _, err = run_cli("import", "checkpoint", tmp_path / "list.pkl", "--method", "um", "--data", planted_data,
-                           "--out", tmp_path / "r")
+    code, _, err = run_cli(
+        "import", "checkpoint", tmp_path / "list.pkl", "--method", "um", "--data", planted_data, "--out", tmp_path / "r"
+    )
     assert code == 2 and "list.pkl: not a state dict" in err
-    code, _, err = run_cli("import", "checkpoint", um, um, um, "--method", "cmcs", "--data", planted_data,
-                           "--out", tmp_path / "r")
+    code, _, err = run_cli(
+        "import", "checkpoint", um, um, um, "--method", "cmcs", "--data", planted_data, "--out", tmp_path / "r"
+    )
     assert code == 2 and "cmcs takes 1 or 2 official checkpoint file(s), got 3" in err
     assert not (tmp_path / "r").exists()

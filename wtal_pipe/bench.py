@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -22,8 +23,12 @@ def machine() -> dict:
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-    info = {"cpu": cpu, "cores": len(os.sched_getaffinity(0)), "torch": torch.__version__,
-            "torch_threads": torch.get_num_threads()}
+    info = {
+        "cpu": cpu,
+        "cores": len(os.sched_getaffinity(0)),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+    }
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
@@ -52,9 +57,14 @@ def bench_flow(frames_path: Path, workdir: Path, pairs: int) -> dict:
     subset = workdir / "flow_frames.npy"
     np.save(subset, frames)
     results = {}
+
+    def flow_pairs(preset: str, workers: int) -> int:
+        compute_flow(subset, workdir / "f.npy", FlowConfig(preset), workers)
+        return len(frames)
+
     for preset in ("tvl1", "tvl1-fast", "dis"):
         for workers in sorted({1, default_workers()}):
-            rate = _rate(lambda: compute_flow(subset, workdir / "f.npy", FlowConfig(preset), workers) or len(frames))
+            rate = _rate(functools.partial(flow_pairs, preset, workers))
             results[f"flow_{preset}_pairs_per_s_{workers}w"] = round(rate, 2)
     return results
 
@@ -76,7 +86,7 @@ def bench_i3d(device: str, batch_size: int, batches: int) -> dict:
         if model.device.type == "cuda":
             torch.cuda.synchronize()
 
-        def run() -> int:
+        def run(model: I3DPair = model) -> int:
             for _ in range(batches):
                 model(frames, flows)
             return batches * batch_size
@@ -91,22 +101,31 @@ def bench_evaluate(per_class: int = 5000, classes: int = 20, videos: int = 200) 
     from .evaluate import evaluate
 
     rng = np.random.default_rng(0)
-    database = {f"v{v}": {"subset": "test", "annotations": [
-        {"label": f"c{rng.integers(classes)}", "segment": [float(s), float(s + rng.uniform(2, 20))]}
-        for s in rng.uniform(0, 200, 15)]} for v in range(videos)}
+    database = {
+        f"v{v}": {
+            "subset": "test",
+            "annotations": [
+                {"label": f"c{rng.integers(classes)}", "segment": [float(s), float(s + rng.uniform(2, 20))]}
+                for s in rng.uniform(0, 200, 15)
+            ],
+        }
+        for v in range(videos)
+    }
     results: dict[str, list] = {}
     for c in range(classes):
         for _ in range(per_class):
             start = float(rng.uniform(0, 200))
             results.setdefault(f"v{rng.integers(videos)}", []).append(
-                {"label": f"c{c}", "score": float(rng.random()), "segment": [start, start + float(rng.uniform(1, 20))]})
+                {"label": f"c{c}", "score": float(rng.random()), "segment": [start, start + float(rng.uniform(1, 20))]}
+            )
     started = time.perf_counter()
     evaluate(database, {"results": results}, "test", np.round(np.arange(0.1, 0.75, 0.1), 2))
     return {"evaluate_seconds_20_classes_x_5000_dets_7_tious": round(time.perf_counter() - started, 3)}
 
 
-def run_benchmarks(stage: str, device: str = "auto", seconds: float = 20.0, out: Path | None = None,
-                   print_fn: Callable = print) -> dict:
+def run_benchmarks(
+    stage: str, device: str = "auto", seconds: float = 20.0, out: Path | None = None, print_fn: Callable = print
+) -> dict:
     """Generate a synthetic 640x360 clip and time each stage on it; prints and returns the numbers."""
     import torch
 
@@ -120,8 +139,11 @@ def run_benchmarks(stage: str, device: str = "auto", seconds: float = 20.0, out:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         if stage in ("decode", "flow", "all"):
-            clip = write_video(workdir / "bench.mp4", render_frames(
-                seconds, 30.0, 640, 360, [PlantedAction(ACTION_STYLES[0], 0.0, seconds)]), fps=30.0)
+            clip = write_video(
+                workdir / "bench.mp4",
+                render_frames(seconds, 30.0, 640, 360, [PlantedAction(ACTION_STYLES[0], 0.0, seconds)]),
+                fps=30.0,
+            )
         if stage in ("decode", "all"):
             results.update(bench_decode(clip))
         if stage in ("flow", "all"):

@@ -7,16 +7,18 @@ place only once complete, so a killed run never leaves a file that a later run w
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import hashlib
 import json
 import os
 import re
 import shutil
+from collections.abc import Iterator
+from dataclasses import asdict, is_dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator
+from typing import Any, BinaryIO
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 _TMP_MARK = ".tmp-"
 _IDENTITY_BLOCK = 1 << 20  # bytes hashed from each end of a file
@@ -85,7 +87,7 @@ def reusable(path: str | Path, record_path: str | Path) -> dict | None:
 
 def stage_key(*parts: Any) -> str:
     """Short stable hash of stage parameters and upstream keys (dataclasses allowed)."""
-    normalized = [dataclasses.asdict(p) if dataclasses.is_dataclass(p) else p for p in parts]
+    normalized = [asdict(p) if is_dataclass(p) and not isinstance(p, type) else p for p in parts]
     blob = json.dumps(normalized, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:12]
 
@@ -192,7 +194,7 @@ class NpyStreamWriter:
 
     HEADER_BYTES = 128  # magic(6) + version(2) + len(2) + dict; fits any realistic shape
 
-    def __init__(self, fh: BinaryIO, row_shape: tuple[int, ...], dtype: np.dtype):
+    def __init__(self, fh: BinaryIO, row_shape: tuple[int, ...], dtype: DTypeLike):
         self._fh = fh
         self.row_shape = tuple(row_shape)
         self.dtype = np.dtype(dtype)

@@ -21,8 +21,12 @@ from . import __version__
 from .config import DeviceName, ExtractionConfig, FlowPreset, Precision
 from .methods.names import MethodName
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Weakly-supervised temporal action localization: video -> features -> model -> mAP.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Weakly-supervised temporal action localization: video -> features -> model -> mAP.",
+)
 import_app = typer.Typer(help="Bring other published layouts into a DATA_DIR or RUN_DIR.", no_args_is_help=True)
 app.add_typer(import_app, name="import")
 console = Console(soft_wrap=True)
@@ -34,8 +38,10 @@ LegacyOut = Annotated[Path | None, typer.Option("--out", "-o", hidden=True, help
 Device = Annotated[DeviceName, typer.Option(help="Where to run: auto picks CUDA when a GPU is visible.")]
 Method = Annotated[MethodName, typer.Option(help="The method (backtal is trained with background clicks).")]
 Run = Annotated[Path, typer.Option("--run", "-r", help="Run folder written by wtal train or wtal import checkpoint.")]
-Settings = Annotated[list[str] | None, typer.Option("--set", help="Any method setting, e.g. --set nms_threshold=0.5 "
-                                                                  "(repeatable; JSON values).")]
+Settings = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Any method setting, e.g. --set nms_threshold=0.5 (repeatable; JSON values)."),
+]
 Workers = Annotated[int, typer.Option(min=0, help="Flow worker processes (default: one per core).")]
 
 
@@ -52,16 +58,25 @@ def dataset_folder(data: Path, legacy: Path | None, old: str) -> Path:
 
 
 def random_weights_warning(what: str) -> None:
-    warn(f"no I3D weights given: {what} use RANDOM (seeded) weights. They exercise the pipeline but "
-         "carry no semantics. Put rgb_imagenet.pt / flow_imagenet.pt in models/ and pass "
-         "--rgb-weights rgb_imagenet --flow-weights flow_imagenet (see models/README.md).")
+    warn(
+        f"no I3D weights given: {what} use RANDOM (seeded) weights. They exercise the pipeline but "
+        "carry no semantics. Put rgb_imagenet.pt / flow_imagenet.pt in models/ and pass "
+        "--rgb-weights rgb_imagenet --flow-weights flow_imagenet (see models/README.md)."
+    )
 
 
 def _progress():
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=err_console, transient=True, disable=not err_console.is_terminal)
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+        disable=not err_console.is_terminal,
+    )
 
 
 def _version(value: bool) -> None:
@@ -71,8 +86,11 @@ def _version(value: bool) -> None:
 
 
 @app.callback()
-def _root(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
-                                                help="Print the version and exit.")] = False) -> None:
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
     """Weakly-supervised temporal action localization: video -> features -> model -> mAP."""
 
 
@@ -80,8 +98,12 @@ def _root(version: Annotated[bool, typer.Option("--version", callback=_version, 
 def extract_cli(
     videos: Annotated[list[Path], typer.Argument(help="Video files and/or folders (searched recursively).")],
     data: Data = Path("data"),
-    fps: Annotated[float, typer.Option(min=0.001, help="Target frame rate (frames picked by timestamp).")] = DEFAULTS.decode.fps,
-    short_side: Annotated[int, typer.Option(min=1, help="Resize so the short side has this many pixels.")] = DEFAULTS.decode.short_side,
+    fps: Annotated[
+        float, typer.Option(min=0.001, help="Target frame rate (frames picked by timestamp).")
+    ] = DEFAULTS.decode.fps,
+    short_side: Annotated[
+        int, typer.Option(min=1, help="Resize so the short side has this many pixels.")
+    ] = DEFAULTS.decode.short_side,
     crop: Annotated[int, typer.Option(min=1, help="Centre crop size.")] = DEFAULTS.decode.crop,
     flow: Annotated[FlowPreset, typer.Option(help="Flow: tvl1 is the published convention.")] = "tvl1",
     chunk: Annotated[int, typer.Option(min=1, help="Frames per feature row.")] = DEFAULTS.features.chunk,
@@ -89,11 +111,17 @@ def extract_cli(
     flow_weights: Annotated[str | None, typer.Option(help="Flow I3D checkpoint: path or registry name.")] = None,
     device: Device = "auto",
     precision: Annotated[Precision, typer.Option(help="auto: bf16 where the hardware has it, else fp32.")] = "auto",
-    batch_size: Annotated[int, typer.Option(min=1, help="16-frame chunks per I3D forward pass.")] = DEFAULTS.features.batch_size,
+    batch_size: Annotated[
+        int, typer.Option(min=1, help="16-frame chunks per I3D forward pass.")
+    ] = DEFAULTS.features.batch_size,
     workers: Workers = 0,
     force: Annotated[bool, typer.Option(help="Recompute every stage, even when cached.")] = False,
-    allow_partial: Annotated[bool, typer.Option(
-        help="Keep the features of a video that decodes short of its declared length (coverage is recorded).")] = False,
+    allow_partial: Annotated[
+        bool,
+        typer.Option(
+            help="Keep the features of a video that decodes short of its declared length (coverage is recorded)."
+        ),
+    ] = False,
     legacy_out: LegacyOut = None,
 ):
     """Decode -> TV-L1 flow -> two-stream I3D: one (T, 2048) .npy + provenance .json per video."""
@@ -105,18 +133,25 @@ def extract_cli(
     from .video.flow import default_workers
 
     data = dataset_folder(data, legacy_out, "--out")
-    extraction = ExtractionConfig(DecodeConfig(fps, short_side, crop), FlowConfig(flow),
-                                  FeatureConfig(chunk, rgb_weights, flow_weights, precision, batch_size))
+    extraction = ExtractionConfig(
+        DecodeConfig(fps, short_side, crop),
+        FlowConfig(flow),
+        FeatureConfig(chunk, rgb_weights, flow_weights, precision, batch_size),
+    )
     found = find_videos(videos)
     if not found:
-        raise WtalError(f"no videos found in {', '.join(map(str, videos))}",
-                        f"pass files or folders containing {', '.join(VIDEO_EXTENSIONS)}")
+        raise WtalError(
+            f"no videos found in {', '.join(map(str, videos))}",
+            f"pass files or folders containing {', '.join(VIDEO_EXTENSIONS)}",
+        )
     model = I3DPair.load(extraction.features, device)
     if model.is_random:
         random_weights_warning("features")
     workers = workers or default_workers()
-    console.print(f"extracting {len(found)} video(s) -> {data}/features  [flow {flow}, {workers} worker(s), "
-                  f"I3D on {model.device} {model.precision}]")
+    console.print(
+        f"extracting {len(found)} video(s) -> {data}/features  [flow {flow}, {workers} worker(s), "
+        f"I3D on {model.device} {model.precision}]"
+    )
     with _progress() as bars:
         task = bars.add_task("videos", total=len(found))
         stage = bars.add_task("", total=None)
@@ -133,8 +168,9 @@ def extract_cli(
 
         outcomes = extract_all(found, data, model, extraction, workers, force, on_stage, on_result, allow_partial)
     failed = [o for o in outcomes if o.status == "failed"]
-    console.print(f"{len(outcomes) - len(failed)} ok ({sum(o.status == 'cached' for o in outcomes)} cached), "
-                  f"{len(failed)} failed")
+    console.print(
+        f"{len(outcomes) - len(failed)} ok ({sum(o.status == 'cached' for o in outcomes)} cached), {len(failed)} failed"
+    )
     if failed:
         raise typer.Exit(1)
 
@@ -142,12 +178,17 @@ def extract_cli(
 @app.command("negatives")
 def negatives_cli(
     data: Data = Path("data"),
-    ratio: Annotated[float, typer.Option(help="Lowest share of frames (by log flow intensity) taken as static.")] = 0.25,
-    whole_chunk: Annotated[bool, typer.Option(
-        help="A feature row is static only when all its frames are (official: when its first frame is).")] = False,
+    ratio: Annotated[
+        float, typer.Option(help="Lowest share of frames (by log flow intensity) taken as static.")
+    ] = 0.25,
+    whole_chunk: Annotated[
+        bool,
+        typer.Option(help="A feature row is static only when all its frames are (official: when its first frame is)."),
+    ] = False,
     subset: Annotated[str, typer.Option(help="Training subset: only training videos get negatives.")] = "train",
-    from_features: Annotated[bool, typer.Option(
-        help="No flow cache (imported features): rank rows by flow-feature norm, an approximation.")] = False,
+    from_features: Annotated[
+        bool, typer.Option(help="No flow cache (imported features): rank rows by flow-feature norm, an approximation.")
+    ] = False,
     legacy_data: Annotated[Path | None, typer.Argument(hidden=True, help="Old spelling of --data.")] = None,
 ):
     """Build CMCS hard-negative pseudo videos <vid>_bg from the static stretches of training videos."""
@@ -156,16 +197,24 @@ def negatives_cli(
 
     data = dataset_folder(data, legacy_data, "the positional DATA_DIR")
     if from_features:
-        warn("--from-features: static rows are ranked by the norm of the flow half of each feature row, an "
-             "approximation of the published per-frame TV-L1 ranking.")
-    results = build_negatives(data, subset, NegativesConfig(ratio=ratio, whole_chunk=whole_chunk,
-                                                            from_features=from_features))
+        warn(
+            "--from-features: static rows are ranked by the norm of the flow half of each feature row, an "
+            "approximation of the published per-frame TV-L1 ranking."
+        )
+    results = build_negatives(
+        data, subset, NegativesConfig(ratio=ratio, whole_chunk=whole_chunk, from_features=from_features)
+    )
     for r in results:
-        console.print(f"{r.status:>8} {escape(r.vid)}" + (f" ({r.rows} rows)" if r.rows else "")
-                      + (f" - {escape(r.reason)}" if r.reason else ""))
+        console.print(
+            f"{r.status:>8} {escape(r.vid)}"
+            + (f" ({r.rows} rows)" if r.rows else "")
+            + (f" - {escape(r.reason)}" if r.reason else "")
+        )
     made = [r for r in results if r.status in ("written", "cached")]
-    console.print(f"{len(made)} pseudo videos ({sum(r.rows for r in made)} rows) in {DataLayout(data).negatives_dir}, "
-                  f"{len(results) - len(made)} videos skipped")
+    console.print(
+        f"{len(made)} pseudo videos ({sum(r.rows for r in made)} rows) in {DataLayout(data).negatives_dir}, "
+        f"{len(results) - len(made)} videos skipped"
+    )
 
 
 @app.command("train")
@@ -174,14 +223,22 @@ def train_cli(
     data: Data = Path("data"),
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder for checkpoint, config and log.")] = Path("run"),
     seed: Annotated[int, typer.Option(help="Seed of sampling, dropout and initialization.")] = 0,
-    iters: Annotated[int | None, typer.Option(min=1, help="Optimizer steps (default: the method's published value).")] = None,
+    iters: Annotated[
+        int | None, typer.Option(min=1, help="Optimizer steps (default: the method's published value).")
+    ] = None,
     batch_size: Annotated[int | None, typer.Option(min=1, help="Videos per forward pass.")] = None,
     lr: Annotated[float | None, typer.Option(help="Learning rate (published: 1e-4; 1e-3 for short CPU runs).")] = None,
     num_segments: Annotated[int | None, typer.Option(min=1, help="Rows per training video.")] = None,
     subset: Annotated[str, typer.Option(help="Training subset name (ActivityNet: training).")] = "train",
-    negatives: Annotated[bool | None, typer.Option(
-        "--negatives/--no-negatives", help="Train with CMCS hard negatives (default: on for cmcs when present).")] = None,
-    simulate_clicks: Annotated[bool, typer.Option(help="BackTAL: one simulated click per background run of the GT.")] = False,
+    negatives: Annotated[
+        bool | None,
+        typer.Option(
+            "--negatives/--no-negatives", help="Train with CMCS hard negatives (default: on for cmcs when present)."
+        ),
+    ] = None,
+    simulate_clicks: Annotated[
+        bool, typer.Option(help="BackTAL: one simulated click per background run of the GT.")
+    ] = False,
     settings: Settings = None,
     device: Device = "auto",
 ):
@@ -190,11 +247,24 @@ def train_cli(
 
     flags = {"iterations": iters, "batch_size": batch_size, "lr": lr, "num_segments": num_segments}
     overrides = {k: v for k, v in flags.items() if v is not None} | parse_settings(settings or [])
-    options = TrainOptions(method, data, out, seed=seed, subset=subset, device=device, negatives=negatives,
-                           simulate_clicks=simulate_clicks, overrides=overrides)
-    checkpoint = train(options, on_log=lambda r: console.print(
-        f"step {r['step']:>6}  loss {r['loss']:.4f}  " + "  ".join(
-            f"{k} {v:.4f}" for k, v in r.items() if k not in ("step", "loss", "seconds"))))
+    options = TrainOptions(
+        method,
+        data,
+        out,
+        seed=seed,
+        subset=subset,
+        device=device,
+        negatives=negatives,
+        simulate_clicks=simulate_clicks,
+        overrides=overrides,
+    )
+    checkpoint = train(
+        options,
+        on_log=lambda r: console.print(
+            f"step {r['step']:>6}  loss {r['loss']:.4f}  "
+            + "  ".join(f"{k} {v:.4f}" for k, v in r.items() if k not in ("step", "loss", "seconds"))
+        ),
+    )
     console.print(f"wrote {checkpoint}")
 
 
@@ -204,8 +274,12 @@ def test_cli(
     data: Data = Path("data"),
     subset: Annotated[str, typer.Option(help="The subset to localize and evaluate.")] = "test",
     out: Annotated[Path, typer.Option("--out", "-o", help="Detections JSON (ActivityNet format).")] = Path("dets.json"),
-    tiou: Annotated[str | None, typer.Option(
-        help="tIoU thresholds: start:stop:step or a comma list (default: the range the method's paper reports).")] = None,
+    tiou: Annotated[
+        str | None,
+        typer.Option(
+            help="tIoU thresholds: start:stop:step or a comma list (default: the range the method's paper reports)."
+        ),
+    ] = None,
     settings: Settings = None,
     plot_dir: Annotated[Path | None, typer.Option(help="Write one PNG per video (CAS, detections, GT) here.")] = None,
     device: Device = "cpu",
@@ -260,10 +334,13 @@ def localize_cli(
     clips: Annotated[list[Path], typer.Argument(help="Video files and/or folders.")],
     run: Run,
     out: Annotated[Path, typer.Option("--out", "-o", help="Detections JSON (ActivityNet format).")] = Path("dets.json"),
-    plot: Annotated[Path | None, typer.Option(help="PNG of the CAS and detections (one per clip: name_<clip>.png "
-                                                    "when several).")] = None,
+    plot: Annotated[
+        Path | None, typer.Option(help="PNG of the CAS and detections (one per clip: name_<clip>.png when several).")
+    ] = None,
     gt: Annotated[Path | None, typer.Option(help="Annotations to draw as ground truth in the plot.")] = None,
-    data: Annotated[Path | None, typer.Option("--data", "-d", help="Extraction cache (default: RUN_DIR/localize).")] = None,
+    data: Annotated[
+        Path | None, typer.Option("--data", "-d", help="Extraction cache (default: RUN_DIR/localize).")
+    ] = None,
     rgb_weights: Annotated[str | None, typer.Option(help="Override the run's RGB I3D checkpoint.")] = None,
     flow_weights: Annotated[str | None, typer.Option(help="Override the run's flow I3D checkpoint.")] = None,
     flow: Annotated[FlowPreset | None, typer.Option(help="Override the run's flow preset.")] = None,
@@ -288,8 +365,9 @@ def localize_cli(
     extraction = clip_extraction(meta, rgb_weights=rgb_weights, flow_weights=flow_weights, preset=flow)
     if extraction.features.random_weights:
         random_weights_warning("clip features")
-    results = localize_clips(found, model, meta, data or RunDir(run).localize_cache, extraction,
-                             workers or default_workers(), device)
+    results = localize_clips(
+        found, model, meta, data or RunDir(run).localize_cache, extraction, workers or default_workers(), device
+    )
     per_video = {r.clip.stem: r.detections for r in results if r.error is None}
     atomic_write_json(out, detections_json(per_video, meta.classes, {"method": meta.method, "run": str(run)}))
     annotations = load_annotations(gt) if gt else {}
@@ -305,8 +383,11 @@ def localize_cli(
             from .plot import plot_video
 
             target = plot if len(results) == 1 else plot.with_name(f"{plot.stem}_{r.clip.stem}{plot.suffix}")
-            truth = [(a["segment"][0], a["segment"][1], index[a["label"]])
-                     for a in annotations.get(r.clip.stem, {}).get("annotations", []) if a["label"] in index]
+            truth = [
+                (a["segment"][0], a["segment"][1], index[a["label"]])
+                for a in annotations.get(r.clip.stem, {}).get("annotations", [])
+                if a["label"] in index
+            ]
             plot_video(target, r.clip.name, r.scores, r.detections, meta.classes, model.config, r.timing, truth)
             console.print(f"  plot: {target}")
     console.print(f"wrote {out}")
@@ -316,7 +397,9 @@ def localize_cli(
 
 @app.command("demo")
 def demo_cli(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for every artifact of the demo.")] = Path("wtal_demo"),
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for every artifact of the demo.")] = Path(
+        "wtal_demo"
+    ),
     videos: Annotated[int, typer.Option(min=4, help="Synthetic videos to generate (3 of 4 for training).")] = 24,
     seconds: Annotated[float, typer.Option(min=4.0, help="Length of each video.")] = 14.0,
     iters: Annotated[int, typer.Option(min=1, help="Training steps.")] = 400,
@@ -325,8 +408,7 @@ def demo_cli(
     """The whole pipeline on a generated labelled video set: extract -> negatives -> train -> test -> localize."""
     from .demo import run_demo
 
-    run_demo(out, n_videos=videos, seconds=seconds, iterations=iters, seed=seed, print_fn=console.print,
-             warn_fn=warn)
+    run_demo(out, n_videos=videos, seconds=seconds, iterations=iters, seed=seed, print_fn=console.print, warn_fn=warn)
 
 
 @app.command("make-sample")
@@ -339,8 +421,10 @@ def make_sample_cli(
     from .video.synthetic import make_sample
 
     path, actions = make_sample(out, seconds=seconds, fps=fps)
-    console.print(f"wrote {path} ({seconds:g} s at {fps:g} fps); planted: "
-                  + ", ".join(f"{a.style.name} {a.start:g}-{a.end:g} s" for a in actions))
+    console.print(
+        f"wrote {path} ({seconds:g} s at {fps:g} fps); planted: "
+        + ", ".join(f"{a.style.name} {a.start:g}-{a.end:g} s" for a in actions)
+    )
 
 
 @app.command("bench")
@@ -385,8 +469,9 @@ def import_clicks_cli(
 
 @import_app.command("checkpoint")
 def import_checkpoint_cli(
-    files: Annotated[list[Path], typer.Argument(help="State dict(s) saved by the official code (CMCS late fusion: RGB, "
-                                                     "then flow).")],
+    files: Annotated[
+        list[Path], typer.Argument(help="State dict(s) saved by the official code (CMCS late fusion: RGB, then flow).")
+    ],
     method: Method,
     data: Data = Path("data"),
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder to write.")] = Path("run"),

@@ -20,12 +20,34 @@ PRECISIONS: tuple[str, ...] = get_args(Precision)
 
 #: TV-L1 / DIS presets. ``tvl1`` is OpenCV's default TV-L1 (the published THUMOS14 convention).
 FLOW_PRESETS: dict[str, dict[str, Any]] = {
-    "tvl1": {"algorithm": "tvl1", "tau": 0.25, "lambda_": 0.15, "theta": 0.3, "nscales": 5,
-             "warps": 5, "epsilon": 0.01, "inner_iterations": 30, "outer_iterations": 10,
-             "scale_step": 0.8, "gamma": 0.0, "median_filtering": 5},
-    "tvl1-fast": {"algorithm": "tvl1", "tau": 0.25, "lambda_": 0.15, "theta": 0.3, "nscales": 3,
-                  "warps": 3, "epsilon": 0.01, "inner_iterations": 30, "outer_iterations": 10,
-                  "scale_step": 0.5, "gamma": 0.0, "median_filtering": 5},
+    "tvl1": {
+        "algorithm": "tvl1",
+        "tau": 0.25,
+        "lambda_": 0.15,
+        "theta": 0.3,
+        "nscales": 5,
+        "warps": 5,
+        "epsilon": 0.01,
+        "inner_iterations": 30,
+        "outer_iterations": 10,
+        "scale_step": 0.8,
+        "gamma": 0.0,
+        "median_filtering": 5,
+    },
+    "tvl1-fast": {
+        "algorithm": "tvl1",
+        "tau": 0.25,
+        "lambda_": 0.15,
+        "theta": 0.3,
+        "nscales": 3,
+        "warps": 3,
+        "epsilon": 0.01,
+        "inner_iterations": 30,
+        "outer_iterations": 10,
+        "scale_step": 0.5,
+        "gamma": 0.0,
+        "median_filtering": 5,
+    },
     "dis": {"algorithm": "dis", "preset": "medium"},
 }
 assert tuple(FLOW_PRESETS) == get_args(FlowPreset)
@@ -41,11 +63,14 @@ class DecodeConfig:
         if not math.isfinite(self.fps) or self.fps <= 0:
             raise WtalError(f"fps must be a positive number, got {self.fps}", "pass e.g. --fps 25")
         if self.crop < 1 or self.short_side < 1:
-            raise WtalError(f"crop {self.crop} and short side {self.short_side} must be at least 1 pixel",
-                            "pass e.g. --short-side 256 --crop 224")
+            raise WtalError(
+                f"crop {self.crop} and short side {self.short_side} must be at least 1 pixel",
+                "pass e.g. --short-side 256 --crop 224",
+            )
         if self.crop > self.short_side:
-            raise WtalError(f"crop {self.crop} is larger than short side {self.short_side}",
-                            "use --crop <= --short-side")
+            raise WtalError(
+                f"crop {self.crop} is larger than short side {self.short_side}", "use --crop <= --short-side"
+            )
 
 
 @dataclass(frozen=True)
@@ -55,8 +80,7 @@ class FlowConfig:
 
     def __post_init__(self) -> None:
         if self.preset not in FLOW_PRESETS:
-            raise WtalError(f"unknown flow preset {self.preset!r}",
-                            f"choose one of {', '.join(FLOW_PRESETS)}")
+            raise WtalError(f"unknown flow preset {self.preset!r}", f"choose one of {', '.join(FLOW_PRESETS)}")
 
     @property
     def params(self) -> dict[str, Any]:
@@ -98,13 +122,18 @@ class ExtractionConfig:
         return self.features.chunk / self.decode.fps
 
     def to_dict(self) -> dict[str, Any]:
-        return {"decode": asdict(self.decode), "flow": asdict(self.flow) | {"params": self.flow.params},
-                "features": asdict(self.features)}
+        return {
+            "decode": asdict(self.decode),
+            "flow": asdict(self.flow) | {"params": self.flow.params},
+            "features": asdict(self.features),
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ExtractionConfig:
         flow = {k: v for k, v in data.get("flow", {}).items() if k != "params"}
-        return cls(DecodeConfig(**data.get("decode", {})), FlowConfig(**flow), FeatureConfig(**data.get("features", {})))
+        return cls(
+            DecodeConfig(**data.get("decode", {})), FlowConfig(**flow), FeatureConfig(**data.get("features", {}))
+        )
 
     def replace(self, **changes: Any) -> ExtractionConfig:
         """A copy with some fields of its parts changed, e.g. ``replace(preset="dis", rgb_weights=None)``."""

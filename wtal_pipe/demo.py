@@ -10,8 +10,8 @@ For speed the demo uses DIS flow and 64x64 frames instead of the published TV-L1
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -45,16 +45,34 @@ def make_video_set(out: Path, n_videos: int, seconds: float, seed: int, size=(12
             style = DEMO_CLASSES[int(classes[slot % len(classes)])]
             actions.append(PlantedAction(style, round(cursor, 2), round(cursor + length, 2)))
             cursor += length + float(rng.uniform(1.0, 2.0))
-        frames = render_frames(seconds, FPS, size[0], size[1], actions, seed=int(rng.integers(1 << 30)), pan=1.0,
-                               pauses=[pause] if pause else [])
+        frames = render_frames(
+            seconds,
+            FPS,
+            size[0],
+            size[1],
+            actions,
+            seed=int(rng.integers(1 << 30)),
+            pan=1.0,
+            pauses=[pause] if pause else [],
+        )
         write_video(out / f"{vid}.mp4", frames, fps=FPS)
-        database[vid] = {"subset": subset, "duration": seconds,
-                         "annotations": [{"label": a.style.name, "segment": [a.start, a.end]} for a in actions]}
+        database[vid] = {
+            "subset": subset,
+            "duration": seconds,
+            "annotations": [{"label": a.style.name, "segment": [a.start, a.end]} for a in actions],
+        }
     return database
 
 
-def run_demo(out: str | Path, n_videos: int = 24, seconds: float = 14.0, iterations: int = 400, seed: int = 0,
-             print_fn: Callable = print, warn_fn: Callable = print):
+def run_demo(
+    out: str | Path,
+    n_videos: int = 24,
+    seconds: float = 14.0,
+    iterations: int = 400,
+    seed: int = 0,
+    print_fn: Callable = print,
+    warn_fn: Callable = print,
+):
     """Generate, extract, build negatives, train CMCS, test, localize one clip and plot; returns the
     test-set :class:`EvaluationResult`."""
     from .cache import atomic_write_json
@@ -79,10 +97,14 @@ def run_demo(out: str | Path, n_videos: int = 24, seconds: float = 14.0, iterati
     database = make_video_set(videos, n_videos, seconds, seed)
     atomic_write_json(DataLayout(data).annotations, {"database": database})
 
-    print_fn("[2/6] extracting features (demo settings for speed: DIS flow, 64x64 frames; the published "
-             "convention is TV-L1 at 224x224)")
-    warn_fn("the demo's I3D runs on RANDOM weights (none can be downloaded here); the planted actions differ in "
-            "colour, shape and motion so even random features separate them.")
+    print_fn(
+        "[2/6] extracting features (demo settings for speed: DIS flow, 64x64 frames; the published "
+        "convention is TV-L1 at 224x224)"
+    )
+    warn_fn(
+        "the demo's I3D runs on RANDOM weights (none can be downloaded here); the planted actions differ in "
+        "colour, shape and motion so even random features separate them."
+    )
     extraction = DEMO_EXTRACTION
     extractor = I3DPair.load(extraction.features, "auto")
     clips = sorted(videos.glob("*.mp4"))
@@ -93,13 +115,22 @@ def run_demo(out: str | Path, n_videos: int = 24, seconds: float = 14.0, iterati
 
     print_fn("[3/6] hard negatives from the camera's pauses")
     negatives = build_negatives(data)
-    print_fn(f"      {sum(r.status != 'skipped' for r in negatives)} pseudo videos from "
-             f"{len(negatives)} training videos")
+    print_fn(
+        f"      {sum(r.status != 'skipped' for r in negatives)} pseudo videos from {len(negatives)} training videos"
+    )
 
-    print_fn(f"[4/6] training CMCS ({iterations} steps, lr 1e-3, 2 videos per step, standardized features: "
-             "CPU-quick settings)")
-    options = TrainOptions("cmcs", data, run, seed=seed, device="cpu",
-                           overrides={"iterations": iterations, "lr": 1e-3, "accumulate": 2, "normalize_features": True})
+    print_fn(
+        f"[4/6] training CMCS ({iterations} steps, lr 1e-3, 2 videos per step, standardized features: "
+        "CPU-quick settings)"
+    )
+    options = TrainOptions(
+        "cmcs",
+        data,
+        run,
+        seed=seed,
+        device="cpu",
+        overrides={"iterations": iterations, "lr": 1e-3, "accumulate": 2, "normalize_features": True},
+    )
     train(options)
 
     print_fn("[5/6] testing on the held-out videos")
@@ -117,14 +148,30 @@ def run_demo(out: str | Path, n_videos: int = 24, seconds: float = 14.0, iterati
     atomic_write_json(out / "localize_clip.json", detections_json({clip.stem: clip_result.detections}, meta.classes))
     index = {name: i for i, name in enumerate(meta.classes)}
     truth = [(a["segment"][0], a["segment"][1], index[a["label"]]) for a in database[clip.stem]["annotations"]]
-    plot_video(out / "localize_clip.png", clip.name, clip_result.scores, clip_result.detections, meta.classes,
-               model.config, clip_result.timing, truth)
+    plot_video(
+        out / "localize_clip.png",
+        clip.name,
+        clip_result.scores,
+        clip_result.detections,
+        meta.classes,
+        model.config,
+        clip_result.timing,
+        truth,
+    )
     for c, score, start, end in sorted(clip_result.detections, key=lambda d: -d[1])[:5]:
         print_fn(f"      {meta.classes[c]:<24} {start:6.2f} - {end:6.2f} s  score {score:.3f}")
-    print_fn("      truth: " + ", ".join(f"{a['label']} {a['segment'][0]:g}-{a['segment'][1]:g} s"
-                                          for a in database[clip.stem]["annotations"]))
-    print_fn(f"\nCMCS on the demo's {len(result.classes)} classes, {sum(v['subset'] == 'test' for v in database.values())} "
-             f"test videos:\n{result.table()}")
-    print_fn(f"\neverything is in {out}/ (videos/, data/, run/, dets_test.json, plots/, localize_clip.png); "
-             f"{time.perf_counter() - started:.0f} s")
+    print_fn(
+        "      truth: "
+        + ", ".join(
+            f"{a['label']} {a['segment'][0]:g}-{a['segment'][1]:g} s" for a in database[clip.stem]["annotations"]
+        )
+    )
+    print_fn(
+        f"\nCMCS on the demo's {len(result.classes)} classes, {sum(v['subset'] == 'test' for v in database.values())} "
+        f"test videos:\n{result.table()}"
+    )
+    print_fn(
+        f"\neverything is in {out}/ (videos/, data/, run/, dets_test.json, plots/, localize_clip.png); "
+        f"{time.perf_counter() - started:.0f} s"
+    )
     return result

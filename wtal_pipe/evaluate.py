@@ -19,18 +19,21 @@ import numpy as np
 
 from .data.dataset import load_annotations
 from .errors import DataError
+from .intervals import tiou
 
 THUMOS_TIOU = tuple(np.round(np.arange(0.1, 0.75, 0.1), 2))
 
 
 def parse_tiou(spec: str) -> np.ndarray:
-    """"0.1:0.7:0.1" (inclusive range) or "0.3,0.5,0.7"; at most 100 thresholds in (0, 1]."""
+    """ "0.1:0.7:0.1" (inclusive range) or "0.3,0.5,0.7"; at most 100 thresholds in (0, 1]."""
     usage = "use start:stop:step like 0.1:0.7:0.1, or 0.3,0.5, with thresholds in (0, 1]"
     try:
         if ":" in spec:
             start, stop, step = map(float, spec.split(":"))
             if not all(math.isfinite(v) for v in (start, stop, step)) or step <= 0 or (stop - start) / step > 100:
-                raise DataError(f"bad --tiou {spec!r}: the step must be positive and give at most 100 thresholds", usage)
+                raise DataError(
+                    f"bad --tiou {spec!r}: the step must be positive and give at most 100 thresholds", usage
+                )
             values = np.arange(start, stop + step / 2, step)
         else:
             values = np.array([float(v) for v in spec.split(",")])
@@ -39,13 +42,6 @@ def parse_tiou(spec: str) -> np.ndarray:
     if values.size == 0 or not np.isfinite(values).all() or values.min() <= 0 or values.max() > 1:
         raise DataError(f"bad --tiou {spec!r}", usage)
     return np.round(values, 6)
-
-
-def segment_iou(target: np.ndarray, candidates: np.ndarray) -> np.ndarray:
-    """tIoU of one [s, e] with each row of (N, 2)."""
-    inter = (np.minimum(target[1], candidates[:, 1]) - np.maximum(target[0], candidates[:, 0])).clip(0)
-    union = (candidates[:, 1] - candidates[:, 0]) + (target[1] - target[0]) - inter
-    return inter.astype(float) / union
 
 
 def interpolated_ap(precision: np.ndarray, recall: np.ndarray) -> float:
@@ -57,8 +53,14 @@ def interpolated_ap(precision: np.ndarray, recall: np.ndarray) -> float:
     return float(np.sum((mrec[idx] - mrec[idx - 1]) * mprec[idx]))
 
 
-def average_precision(gt_videos: np.ndarray, gt_segments: np.ndarray, det_videos: np.ndarray,
-                      det_segments: np.ndarray, det_scores: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+def average_precision(
+    gt_videos: np.ndarray,
+    gt_segments: np.ndarray,
+    det_videos: np.ndarray,
+    det_segments: np.ndarray,
+    det_scores: np.ndarray,
+    thresholds: np.ndarray,
+) -> np.ndarray:
     """AP at each threshold for one class. Videos are integer ids; returns (n_thresholds,)."""
     n_gt = len(gt_videos)
     if n_gt == 0:
@@ -68,16 +70,16 @@ def average_precision(gt_videos: np.ndarray, gt_segments: np.ndarray, det_videos
     order = det_scores.argsort()[::-1]
     det_videos, det_segments = det_videos[order], det_segments[order]
     tp = np.zeros((len(thresholds), len(order)))
-    gt_by_video: dict[int, np.ndarray] = {}
+    indices: dict[int, list[int]] = {}
     for index, video in enumerate(gt_videos):
-        gt_by_video.setdefault(int(video), []).append(index)
-    gt_by_video = {v: np.asarray(ix) for v, ix in gt_by_video.items()}
+        indices.setdefault(int(video), []).append(index)
+    gt_by_video = {v: np.asarray(ix) for v, ix in indices.items()}
     locked = np.zeros((len(thresholds), n_gt), bool)
     for d in range(len(order)):
         candidates = gt_by_video.get(int(det_videos[d]))
         if candidates is None:
             continue
-        ious = segment_iou(det_segments[d], gt_segments[candidates])
+        ious = tiou(det_segments[d], gt_segments[candidates])
         ranked = ious.argsort()[::-1]
         ranked_gt = candidates[ranked]
         # the first ranked GT that is free; it must clear the threshold, else this detection is a FP
@@ -110,24 +112,36 @@ class EvaluationResult:
         return float(self.map_per_threshold.mean())
 
     def to_dict(self) -> dict:
-        return {"tiou": [float(t) for t in self.thresholds],
-                "mAP": {f"{t:g}": float(m) for t, m in zip(self.thresholds, self.map_per_threshold)},
-                "average_mAP": self.average_map,
-                "per_class_AP": {c: {f"{t:g}": float(a) for t, a in zip(self.thresholds, row)}
-                                 for c, row in zip(self.classes, self.ap)}}
+        return {
+            "tiou": [float(t) for t in self.thresholds],
+            "mAP": {f"{t:g}": float(m) for t, m in zip(self.thresholds, self.map_per_threshold, strict=True)},
+            "average_mAP": self.average_map,
+            "per_class_AP": {
+                c: {f"{t:g}": float(a) for t, a in zip(self.thresholds, row, strict=True)}
+                for c, row in zip(self.classes, self.ap, strict=True)
+            },
+        }
 
     def table(self) -> str:
         head = " ".join(f"{t:>6.2f}" for t in self.thresholds)
         vals = " ".join(f"{100 * m:6.2f}" for m in self.map_per_threshold)
         note = ""
         if self.ignored:
-            note = (f"\n(not counted: {sum(self.ignored.values())} detections of {len(self.ignored)} class(es) "
-                    f"without ground truth in this subset: {', '.join(sorted(self.ignored))})")
+            note = (
+                f"\n(not counted: {sum(self.ignored.values())} detections of {len(self.ignored)} class(es) "
+                f"without ground truth in this subset: {', '.join(sorted(self.ignored))})"
+            )
         return f"tIoU {head}    avg\nmAP  {vals} {100 * self.average_map:6.2f}{note}"
 
 
-def evaluate(ground_truth: dict, detections: dict, subset: str, thresholds=THUMOS_TIOU,
-             detections_path: str | Path | None = None, known_classes: list[str] | None = None) -> EvaluationResult:
+def evaluate(
+    ground_truth: dict,
+    detections: dict,
+    subset: str,
+    thresholds=THUMOS_TIOU,
+    detections_path: str | Path | None = None,
+    known_classes: list[str] | None = None,
+) -> EvaluationResult:
     """mAP of ``detections`` (ActivityNet result JSON as a dict) against a GT ``database`` dict.
 
     Detections of a class without ground truth in ``subset`` do not count (mAP is over the GT's classes)
@@ -165,8 +179,11 @@ def evaluate(ground_truth: dict, detections: dict, subset: str, thresholds=THUMO
             label = det.get("label")
             if label not in class_index:
                 if label not in known:
-                    raise DataError(f"video {vid}: label {label!r} is not a class of the ground truth",
-                                    "fix the label, or pass the annotation file it belongs to", detections_path)
+                    raise DataError(
+                        f"video {vid}: label {label!r} is not a class of the ground truth",
+                        "fix the label, or pass the annotation file it belongs to",
+                        detections_path,
+                    )
                 ignored[label] = ignored.get(label, 0) + 1
                 continue
             det_rows.append((class_index[label], vindex, start, end, score))
@@ -191,21 +208,24 @@ def _detection(vid: str, det: object, path: str | Path | None) -> tuple[float, f
     except (KeyError, TypeError, ValueError) as exc:
         raise DataError(f"video {vid}: malformed detection {det!r}", DETECTIONS_FORMAT, path) from exc
     if not (math.isfinite(start) and math.isfinite(end) and math.isfinite(score)) or start > end:
-        raise DataError(f"video {vid}: detection {det!r} needs finite numbers and start <= end",
-                        "fix the detection", path)
+        raise DataError(
+            f"video {vid}: detection {det!r} needs finite numbers and start <= end", "fix the detection", path
+        )
     return start, end, score
 
 
-def evaluate_files(detections_path: str | Path, gt_path: str | Path, subset: str,
-                   thresholds=THUMOS_TIOU) -> EvaluationResult:
+def evaluate_files(
+    detections_path: str | Path, gt_path: str | Path, subset: str, thresholds=THUMOS_TIOU
+) -> EvaluationResult:
     detections_path = Path(detections_path)
     if not detections_path.exists():
         raise DataError("detections file not found", "run wtal test or wtal localize first", detections_path)
     try:
         detections = json.loads(detections_path.read_text())
     except (ValueError, UnicodeDecodeError) as exc:
-        raise DataError(f"not JSON ({exc.__class__.__name__})", "pass an ActivityNet-format detection file",
-                        detections_path) from exc
+        raise DataError(
+            f"not JSON ({exc.__class__.__name__})", "pass an ActivityNet-format detection file", detections_path
+        ) from exc
     if not isinstance(detections, dict):
         raise DataError(f"a {type(detections).__name__} at the top level", DETECTIONS_FORMAT, detections_path)
     return evaluate(load_annotations(gt_path), detections, subset, thresholds, detections_path)

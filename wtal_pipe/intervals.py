@@ -18,7 +18,7 @@ def runs_2d(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def runs(mask: np.ndarray) -> list[tuple[int, int]]:
     """[start, end] (inclusive) of each run of True in a 1-D mask."""
     _, starts, ends = runs_2d(np.asarray(mask, bool)[None])
-    return list(zip(starts.tolist(), ends.tolist()))
+    return list(zip(starts.tolist(), ends.tolist(), strict=True))
 
 
 def tiou(target: np.ndarray, candidates: np.ndarray) -> np.ndarray:

@@ -29,13 +29,17 @@ def safe_name(name: object, what: str = "video id", source: str | Path | None = 
     text = str(name)
     separators = {"/", "\\", os.sep, os.altsep or "/"}
     if not text or text in (".", "..") or "\x00" in text or any(sep in text for sep in separators):
-        raise DataError(f"{what} {text!r} cannot be a file name: it would leave its folder",
-                        f"rename the {what} (no '/', '\\\\', '..' or empty names)", source)
+        raise DataError(
+            f"{what} {text!r} cannot be a file name: it would leave its folder",
+            f"rename the {what} (no '/', '\\\\', '..' or empty names)",
+            source,
+        )
     return text
 
 
-def inside(folder: str | Path, name: object, suffix: str = "", what: str = "video id",
-           source: str | Path | None = None) -> Path:
+def inside(
+    folder: str | Path, name: object, suffix: str = "", what: str = "video id", source: str | Path | None = None
+) -> Path:
     """``folder / (name + suffix)`` after checking that ``name`` stays inside ``folder``."""
     return Path(folder) / f"{safe_name(name, what, source)}{suffix}"
 
@@ -97,5 +101,8 @@ class DataLayout:
     def negative(self, vid: str, source: str | Path | None = None) -> tuple[Path, Path, Path]:
         """A hard negative's features, record and static mask: ``<vid>_bg.npy``, ``.json``, ``.mask.npy``."""
         stem = f"{safe_name(vid, source=source)}_bg"
-        return (self.negatives_dir / f"{stem}.npy", self.negatives_dir / f"{stem}.json",
-                self.negatives_dir / f"{stem}.mask.npy")
+        return (
+            self.negatives_dir / f"{stem}.npy",
+            self.negatives_dir / f"{stem}.json",
+            self.negatives_dir / f"{stem}.mask.npy",
+        )

@@ -86,8 +86,10 @@ def resample(signal: np.ndarray, config: MethodConfig, timing: VideoTiming) -> t
     if config.resample == "centres":  # BackTAL: index / frame_num * duration
         n = max(1, timing.frame_count) if config.upsample == "frames" else factor * t_in
         span = timing.duration if config.upsample == "frames" else timing.rows * timing.seconds_per_row
-        columns = [cv2.resize(np.ascontiguousarray(signal[:, k][None], np.float32), (n, 1),
-                              interpolation=cv2.INTER_LINEAR)[0] for k in range(signal.shape[1])]
+        columns = [
+            cv2.resize(np.ascontiguousarray(signal[:, k][None], np.float32), (n, 1), interpolation=cv2.INTER_LINEAR)[0]
+            for k in range(signal.shape[1])
+        ]
         return np.stack(columns, axis=1).astype(np.float64), GridTime(n, span)
     if config.resample == "starts-extrapolated":  # BaS-Net/UM: index * (16 v_len) / (scale T_in fps)
         knots, points = np.arange(t_in), np.arange(0, t_in, 1 / factor)
@@ -115,8 +117,9 @@ def dilate(mask: np.ndarray, width: int) -> np.ndarray:
     return (counts[..., hi] - counts[..., lo]) > 0
 
 
-def outer_bounds(start: np.ndarray, end: np.ndarray, n: int, ratio: float,
-                 convention: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def outer_bounds(
+    start: np.ndarray, end: np.ndarray, n: int, ratio: float, convention: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """[left_lo, left_hi) and [right_lo, right_hi) of each proposal's outer region (``end`` inclusive).
 
     ``bas`` (BaS-Net/UM ``get_proposal_oic``): ``int(start - r L)`` before, through ``int(end + r L)``
@@ -139,8 +142,13 @@ def outer_bounds(start: np.ndarray, end: np.ndarray, n: int, ratio: float,
     return left_lo, start, end + 1, np.maximum(right_hi, end + 1)
 
 
-def proposals(mask_signal: np.ndarray, thresholds: np.ndarray, score_signal: np.ndarray,
-              thresholded_scores: bool, config: MethodConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def proposals(
+    mask_signal: np.ndarray,
+    thresholds: np.ndarray,
+    score_signal: np.ndarray,
+    thresholded_scores: bool,
+    config: MethodConfig,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(start, end inclusive, contrast) of every proposal of one class from one signal.
 
     A grid point is in a proposal at threshold ``th`` when ``mask_signal >= th`` and ``> 0`` (the
@@ -181,8 +189,9 @@ def nms(segments: np.ndarray, scores: np.ndarray, threshold: float, plus_one: bo
     while order.size:
         i, rest = order[0], order[1:]
         keep.append(i)
-        inter = np.maximum(0.0, np.minimum(segments[i, 1], segments[rest, 1])
-                           - np.maximum(segments[i, 0], segments[rest, 0]) + extra)
+        inter = np.maximum(
+            0.0, np.minimum(segments[i, 1], segments[rest, 1]) - np.maximum(segments[i, 0], segments[rest, 0]) + extra
+        )
         iou = inter / np.maximum(lengths[i] + lengths[rest] - inter, 1e-12)
         order = rest[iou < threshold]
     return np.asarray(keep, np.int64)
@@ -195,8 +204,9 @@ def selected_classes(video_scores: np.ndarray, config: MethodConfig) -> np.ndarr
     return classes
 
 
-def localization_signals(scores: VideoScores, config: MethodConfig, timing: VideoTiming,
-                         classes: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, GridTime]:
+def localization_signals(
+    scores: VideoScores, config: MethodConfig, timing: VideoTiming, classes: np.ndarray
+) -> tuple[np.ndarray, np.ndarray | None, GridTime]:
     """The normalized CAS of ``classes`` and the actionness, on the grid (N, len(classes)) / (N,), and
     the grid's time mapping (what the localizer thresholds, and what the plots draw)."""
     cas, time = resample(normalize(scores.cas[:, classes], config.cas_normalization), config, timing)
@@ -220,8 +230,9 @@ def localize(scores: VideoScores, config: MethodConfig, timing: VideoTiming) -> 
             thresholds = thresholds * signal.mean()
         found = [proposals(signal, thresholds, signal, config.contrast_on_thresholded, config)]
         if actionness is not None:
-            found.append(proposals(actionness, np.asarray(config.actionness_thresholds, np.float64), signal,
-                                   False, config))
+            found.append(
+                proposals(actionness, np.asarray(config.actionness_thresholds, np.float64), signal, False, config)
+            )
         start = np.concatenate([f[0] for f in found])
         if start.size == 0:
             continue
@@ -231,15 +242,25 @@ def localize(scores: VideoScores, config: MethodConfig, timing: VideoTiming) -> 
         segments = np.stack([time(start), time(end + 1)], axis=1)
         if config.clip_to_duration:
             segments = np.clip(segments, 0.0, timing.duration)
-        keep = (np.arange(score.size) if config.nms_threshold is None
-                else nms(segments, score, config.nms_threshold, config.nms_plus_one))
+        keep = (
+            np.arange(score.size)
+            if config.nms_threshold is None
+            else nms(segments, score, config.nms_threshold, config.nms_plus_one)
+        )
         detections += [(int(c), float(score[i]), float(segments[i, 0]), float(segments[i, 1])) for i in keep]
     return detections
 
 
 def detections_json(per_video: dict[str, list[Detection]], classes: list[str], external: dict | None = None) -> dict:
     """ActivityNet result format."""
-    return {"version": "wtal-pipe", "results": {
-        vid: [{"label": classes[c], "score": round(score, 6), "segment": [round(s, 3), round(e, 3)]}
-              for c, score, s, e in dets] for vid, dets in per_video.items()},
-        "external_data": external or {}}
+    return {
+        "version": "wtal-pipe",
+        "results": {
+            vid: [
+                {"label": classes[c], "score": round(score, 6), "segment": [round(s, 3), round(e, 3)]}
+                for c, score, s, e in dets
+            ]
+            for vid, dets in per_video.items()
+        },
+        "external_data": external or {},
+    }

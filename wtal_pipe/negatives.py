@@ -49,8 +49,8 @@ def flow_intensity(flow_u8: np.ndarray, block: int = 256) -> np.ndarray:
     decodes its flow images (``u8 * 2 / 255 - 1``). Reads ``block`` frames at a time."""
     intensity = np.empty(flow_u8.shape[0])
     for start in range(0, flow_u8.shape[0], block):
-        flow = np.asarray(flow_u8[start:start + block], np.float64) * 2 / 255 - 1  # (n, H, W, 2)
-        intensity[start:start + block] = np.sqrt(flow[..., 0] ** 2 + flow[..., 1] ** 2).mean(axis=(1, 2))
+        flow = np.asarray(flow_u8[start : start + block], np.float64) * 2 / 255 - 1  # (n, H, W, 2)
+        intensity[start : start + block] = np.sqrt(flow[..., 0] ** 2 + flow[..., 1] ** 2).mean(axis=(1, 2))
     return intensity
 
 
@@ -65,7 +65,7 @@ def static_mask(intensity: np.ndarray, ratio: float, fps: float) -> np.ndarray:
             if end - start < min_run:
                 filtered[start:end] = False
         elif end + 1 - start < min_run:
-            filtered[start:end + 1] = False
+            filtered[start : end + 1] = False
     return filtered
 
 
@@ -81,9 +81,11 @@ def _flow_intensity(layout: DataLayout, vid: str, provenance: Provenance) -> np.
     flow_key = provenance.keys.get("flow")
     path = layout.flow(vid, str(flow_key))[0]
     if not flow_key or not path.exists():
-        raise DataError(f"no flow cache for video {vid} (imported features?)",
-                        "re-run with --from-features to rank chunks by flow-feature magnitude (an approximation)",
-                        layout.cache(vid))
+        raise DataError(
+            f"no flow cache for video {vid} (imported features?)",
+            "re-run with --from-features to rank chunks by flow-feature magnitude (an approximation)",
+            layout.cache(vid),
+        )
     return flow_intensity(np.load(path, mmap_mode="r"))
 
 
@@ -94,16 +96,26 @@ def build_negative(layout: DataLayout, vid: str, config: NegativesConfig) -> Neg
     try:
         features = np.load(features_path, mmap_mode="r")
     except (OSError, ValueError) as exc:
-        raise DataError(f"unreadable features ({exc.__class__.__name__})", "re-extract this video", features_path) from exc
+        raise DataError(
+            f"unreadable features ({exc.__class__.__name__})", "re-extract this video", features_path
+        ) from exc
     if features.ndim != 2 or features.shape[0] == 0:
-        raise DataError(f"features must be a non-empty (T, D) array, got shape {features.shape}",
-                        "re-extract this video", features_path)
+        raise DataError(
+            f"features must be a non-empty (T, D) array, got shape {features.shape}",
+            "re-extract this video",
+            features_path,
+        )
     out, marker, mask_path = layout.negative(vid)
     provenance = Provenance.read(features_path)
     spr = provenance.seconds_per_row
     if config.from_features:
-        flow_half = np.asarray(features[:, features.shape[1] // 2:], np.float32)
-        intensity, fps, chunk, source = np.linalg.norm(flow_half, axis=1), 1 / spr, 1, "flow-feature norm (approximation)"
+        flow_half = np.asarray(features[:, features.shape[1] // 2 :], np.float32)
+        intensity, fps, chunk, source = (
+            np.linalg.norm(flow_half, axis=1),
+            1 / spr,
+            1,
+            "flow-feature norm (approximation)",
+        )
         upstream = None
     else:
         intensity = _flow_intensity(layout, vid, provenance)
@@ -112,12 +124,20 @@ def build_negative(layout: DataLayout, vid: str, config: NegativesConfig) -> Neg
     key = stage_key("negatives", RULES, config, file_identity(features_path), upstream)
     previous = read_json(marker)
     if isinstance(previous, dict) and previous.get("key") == key and (previous.get("skipped") or reusable(out, marker)):
-        return NegativeResult(vid, "skipped" if previous.get("skipped") else "cached", previous.get("reason", ""),
-                              previous.get("rows", 0))
+        return NegativeResult(
+            vid, "skipped" if previous.get("skipped") else "cached", previous.get("reason", ""), previous.get("rows", 0)
+        )
     mask = static_mask(intensity, config.ratio, fps)
     share = float(mask.mean())
-    record = {"key": key, "source_video": vid, "source": source, "config": asdict(config), "static_share": share,
-              "seconds_per_row": spr, "labels": "background only"}
+    record = {
+        "key": key,
+        "source_video": vid,
+        "source": source,
+        "config": asdict(config),
+        "static_share": share,
+        "seconds_per_row": spr,
+        "labels": "background only",
+    }
     n_rows = min(features.shape[0], -(-mask.size // chunk))
     if config.whole_chunk:
         n_rows = min(n_rows, mask.size // chunk)
@@ -135,13 +155,25 @@ def build_negative(layout: DataLayout, vid: str, config: NegativesConfig) -> Neg
         return NegativeResult(vid, "skipped", reason)
     atomic_save_npy(mask_path, mask)
     atomic_save_npy(out, np.asarray(features[rows], np.float32))
-    atomic_write_json(marker, {**record, "rows": int(rows.size), "source_rows": rows.tolist(), "digest": file_digest(out),
-                               "mask_file": f"{mask_path.name} (per {'row' if chunk == 1 else 'frame'})"})
+    atomic_write_json(
+        marker,
+        {
+            **record,
+            "rows": int(rows.size),
+            "source_rows": rows.tolist(),
+            "digest": file_digest(out),
+            "mask_file": f"{mask_path.name} (per {'row' if chunk == 1 else 'frame'})",
+        },
+    )
     return NegativeResult(vid, "written", rows=int(rows.size))
 
 
-def build_negatives(data_dir: str | Path, subset: str = "train", config: NegativesConfig = NegativesConfig(),
-                    annotations: str | Path | None = None) -> list[NegativeResult]:
+def build_negatives(
+    data_dir: str | Path,
+    subset: str = "train",
+    config: NegativesConfig = NegativesConfig(),
+    annotations: str | Path | None = None,
+) -> list[NegativeResult]:
     """Hard negatives for every video of ``subset`` (training videos only: they are training data)."""
     layout = DataLayout(Path(data_dir))
     source = Path(annotations) if annotations else layout.annotations

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -13,7 +14,7 @@ from .cache import atomic_path
 from .config import ExtractionConfig
 from .data.dataset import Dataset, VideoTiming
 from .data.sampling import inference_input
-from .errors import DataError, WtalError
+from .errors import DataError
 from .localize import Detection, VideoScores, detections_json, localize
 from .methods.base import Method
 from .provenance import Provenance
@@ -33,7 +34,7 @@ def infer(model: Method, features: np.ndarray) -> VideoScores:
 def save_scores(path: Path, scores: dict[str, VideoScores], timings: dict[str, VideoTiming]) -> None:
     """Raw scores and timing of every video (.npz), so thresholds and NMS can be re-tuned and plots drawn
     without the model."""
-    raw: dict[str, np.ndarray] = {}
+    raw: dict[str, Any] = {}
     for vid, s in scores.items():
         raw[f"{vid}/cas"], raw[f"{vid}/video_scores"] = s.cas, s.video_scores
         if s.actionness is not None:
@@ -56,13 +57,15 @@ def load_scores(path: Path) -> tuple[dict[str, VideoScores], dict[str, VideoTimi
     return scores, timings
 
 
-def localize_dataset(model: Method, meta: RunMeta, data_dir: Path, subset: str,
-                     scores_out: Path | None = None) -> dict:
+def localize_dataset(model: Method, meta: RunMeta, data_dir: Path, subset: str, scores_out: Path | None = None) -> dict:
     """Detections (ActivityNet JSON dict) for every video of a subset; optionally saves the raw scores."""
     dataset = Dataset(data_dir, subset, classes=meta.classes)
     if dataset.feature_dim != meta.feature_dim:
-        raise DataError(f"features are {dataset.feature_dim}-d but the model was trained on {meta.feature_dim}-d",
-                        "use features from the extractor the run was trained with", data_dir)
+        raise DataError(
+            f"features are {dataset.feature_dim}-d but the model was trained on {meta.feature_dim}-d",
+            "use features from the extractor the run was trained with",
+            data_dir,
+        )
     per_video: dict[str, list[Detection]] = {}
     scores, timings = {}, {}
     for video in dataset.videos:
@@ -89,33 +92,47 @@ def clip_extraction(meta: RunMeta, **overrides: object) -> ExtractionConfig:
     return (meta.extraction or ExtractionConfig()).replace(**{k: v for k, v in overrides.items() if v is not None})
 
 
-def localize_clips(clips: list[Path], model: Method, meta: RunMeta, cache_dir: Path, extraction: ExtractionConfig,
-                   workers: int, device: str = "auto", progress=None) -> list[ClipResult]:
+def localize_clips(
+    clips: list[Path],
+    model: Method,
+    meta: RunMeta,
+    cache_dir: Path,
+    extraction: ExtractionConfig,
+    workers: int,
+    device: str = "auto",
+    progress=None,
+) -> list[ClipResult]:
     """Raw clips -> decode -> flow -> I3D (through the extraction cache in ``cache_dir``) -> detections.
 
     A clip that fails to decode is reported in its result and the others go on.
     """
-    from .features.extract import extract_video
+    from .features.extract import extract_all
     from .features.i3d import FEATURE_DIM
     from .features.two_stream import I3DPair
 
     if meta.feature_dim != 2 * FEATURE_DIM:
-        raise DataError(f"the run was trained on {meta.feature_dim}-d features, a clip gives {2 * FEATURE_DIM}-d "
-                        "two-stream I3D features", "localize with a run trained on wtal extract features",
-                        meta.data_dir)
+        raise DataError(
+            f"the run was trained on {meta.feature_dim}-d features, a clip gives {2 * FEATURE_DIM}-d "
+            "two-stream I3D features",
+            "localize with a run trained on wtal extract features",
+            meta.data_dir,
+        )
     extractor = I3DPair.load(extraction.features, device)
     results = []
-    for clip in clips:
-        try:
-            _, features_path = extract_video(clip, cache_dir, extractor, extraction, workers, progress=progress)
-        except WtalError as exc:
-            results.append(ClipResult(clip, None, [], None, error=exc.one_line()))
+    for outcome in extract_all(clips, cache_dir, extractor, extraction, workers, progress=progress):
+        if outcome.features is None:
+            results.append(ClipResult(outcome.video, None, [], None, error=outcome.error))
             continue
-        features = np.load(features_path)
-        provenance = Provenance.read(features_path)
+        features = np.load(outcome.features)
+        provenance = Provenance.read(outcome.features)
         duration = float(provenance.duration or features.shape[0] * provenance.seconds_per_row)
-        timing = VideoTiming(features.shape[0], provenance.seconds_per_row, duration,
-                             max(1, round(duration * provenance.frame_rate)), provenance.frames_per_row)
+        timing = VideoTiming(
+            features.shape[0],
+            provenance.seconds_per_row,
+            duration,
+            max(1, round(duration * provenance.frame_rate)),
+            provenance.frames_per_row,
+        )
         scores = infer(model, features)
-        results.append(ClipResult(clip, scores, localize(scores, model.config, timing), timing))
+        results.append(ClipResult(outcome.video, scores, localize(scores, model.config, timing), timing))
     return results

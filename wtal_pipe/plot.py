@@ -21,14 +21,22 @@ def _pyplot():
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-    except ImportError:
-        raise WtalError("plots need matplotlib, which is not installed", 'pip install "wtal-pipe[plot]"')
+    except ImportError as exc:
+        raise WtalError("plots need matplotlib, which is not installed", 'pip install "wtal-pipe[plot]"') from exc
     return plt
 
 
-def plot_video(path: str | Path, title: str, scores: VideoScores, detections: list[Detection],
-               classes: list[str], config: MethodConfig, timing: VideoTiming,
-               ground_truth: list[tuple[float, float, int]] | None = None, top: int = 5) -> Path:
+def plot_video(
+    path: str | Path,
+    title: str,
+    scores: VideoScores,
+    detections: list[Detection],
+    classes: list[str],
+    config: MethodConfig,
+    timing: VideoTiming,
+    ground_truth: list[tuple[float, float, int]] | None = None,
+    top: int = 5,
+) -> Path:
     """One panel per class that was detected or annotated: the signal the localizer thresholds (normalized
     and resampled as the method's config says), its thresholds, the detections as bars, the truth."""
     plt = _pyplot()
@@ -38,7 +46,7 @@ def plot_video(path: str | Path, title: str, scores: VideoScores, detections: li
     cas, actionness, grid_time = localization_signals(scores, config, timing, np.asarray(shown))
     time = grid_time(np.arange(cas.shape[0]) + 0.5)
     fig, axes = plt.subplots(len(shown), 1, figsize=(11, 2.2 * len(shown) + 0.6), sharex=True, squeeze=False)
-    for column, (ax, c) in enumerate(zip(axes[:, 0], shown)):
+    for column, (ax, c) in enumerate(zip(axes[:, 0], shown, strict=True)):
         ax.plot(time, cas[:, column], color="tab:blue", lw=1.2, label=f"CAS ({config.cas_normalization})")
         if actionness is not None:
             ax.plot(time, actionness, color="tab:purple", lw=0.8, alpha=0.6, label="actionness")
@@ -55,8 +63,9 @@ def plot_video(path: str | Path, title: str, scores: VideoScores, detections: li
                 ax.axvspan(start, end, color="tab:green", alpha=0.18, lw=0)
         ax.set_ylim(-0.05, 1.12 + 0.1 * max(1, len(mine)))
         ax.set_ylabel(f"{classes[c]}\n(p={scores.video_scores[c]:.2f})", fontsize=8)
-    axes[0, 0].set_title(f"{title}: red = top detections (score), green = ground truth, dotted = threshold range",
-                         fontsize=9)
+    axes[0, 0].set_title(
+        f"{title}: red = top detections (score), green = ground truth, dotted = threshold range", fontsize=9
+    )
     axes[-1, 0].set_xlabel("seconds")
     axes[0, 0].legend(loc="upper left", fontsize=7)
     fig.tight_layout()
@@ -66,8 +75,15 @@ def plot_video(path: str | Path, title: str, scores: VideoScores, detections: li
     return Path(path)
 
 
-def plot_saved_scores(scores_path: Path, detections: dict, config: MethodConfig, classes: list[str], data_dir: Path,
-                      subset: str, out_dir: Path) -> int:
+def plot_saved_scores(
+    scores_path: Path,
+    detections: dict,
+    config: MethodConfig,
+    classes: list[str],
+    data_dir: Path,
+    subset: str,
+    out_dir: Path,
+) -> int:
     """One plot per video of a ``wtal test`` run, from the raw scores it saved (no model needed)."""
     from .data.dataset import Dataset
     from .pipeline import load_scores
@@ -77,6 +93,14 @@ def plot_saved_scores(scores_path: Path, detections: dict, config: MethodConfig,
     index = {name: i for i, name in enumerate(classes)}
     for video in dataset.videos:
         dets = [(index[d["label"]], d["score"], *d["segment"]) for d in detections["results"].get(video.vid, [])]
-        plot_video(inside(out_dir, video.vid, ".png"), video.vid, scores[video.vid], dets, classes, config,
-                   timings[video.vid], video.segments)
+        plot_video(
+            inside(out_dir, video.vid, ".png"),
+            video.vid,
+            scores[video.vid],
+            dets,
+            classes,
+            config,
+            timings[video.vid],
+            video.segments,
+        )
     return len(dataset.videos)

@@ -49,16 +49,31 @@ class Provenance:
             return cls()
         try:
             extraction = ExtractionConfig.from_dict(raw["extraction"]) if "extraction" in raw else None
-            source = raw.get("source") if isinstance(raw.get("source"), dict) else {}
-            return cls(seconds_per_row=extraction.seconds_per_row if extraction else
-                       float(raw.get("seconds_per_row", DEFAULT_SECONDS_PER_ROW)),
-                       frames_per_row=extraction.features.chunk if extraction else int(raw.get("chunk", 16)),
-                       source_fps=source.get("fps"), duration=raw.get("duration"), extraction=extraction,
-                       keys=dict(raw.get("keys") or {name: raw[old] for name, old in  # records before "keys"
-                                                     (("frames", "frames_key"), ("flow", "flow_key"),
-                                                      ("features", "cache_key")) if old in raw}),
-                       video=raw.get("video"), fingerprint=raw.get("video_fingerprint"),
-                       digest=raw.get("digest"))
+            source: dict[str, Any] = raw["source"] if isinstance(raw.get("source"), dict) else {}
+            return cls(
+                seconds_per_row=extraction.seconds_per_row
+                if extraction
+                else float(raw.get("seconds_per_row", DEFAULT_SECONDS_PER_ROW)),
+                frames_per_row=extraction.features.chunk if extraction else int(raw.get("chunk", 16)),
+                source_fps=source.get("fps"),
+                duration=raw.get("duration"),
+                extraction=extraction,
+                keys=dict(
+                    raw.get("keys")
+                    or {
+                        name: raw[old]
+                        for name, old in (  # records before "keys"
+                            ("frames", "frames_key"),
+                            ("flow", "flow_key"),
+                            ("features", "cache_key"),
+                        )
+                        if old in raw
+                    }
+                ),
+                video=raw.get("video"),
+                fingerprint=raw.get("video_fingerprint"),
+                digest=raw.get("digest"),
+            )
         except (TypeError, ValueError, KeyError, AttributeError):
             return cls()
 
@@ -69,13 +84,28 @@ def library_versions() -> dict[str, str]:
     import numpy as np
     import torch
 
-    return {"wtal_pipe": __version__, "torch": torch.__version__, "av": av.__version__,
-            "opencv": cv2.__version__, "numpy": np.__version__, "python": platform.python_version()}
+    return {
+        "wtal_pipe": __version__,
+        "torch": torch.__version__,
+        "av": av.__version__,
+        "opencv": cv2.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
 
 
-def extracted_record(extraction: ExtractionConfig, keys: dict[str, str], video: Path, fingerprint: str,
-                     shape: tuple[int, ...], digest: dict, frames: dict, weights: dict[str, Any], precision: str,
-                     device: str) -> dict[str, Any]:
+def extracted_record(
+    extraction: ExtractionConfig,
+    keys: dict[str, str],
+    video: Path,
+    fingerprint: str,
+    shape: tuple[int, ...],
+    digest: dict,
+    frames: dict,
+    weights: dict[str, Any],
+    precision: str,
+    device: str,
+) -> dict[str, Any]:
     """The record ``wtal extract`` writes beside a feature file (``frames``: the decode stage's record)."""
     source = frames["source"]
     return {
@@ -92,10 +122,18 @@ def extracted_record(extraction: ExtractionConfig, keys: dict[str, str], video: 
         "tail_frames_dropped": frames["n_frames"] % extraction.features.chunk,
         "coverage": frames["coverage"],
         "rotation": frames["rotation"],
-        "source": {"width": source["width"], "height": source["height"], "fps": source["source_fps"],
-                   "duration": source["duration"], "codec": source["codec"]},
-        "preprocessing": {"resize": "bilinear short side, centre crop", "rgb_scale": "x / 127.5 - 1",
-                          "flow_scale": "clip(f, -bound, bound) / bound, stored as uint8"},
+        "source": {
+            "width": source["width"],
+            "height": source["height"],
+            "fps": source["source_fps"],
+            "duration": source["duration"],
+            "codec": source["codec"],
+        },
+        "preprocessing": {
+            "resize": "bilinear short side, centre crop",
+            "rgb_scale": "x / 127.5 - 1",
+            "flow_scale": "clip(f, -bound, bound) / bound, stored as uint8",
+        },
         "weights": weights,
         "precision": precision,
         "device": device,

@@ -27,6 +27,7 @@ from .device import resolve_device
 from .errors import DataError
 from .methods import get_method
 from .methods.base import Method
+from .state_files import load_trusted_types
 
 CHECKPOINT = "checkpoint.pt"
 CONFIG = "config.json"
@@ -95,20 +96,23 @@ def load_run(run_dir: str | Path, device: str = "cpu", overrides: dict | None = 
     path = Path(run_dir) / CHECKPOINT
     if not path.exists():
         raise DataError("no checkpoint in this run directory", "train first: wtal train --out RUN_DIR", run_dir)
-    try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # damaged or foreign files fail in many ways (UnpicklingError, EOFError, ...)
-        raise DataError(f"unreadable checkpoint ({exc.__class__.__name__})", "re-train the run", path) from exc
+    saved = load_trusted_types(path, "re-train the run")
     if not isinstance(saved, dict) or saved.get("format") != FORMAT:
         found = saved.get("format") if isinstance(saved, dict) else None
-        fix = ("it was written by an older wtal-pipe whose methods were not yet the official ones: re-train it"
-               if isinstance(found, str) and found.startswith("wtal-pipe/") else "pass the RUN_DIR written by wtal train")
+        fix = (
+            "it was written by an older wtal-pipe whose methods were not yet the official ones: re-train it"
+            if isinstance(found, str) and found.startswith("wtal-pipe/")
+            else "pass the RUN_DIR written by wtal train"
+        )
         raise DataError("not a checkpoint of this wtal-pipe version", fix, path)
     record = {k: v for k, v in saved.items() if k not in ("state_dict", "digest")}
     state = saved.get("state_dict")
     if not isinstance(state, dict) or saved.get("digest") != checkpoint_digest(record, state):
-        raise DataError("damaged: its contents do not match the digest written with it",
-                        "re-train the run, or restore the file from a copy", path)
+        raise DataError(
+            "damaged: its contents do not match the digest written with it",
+            "re-train the run, or restore the file from a copy",
+            path,
+        )
     meta = RunMeta.from_dict(record)
     cls = get_method(meta.method)
     config = cls.Config.from_settings({**meta.config, **(overrides or {})})
@@ -117,8 +121,9 @@ def load_run(run_dir: str | Path, device: str = "cpu", overrides: dict | None = 
     return model.to(resolve_device(device)).eval(), meta
 
 
-def run_meta(method: str, config: Any, classes: list[str], feature_dim: int, data_dir: Path,
-             features: Path | None, **extra: Any) -> RunMeta:
+def run_meta(
+    method: str, config: Any, classes: list[str], feature_dim: int, data_dir: Path, features: Path | None, **extra: Any
+) -> RunMeta:
     """The metadata of a run trained or imported on DATA_DIR; ``features`` is one of its feature files,
     whose provenance says how they were extracted."""
     from .provenance import Provenance

@@ -66,8 +66,10 @@ def _use_negatives(options: TrainOptions, config: MethodConfig) -> bool:
     if options.negatives is None:
         return config.negatives_by_default and exists
     if options.negatives and not config.has_background_class:
-        raise WtalError(f"{options.method} has no background class, so it cannot train on hard negatives",
-                        "drop --negatives or use basnet, cmcs or backtal")
+        raise WtalError(
+            f"{options.method} has no background class, so it cannot train on hard negatives",
+            "drop --negatives or use basnet, cmcs or backtal",
+        )
     return options.negatives
 
 
@@ -113,13 +115,18 @@ class BatchSampler:
             video, rows = entry.video, entry.video.load()
             sample, source = training_input(rows, self.config.train_sampling, self.config.num_segments, self.rng)
             features.append(sample)
-            clicks.append(click_mask(video.clicks, rows.shape[0], video.seconds_per_row, video.duration, source,
-                                     self.config.num_segments))
-        return Batch(features=torch.from_numpy(np.stack(features)),
-                     labels=torch.from_numpy(np.stack([e.labels for e in chosen]).astype(np.float32)),
-                     background_only=torch.tensor([e.video.background_only for e in chosen]),
-                     clicks=torch.from_numpy(np.stack(clicks)),
-                     weights=torch.tensor([e.weight for e in chosen], dtype=torch.float32))
+            clicks.append(
+                click_mask(
+                    video.clicks, rows.shape[0], video.seconds_per_row, video.duration, source, self.config.num_segments
+                )
+            )
+        return Batch(
+            features=torch.from_numpy(np.stack(features)),
+            labels=torch.from_numpy(np.stack([e.labels for e in chosen]).astype(np.float32)),
+            background_only=torch.tensor([e.video.background_only for e in chosen]),
+            clicks=torch.from_numpy(np.stack(clicks)),
+            weights=torch.tensor([e.weight for e in chosen], dtype=torch.float32),
+        )
 
 
 def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -> Path:
@@ -134,9 +141,11 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
                 if not video.background_only:
                     video.clicks = simulate_clicks(video, rng)
         elif not dataset.has_clicks:
-            raise DataError(f"{options.method} is trained with background clicks, and there are none",
-                            "add clicks.json (wtal import clicks ...) or pass --simulate-clicks",
-                            DataLayout(Path(options.data_dir)).clicks())
+            raise DataError(
+                f"{options.method} is trained with background clicks, and there are none",
+                "add clicks.json (wtal import clicks ...) or pass --simulate-clicks",
+                DataLayout(Path(options.data_dir)).clicks(),
+            )
     device = resolve_device(options.device)
     model = get_method(options.method)(dataset.feature_dim, dataset.num_classes, config)
     if config.normalize_features:
@@ -149,11 +158,20 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
     out_dir = Path(options.out_dir)
     if out_dir.parent.exists():
         sweep_stale_tmp(out_dir.parent, f".{out_dir.name}")
-    meta = run_meta(options.method, config, dataset.classes, dataset.feature_dim, dataset.data_dir,
-                    dataset.videos[0].features, seed=options.seed, subset=options.subset, videos=len(dataset.videos),
-                    negatives=sum(v.background_only for v in dataset.videos),
-                    clicks="simulated" if options.simulate_clicks else ("real" if config.uses_clicks else "none"),
-                    device=str(device))
+    meta = run_meta(
+        options.method,
+        config,
+        dataset.classes,
+        dataset.feature_dim,
+        dataset.data_dir,
+        dataset.videos[0].features,
+        seed=options.seed,
+        subset=options.subset,
+        videos=len(dataset.videos),
+        negatives=sum(v.background_only for v in dataset.videos),
+        clicks="simulated" if options.simulate_clicks else ("real" if config.uses_clicks else "none"),
+        device=str(device),
+    )
     model.train()
     divisor = config.accumulate if config.gradient_accumulation == "mean" else 1
     start = time.perf_counter()
@@ -165,12 +183,16 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
             for _ in range(config.accumulate):
                 batch = _to(sampler.next(), device)
                 terms = model.loss(model(batch.features), batch)
-                (sum(terms.values()) / divisor).backward()
+                (torch.stack(list(terms.values())).sum() / divisor).backward()
                 for name, value in terms.items():  # logged per forward pass, whatever the accumulation
                     totals[name] = totals.get(name, 0.0) + value.item() / config.accumulate
             optimizer.step()
-            record: dict[str, Any] = {"step": step, "loss": sum(totals.values()), **totals,
-                                      "seconds": round(time.perf_counter() - start, 3)}
+            record: dict[str, Any] = {
+                "step": step,
+                "loss": sum(totals.values()),
+                **totals,
+                "seconds": round(time.perf_counter() - start, 3),
+            }
             if not np.isfinite(record["loss"]):
                 raise WtalError(f"loss became {record['loss']} at step {step}", "lower --lr")
             log.write(json.dumps(record) + "\n")

@@ -18,12 +18,14 @@ from ..intervals import runs
 from ..layout import DataLayout
 from ..provenance import Provenance
 
+
 def load_annotations(path: str | Path) -> dict:
     """ActivityNet-style annotations, checked, with segments as floats (THUMOS files store strings)."""
     path = Path(path)
     if not path.exists():
-        raise DataError("annotation file not found", "write annotations.json (ActivityNet style) or run wtal import",
-                        path)
+        raise DataError(
+            "annotation file not found", "write annotations.json (ActivityNet style) or run wtal import", path
+        )
     expected = 'expected {"database": {vid: {"subset": ..., "annotations": [{"label", "segment"}]}}}'
     try:
         database = json.loads(path.read_text())["database"]
@@ -41,10 +43,13 @@ def load_annotations(path: str | Path) -> dict:
             try:
                 start, end = (float(v) for v in ann["segment"])
             except (KeyError, ValueError, TypeError) as exc:
-                raise DataError(f"video {vid}: bad segment {ann.get('segment')!r}", "use [start_s, end_s]", path) from exc
+                raise DataError(
+                    f"video {vid}: bad segment {ann.get('segment')!r}", "use [start_s, end_s]", path
+                ) from exc
             if not (math.isfinite(start) and math.isfinite(end) and 0 <= start <= end):
-                raise DataError(f"video {vid}: segment [{start}, {end}] is not 0 <= start <= end",
-                                "fix the segment", path)
+                raise DataError(
+                    f"video {vid}: segment [{start}, {end}] is not 0 <= start <= end", "fix the segment", path
+                )
             ann["segment"] = [start, end]
     return database
 
@@ -77,20 +82,32 @@ class Video:
         return np.load(self.features, mmap_mode="r")
 
     def timing(self, rows: int) -> VideoTiming:
-        return VideoTiming(rows, self.seconds_per_row, self.duration, max(1, round(self.duration * self.frame_rate)),
-                           self.frames_per_row)
+        return VideoTiming(
+            rows,
+            self.seconds_per_row,
+            self.duration,
+            max(1, round(self.duration * self.frame_rate)),
+            self.frames_per_row,
+        )
 
 
 class Dataset:
     """Videos of one subset with their features, labels and (optional) clicks."""
 
-    def __init__(self, data_dir: str | Path, subset: str, classes: list[str] | None = None,
-                 annotations: str | Path | None = None, negatives: bool = False):
+    def __init__(
+        self,
+        data_dir: str | Path,
+        subset: str,
+        classes: list[str] | None = None,
+        annotations: str | Path | None = None,
+        negatives: bool = False,
+    ):
         self.layout = DataLayout(Path(data_dir))
         self.data_dir = self.layout.root
         if not self.data_dir.is_dir():
-            raise DataError("dataset folder not found", "run wtal extract / wtal import first, or fix --data",
-                            self.data_dir)
+            raise DataError(
+                "dataset folder not found", "run wtal extract / wtal import first, or fix --data", self.data_dir
+            )
         self.annotations_path = Path(annotations) if annotations else self.layout.annotations
         database = load_annotations(self.annotations_path)
         self.subset = subset
@@ -104,13 +121,18 @@ class Dataset:
             self.videos.append(self._video(vid, entry, index, clicks.get(vid)))
         if not self.videos:
             subsets = sorted({str(v.get("subset")) for v in database.values()})
-            raise DataError(f"no videos in subset {subset!r}", f"subsets present: {', '.join(subsets)}",
-                            self.annotations_path)
+            raise DataError(
+                f"no videos in subset {subset!r}", f"subsets present: {', '.join(subsets)}", self.annotations_path
+            )
         unknown = sorted(set(clicks) - set(database))
         if unknown:
-            warnings.warn(f"{self.layout.clicks()}: clicks for {len(unknown)} video(s) not in "
-                          f"{self.annotations_path.name} are not used: {', '.join(unknown[:5])}"
-                          + (" ..." if len(unknown) > 5 else ""), DataWarning, stacklevel=2)
+            warnings.warn(
+                f"{self.layout.clicks()}: clicks for {len(unknown)} video(s) not in "
+                f"{self.annotations_path.name} are not used: {', '.join(unknown[:5])}"
+                + (" ..." if len(unknown) > 5 else ""),
+                DataWarning,
+                stacklevel=2,
+            )
         if negatives:
             self.videos += self._negatives()
         self.feature_dim = self._check_dims()
@@ -123,30 +145,49 @@ class Dataset:
     def _video(self, vid: str, entry: dict, index: dict, clicks: list[float] | None) -> Video:
         path = self.layout.features(vid, source=self.annotations_path)
         if not path.exists():
-            raise DataError("features file missing", f"run wtal extract on the video {vid}, or drop it from "
-                            f"{self.annotations_path.name}", path)
+            raise DataError(
+                "features file missing",
+                f"run wtal extract on the video {vid}, or drop it from {self.annotations_path.name}",
+                path,
+            )
         labels = np.zeros(len(self.classes), np.float32)
         segments = []
         for ann in entry.get("annotations", []):
             if ann["label"] not in index:
-                raise DataError(f"video {vid}: unknown label {ann['label']!r}",
-                                "add it to classes.txt or fix the annotation", self.annotations_path)
+                raise DataError(
+                    f"video {vid}: unknown label {ann['label']!r}",
+                    "add it to classes.txt or fix the annotation",
+                    self.annotations_path,
+                )
             c = index[ann["label"]]
             labels[c] = 1.0
             segments.append((ann["segment"][0], ann["segment"][1], c))
         meta = Provenance.read(path)
         rows = np.load(path, mmap_mode="r").shape[0]
         duration = float(entry.get("duration") or rows * meta.seconds_per_row)
-        return Video(vid, path, labels, segments, duration, meta.seconds_per_row, self._clicks(vid, clicks, duration),
-                     frame_rate=float(entry.get("fps") or meta.frame_rate), frames_per_row=meta.frames_per_row)
+        return Video(
+            vid,
+            path,
+            labels,
+            segments,
+            duration,
+            meta.seconds_per_row,
+            self._clicks(vid, clicks, duration),
+            frame_rate=float(entry.get("fps") or meta.frame_rate),
+            frames_per_row=meta.frames_per_row,
+        )
 
     def _clicks(self, vid: str, clicks: list[float] | None, duration: float) -> np.ndarray:
         """The video's clicks inside [0, duration]; the others are dropped with a warning listing them."""
         times = np.asarray(clicks or [], float)
         valid = np.isfinite(times) & (times >= 0) & (times <= duration)
         if not valid.all():
-            warnings.warn(f"{self.layout.clicks()}: video {vid}: clicks outside [0, {duration:g}] s are not used: "
-                          f"{', '.join(f'{t:g}' for t in times[~valid])}", DataWarning, stacklevel=3)
+            warnings.warn(
+                f"{self.layout.clicks()}: video {vid}: clicks outside [0, {duration:g}] s are not used: "
+                f"{', '.join(f'{t:g}' for t in times[~valid])}",
+                DataWarning,
+                stacklevel=3,
+            )
         return times[valid]
 
     def _negatives(self) -> list[Video]:
@@ -159,9 +200,19 @@ class Dataset:
             if path.stem.removesuffix("_bg") in train:
                 rows = np.load(path, mmap_mode="r").shape[0]
                 meta = Provenance.read(path)
-                out.append(Video(path.stem, path, np.zeros(len(self.classes), np.float32), [],
-                                 rows * meta.seconds_per_row, meta.seconds_per_row, background_only=True,
-                                 frame_rate=meta.frame_rate, frames_per_row=meta.frames_per_row))
+                out.append(
+                    Video(
+                        path.stem,
+                        path,
+                        np.zeros(len(self.classes), np.float32),
+                        [],
+                        rows * meta.seconds_per_row,
+                        meta.seconds_per_row,
+                        background_only=True,
+                        frame_rate=meta.frame_rate,
+                        frames_per_row=meta.frames_per_row,
+                    )
+                )
         return out
 
     def _check_dims(self) -> int:
@@ -172,11 +223,15 @@ class Dataset:
             try:
                 rows = video.load()
             except (OSError, ValueError) as exc:
-                raise DataError(f"unreadable features ({exc.__class__.__name__})", "re-extract this video",
-                                video.features) from exc
+                raise DataError(
+                    f"unreadable features ({exc.__class__.__name__})", "re-extract this video", video.features
+                ) from exc
             if rows.ndim != 2 or rows.shape[0] == 0:
-                raise DataError(f"features must be a non-empty (T, D) array, got shape {rows.shape}",
-                                "re-extract this video", video.features)
+                raise DataError(
+                    f"features must be a non-empty (T, D) array, got shape {rows.shape}",
+                    "re-extract this video",
+                    video.features,
+                )
             bad = first_nonfinite_row(rows)
             if bad is not None:
                 raise DataError(f"row {bad} holds NaN or inf values", "re-extract or repair this video", video.features)
@@ -184,8 +239,11 @@ class Dataset:
         majority = max(dims, key=lambda d: len(dims[d]))
         for dim, videos in dims.items():
             if dim != majority:
-                raise DataError(f"feature dimension {dim} differs from {majority} in {dims[majority][0].features.name}",
-                                "all videos need features from the same extractor", videos[0].features)
+                raise DataError(
+                    f"feature dimension {dim} differs from {majority} in {dims[majority][0].features.name}",
+                    "all videos need features from the same extractor",
+                    videos[0].features,
+                )
         return majority
 
 
@@ -209,7 +267,7 @@ class DataWarning(UserWarning):
 def first_nonfinite_row(rows: np.ndarray, block: int = 4096) -> int | None:
     """Index of the first row holding a NaN or inf (read ``block`` rows at a time), or None."""
     for start in range(0, rows.shape[0], block):
-        finite = np.isfinite(np.asarray(rows[start:start + block])).all(axis=tuple(range(1, rows.ndim)))
+        finite = np.isfinite(np.asarray(rows[start : start + block])).all(axis=tuple(range(1, rows.ndim)))
         if not finite.all():
             return start + int(np.argmin(finite))
     return None
@@ -220,8 +278,9 @@ def read_clicks(path: Path) -> dict[str, list[float]]:
         clicks = json.loads(path.read_text())
         return {str(vid): [float(t) for t in times] for vid, times in clicks.items()}
     except (ValueError, TypeError, AttributeError, UnicodeDecodeError) as exc:
-        raise DataError(f"bad clicks file ({exc.__class__.__name__})", 'expected {"video_id": [seconds, ...]}',
-                        path) from exc
+        raise DataError(
+            f"bad clicks file ({exc.__class__.__name__})", 'expected {"video_id": [seconds, ...]}', path
+        ) from exc
 
 
 def simulate_clicks(video: Video, rng: np.random.Generator) -> np.ndarray:
@@ -230,6 +289,6 @@ def simulate_clicks(video: Video, rng: np.random.Generator) -> np.ndarray:
     frames = max(1, round(video.duration * video.frame_rate))
     foreground = np.zeros(frames, bool)
     for start, end, _ in video.segments:
-        foreground[max(0, int(np.floor(start * video.frame_rate))):int(np.ceil(end * video.frame_rate))] = True
+        foreground[max(0, int(np.floor(start * video.frame_rate))) : int(np.ceil(end * video.frame_rate))] = True
     clicks = [rng.integers(a, b + 1) / video.frame_rate for a, b in runs(~foreground)]
     return np.asarray(clicks, float)

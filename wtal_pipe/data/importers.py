@@ -33,18 +33,25 @@ def import_bas_thumos(source: str | Path, data_dir: str | Path, durations: str |
         flow_path = inside(subset / "flow", vid, ".npy", source=gt)
         for path in (rgb_path, flow_path):
             if not path.exists():
-                raise DataError("features file missing", "the BaS-Net/UM layout is "
-                                "features/{train,test}/{rgb,flow}/<vid>.npy", path)
+                raise DataError(
+                    "features file missing", "the BaS-Net/UM layout is features/{train,test}/{rgb,flow}/<vid>.npy", path
+                )
         rgb, flow = np.load(rgb_path), np.load(flow_path)
         if rgb.ndim != 2 or flow.shape[0] != rgb.shape[0]:
-            raise DataError(f"rgb {rgb.shape} and flow {flow.shape} do not pair up", "re-download the features",
-                            flow_path)
+            raise DataError(
+                f"rgb {rgb.shape} and flow {flow.shape} do not pair up", "re-download the features", flow_path
+            )
         rows = np.concatenate([rgb, flow], axis=1).astype(np.float32)
         atomic_save_npy(layout.features(vid, source=gt), rows)
-        atomic_write_json(layout.provenance(vid, source=gt), {
-            "imported_from": str(source.resolve()), "shape": list(rows.shape),
-            "seconds_per_row": DEFAULT_SECONDS_PER_ROW,
-            "layout": "BaS-Net/UM THUMOS14 I3D features: columns [0:D/2] RGB, [D/2:D] flow"})
+        atomic_write_json(
+            layout.provenance(vid, source=gt),
+            {
+                "imported_from": str(source.resolve()),
+                "shape": list(rows.shape),
+                "seconds_per_row": DEFAULT_SECONDS_PER_ROW,
+                "layout": "BaS-Net/UM THUMOS14 I3D features: columns [0:D/2] RGB, [D/2:D] flow",
+            },
+        )
         for key in ("duration", "fps"):  # the video's length, and its frame rate (BackTAL's frame grid)
             if extra.get(vid, {}).get(key):
                 entry[key] = float(extra[vid][key])
@@ -64,13 +71,14 @@ def read_click_csv(path: str | Path) -> dict[str, list[float]]:
         reader = csv.DictReader(fh)
         missing = {"URLID", "Start"} - set(reader.fieldnames or [])
         if missing:
-            raise DataError(f"missing column(s) {sorted(missing)}",
-                            "expected header URLID,URL,TagID,Tag,Start,End,Time,State", path)
+            raise DataError(
+                f"missing column(s) {sorted(missing)}", "expected header URLID,URL,TagID,Tag,Start,End,Time,State", path
+            )
         for line, row in enumerate(reader, start=2):
             try:
                 start = float(row["Start"])
-            except (TypeError, ValueError):
-                raise DataError(f"line {line}: bad Start {row['Start']!r}", "times are seconds", path)
+            except (TypeError, ValueError) as exc:
+                raise DataError(f"line {line}: bad Start {row['Start']!r}", "times are seconds", path) from exc
             clicks.setdefault(row["URLID"].strip(), []).append(start)
     return {vid: sorted(times) for vid, times in clicks.items()}
 
@@ -82,30 +90,6 @@ def import_clicks(csv_path: str | Path, data_dir: str | Path) -> int:
     return len(clicks)
 
 
-def load_official_state(path: Path) -> dict:
-    """A state dict saved by an official implementation: plain, or wrapped as ``{"state_dict": ...}``
-    (BackTAL), ``{"model": ...}``, with or without a ``module.`` prefix; loaded with weights_only."""
-    import pickle
-
-    import torch
-
-    if not path.exists():
-        raise DataError("checkpoint file not found", "pass the .pkl/.pth the official code saved", path)
-    try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise DataError(f"refused to unpickle ({str(exc).splitlines()[0]})",
-                        "only plain state_dict checkpoints are loaded (weights_only=True)", path) from exc
-    except Exception as exc:  # garbage makes torch.load fail in many ways (EOFError, UnicodeDecodeError, ...)
-        raise DataError(f"not a readable torch checkpoint ({exc.__class__.__name__})", "check the file", path) from exc
-    for wrapper in ("state_dict", "model", "model_state_dict"):
-        if isinstance(raw, dict) and isinstance(raw.get(wrapper), dict):
-            raw = raw[wrapper]
-    if not isinstance(raw, dict) or not all(isinstance(v, torch.Tensor) for v in raw.values()):
-        raise DataError("not a state dict of tensors", "pass the file the official code wrote with torch.save", path)
-    return {str(k).removeprefix("module."): v for k, v in raw.items()}
-
-
 def import_checkpoint(files: list[Path], method: str, data_dir: Path, run_dir: Path) -> Path:
     """The authors' checkpoint(s) of ``method`` -> a RUN_DIR that ``wtal test`` and ``wtal localize`` use
     like a trained run. Feature size and class count come from the tensors; class names from DATA_DIR
@@ -114,10 +98,12 @@ def import_checkpoint(files: list[Path], method: str, data_dir: Path, run_dir: P
     from ..cache import atomic_dir, atomic_write_json, sha256_file
     from ..methods import get_method
     from ..run import Run, run_meta, save_checkpoint
+    from ..state_files import load_trusted_types, unwrap_state_dict
     from .dataset import read_classes
 
     cls = get_method(method)
-    states = [load_official_state(Path(f)) for f in files]
+    fix = "pass the .pkl/.pth the official code saved"
+    states = [unwrap_state_dict(load_trusted_types(Path(f), fix), Path(f)) for f in files]
     try:
         model = cls.from_official(states)
     except ValueError as exc:
@@ -126,17 +112,30 @@ def import_checkpoint(files: list[Path], method: str, data_dir: Path, run_dir: P
     classes = read_classes(layout, load_annotations(layout.annotations), layout.annotations)
     if len(classes) != model.num_classes:
         source = layout.classes if layout.classes.exists() else layout.annotations
-        raise DataError(f"{files[0].name} scores {model.num_classes} classes, but the dataset has {len(classes)}",
-                        "list the model's classes, in its order, in DATA_DIR/classes.txt", source)
+        raise DataError(
+            f"{files[0].name} scores {model.num_classes} classes, but the dataset has {len(classes)}",
+            "list the model's classes, in its order, in DATA_DIR/classes.txt",
+            source,
+        )
     features = sorted(layout.features_dir.glob("*.npy"))
     if features:
         dim = int(np.load(features[0], mmap_mode="r").shape[-1])
         if dim != model.feature_dim:
-            raise DataError(f"{files[0].name} takes {model.feature_dim}-d features, {features[0].name} has {dim}",
-                            "import it next to the features it was trained on", features[0])
-    meta = run_meta(method, model.config, classes, model.feature_dim, layout.root, features[0] if features else None,
-                    checkpoint="imported official weights",
-                    imported_from=[{"path": str(Path(f).resolve()), "sha256": sha256_file(f)} for f in files])
+            raise DataError(
+                f"{files[0].name} takes {model.feature_dim}-d features, {features[0].name} has {dim}",
+                "import it next to the features it was trained on",
+                features[0],
+            )
+    meta = run_meta(
+        method,
+        model.config,
+        classes,
+        model.feature_dim,
+        layout.root,
+        features[0] if features else None,
+        checkpoint="imported official weights",
+        imported_from=[{"path": str(Path(f).resolve()), "sha256": sha256_file(f)} for f in files],
+    )
     with atomic_dir(run_dir) as staging:
         save_checkpoint(Run(staging).checkpoint, meta, model)
         atomic_write_json(Run(staging).config, meta.to_dict())

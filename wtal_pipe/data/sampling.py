@@ -41,8 +41,9 @@ def interpolate(rows: np.ndarray, num_segments: int) -> np.ndarray:
     return F.interpolate(x, size=num_segments, mode="linear", align_corners=False)[0].T.numpy()
 
 
-def training_input(rows: np.ndarray, mode: str, num_segments: int,
-                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
+def training_input(
+    rows: np.ndarray, mode: str, num_segments: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray | None]:
     """(features for one training sample, the source row of each sampled row or None when the rows
     were interpolated)."""
     length = rows.shape[0]
@@ -62,8 +63,14 @@ def inference_input(rows: np.ndarray, mode: str, num_segments: int) -> np.ndarra
     return np.asarray(rows[uniform(length, num_segments)], np.float32)
 
 
-def click_mask(click_seconds: np.ndarray, length: int, seconds_per_row: float, duration: float,
-               source_rows: np.ndarray | None, num_segments: int) -> np.ndarray:
+def click_mask(
+    click_seconds: np.ndarray,
+    length: int,
+    seconds_per_row: float,
+    duration: float,
+    source_rows: np.ndarray | None,
+    num_segments: int,
+) -> np.ndarray:
     """1 on the rows of a training sample that hold a background click, else 0.
 
     Sampled rows carry the clicks of their source row (``t / seconds_per_row``); interpolated rows

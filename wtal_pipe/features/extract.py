@@ -50,8 +50,9 @@ class VideoPaths:
         return self.layout.provenance(self.stem)
 
 
-def ensure_frames(paths: VideoPaths, identity: str, config: DecodeConfig, force: bool = False,
-                  progress: ProgressFn | None = None) -> tuple[Path, dict]:
+def ensure_frames(
+    paths: VideoPaths, identity: str, config: DecodeConfig, force: bool = False, progress: ProgressFn | None = None
+) -> tuple[Path, dict]:
     """Decoded frames (N, crop, crop, 3) uint8 at the target fps, streamed to disk, with what decoding
     saw (coverage of the container's duration, rotation); reused only while intact."""
     key = stage_key("decode", identity, config)
@@ -70,18 +71,36 @@ def ensure_frames(paths: VideoPaths, identity: str, config: DecodeConfig, force:
                     progress("decode", frame.index, 0)
             writer.close()
         digest = file_digest(tmp)
-    meta = {"key": key, "n_frames": writer.rows, "fps": config.fps, "duration": writer.rows / config.fps,
-            "source": asdict(info), "rotation": stats.rotation,
-            "coverage": {"decoded_seconds": round(stats.span, 4), "declared_seconds": info.duration,
-                         "decoded_frames": stats.source_frames, "declared_frames": info.frames,
-                         "missing_seconds": round(stats.missing_seconds(info), 4), "partial": stats.is_partial(info)},
-            "digest": digest}
+    meta = {
+        "key": key,
+        "n_frames": writer.rows,
+        "fps": config.fps,
+        "duration": writer.rows / config.fps,
+        "source": asdict(info),
+        "rotation": stats.rotation,
+        "coverage": {
+            "decoded_seconds": round(stats.span, 4),
+            "declared_seconds": info.duration,
+            "decoded_frames": stats.source_frames,
+            "declared_frames": info.frames,
+            "missing_seconds": round(stats.missing_seconds(info), 4),
+            "partial": stats.is_partial(info),
+        },
+        "digest": digest,
+    }
     atomic_write_json(meta_path, meta)
     return out, meta
 
 
-def ensure_flow(paths: VideoPaths, frames_path: Path, frames_key: str, config: FlowConfig, workers: int,
-                force: bool = False, progress: ProgressFn | None = None) -> tuple[Path, str]:
+def ensure_flow(
+    paths: VideoPaths,
+    frames_path: Path,
+    frames_key: str,
+    config: FlowConfig,
+    workers: int,
+    force: bool = False,
+    progress: ProgressFn | None = None,
+) -> tuple[Path, str]:
     """Flow (N, H, W, 2) uint8 for the decoded frames; reused only while intact."""
     key = stage_key("flow", frames_key, config)
     out, marker = paths.layout.flow(paths.stem, key)
@@ -99,16 +118,32 @@ def ensure_flow(paths: VideoPaths, frames_path: Path, frames_key: str, config: F
     with atomic_path(out) as tmp_flow:
         flow.compute_flow(frames_path, tmp_flow, config, workers, step)
         digest = file_digest(tmp_flow)
-    atomic_write_json(marker, {"key": key, "frames_key": frames_key, "n_frames": n_frames,
-                               "preset": config.preset, "params": config.params, "bound": config.bound,
-                               "storage": "uint8 round(128 + clip(f, -bound, bound) * 127.5 / bound)",
-                               "digest": digest})
+    atomic_write_json(
+        marker,
+        {
+            "key": key,
+            "frames_key": frames_key,
+            "n_frames": n_frames,
+            "preset": config.preset,
+            "params": config.params,
+            "bound": config.bound,
+            "storage": "uint8 round(128 + clip(f, -bound, bound) * 127.5 / bound)",
+            "digest": digest,
+        },
+    )
     return out, key
 
 
-def extract_video(video: Path, data_dir: Path, model: I3DPair, extraction: ExtractionConfig, workers: int,
-                  force: bool = False, progress: ProgressFn | None = None,
-                  allow_partial: bool = False) -> tuple[str, Path]:
+def extract_video(
+    video: Path,
+    data_dir: Path,
+    model: I3DPair,
+    extraction: ExtractionConfig,
+    workers: int,
+    force: bool = False,
+    progress: ProgressFn | None = None,
+    allow_partial: bool = False,
+) -> tuple[str, Path]:
     """Run (or reuse) every stage for one video; returns ("cached" | "done", features path).
 
     Every stage output is reused only when its recorded size and sha256 still match (a damaged or
@@ -122,39 +157,74 @@ def extract_video(video: Path, data_dir: Path, model: I3DPair, extraction: Extra
     except FileNotFoundError as exc:
         raise VideoError("file not found", "check the path", paths.video) from exc
     except OSError as exc:
-        raise VideoError(f"cannot be read ({exc.strerror or exc.__class__.__name__})",
-                         "check its permissions, or remove it", paths.video) from exc
+        raise VideoError(
+            f"cannot be read ({exc.strerror or exc.__class__.__name__})",
+            "check its permissions, or remove it",
+            paths.video,
+        ) from exc
     chunk = extraction.features.chunk
     keys = {"frames": stage_key("decode", identity, extraction.decode)}
     keys["flow"] = stage_key("flow", keys["frames"], extraction.flow)
     keys["features"] = stage_key("features", keys["flow"], chunk, model.precision, model.weights_key())
     previous = Provenance.read(paths.features)
-    if (not force and previous.video and previous.fingerprint != identity
-            and Path(previous.video) != paths.video.resolve()):  # another file with the same stem (a.mp4, a.mkv)
-        raise VideoError(f"{paths.features.name} already holds the features of {previous.video}",
-                         "rename one of the two videos, or pass --force to replace them", paths.video)
+    if (
+        not force
+        and previous.video
+        and previous.fingerprint != identity
+        and Path(previous.video) != paths.video.resolve()
+    ):  # another file with the same stem (a.mp4, a.mkv)
+        raise VideoError(
+            f"{paths.features.name} already holds the features of {previous.video}",
+            "rename one of the two videos, or pass --force to replace them",
+            paths.video,
+        )
     if not force and previous.keys.get("features") == keys["features"] and reusable(paths.features, paths.metadata):
         return "cached", paths.features
 
     frames_path, frames_meta = ensure_frames(paths, identity, extraction.decode, force, progress)
     coverage = frames_meta["coverage"]
     if coverage["partial"] and not allow_partial:
-        raise VideoError(f"decoded only {coverage['decoded_seconds']:.2f} of {coverage['declared_seconds'] or 0:.2f} s "
-                         "the container declares (truncated or corrupt?)",
-                         "re-encode it, or pass --allow-partial to keep what decodes", paths.video)
+        raise VideoError(
+            f"decoded only {coverage['decoded_seconds']:.2f} of {coverage['declared_seconds'] or 0:.2f} s "
+            "the container declares (truncated or corrupt?)",
+            "re-encode it, or pass --allow-partial to keep what decodes",
+            paths.video,
+        )
     if frames_meta["n_frames"] < chunk:
-        raise VideoError(f"only {frames_meta['n_frames']} frame(s) at {extraction.decode.fps:g} fps, fewer than one "
-                         f"{chunk}-frame feature row", "remove it, or use longer clips", paths.video)
+        raise VideoError(
+            f"only {frames_meta['n_frames']} frame(s) at {extraction.decode.fps:g} fps, fewer than one "
+            f"{chunk}-frame feature row",
+            "remove it, or use longer clips",
+            paths.video,
+        )
     flow_path, _ = ensure_flow(paths, frames_path, keys["frames"], extraction.flow, workers, force, progress)
-    rows = features_from_arrays(np.load(frames_path, mmap_mode="r"), np.load(flow_path, mmap_mode="r"), model,
-                                chunk, extraction.features.batch_size, progress)
+    rows = features_from_arrays(
+        np.load(frames_path, mmap_mode="r"),
+        np.load(flow_path, mmap_mode="r"),
+        model,
+        chunk,
+        extraction.features.batch_size,
+        progress,
+    )
     with atomic_path(paths.features) as tmp:
         with open(tmp, "wb") as fh:
             np.save(fh, rows)
         digest = file_digest(tmp)
-    atomic_write_json(paths.metadata, extracted_record(
-        extraction, keys, paths.video, identity, rows.shape, digest, frames_meta,
-        {stream: info.record() for stream, info in model.weights.items()}, model.precision, str(model.device)))
+    atomic_write_json(
+        paths.metadata,
+        extracted_record(
+            extraction,
+            keys,
+            paths.video,
+            identity,
+            rows.shape,
+            digest,
+            frames_meta,
+            {stream: info.record() for stream, info in model.weights.items()},
+            model.precision,
+            str(model.device),
+        ),
+    )
     return "done", paths.features
 
 
@@ -166,10 +236,17 @@ class ExtractOutcome:
     error: str | None = None
 
 
-def extract_all(videos: list[Path], data_dir: Path, model: I3DPair, extraction: ExtractionConfig, workers: int,
-                force: bool = False, progress: ProgressFn | None = None,
-                on_result: Callable[[ExtractOutcome], None] | None = None,
-                allow_partial: bool = False) -> list[ExtractOutcome]:
+def extract_all(
+    videos: list[Path],
+    data_dir: Path,
+    model: I3DPair,
+    extraction: ExtractionConfig,
+    workers: int,
+    force: bool = False,
+    progress: ProgressFn | None = None,
+    on_result: Callable[[ExtractOutcome], None] | None = None,
+    allow_partial: bool = False,
+) -> list[ExtractOutcome]:
     """Extract every video; a video that fails (a WtalError) is recorded and the rest go on."""
     from ..cache import sweep_stale_tmp
 

@@ -20,7 +20,7 @@ def _same_pad(size: int, kernel: int, stride: int) -> tuple[int, int]:
 
 def _pad_same(x: torch.Tensor, kernel: tuple[int, int, int], stride: tuple[int, int, int]) -> torch.Tensor:
     t, h, w = x.shape[-3:]
-    pt, ph, pw = (_same_pad(s, k, st) for s, k, st in zip((t, h, w), kernel, stride))
+    pt, ph, pw = (_same_pad(s, k, st) for s, k, st in zip((t, h, w), kernel, stride, strict=True))
     if not any(pt + ph + pw):
         return x
     return F.pad(x, (*pw, *ph, *pt))  # F.pad takes the last dim first
@@ -29,8 +29,16 @@ def _pad_same(x: torch.Tensor, kernel: tuple[int, int, int], stride: tuple[int, 
 class Unit3D(nn.Module):
     """Conv3d (no bias) + BatchNorm3d(eps 1e-3) + ReLU; the logits head uses bias and neither."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel=(1, 1, 1), stride=(1, 1, 1),
-                 batch_norm: bool = True, activation: bool = True, bias: bool = False):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel=(1, 1, 1),
+        stride=(1, 1, 1),
+        batch_norm: bool = True,
+        activation: bool = True,
+        bias: bool = False,
+    ):
         super().__init__()
         self.kernel, self.stride, self.activation = tuple(kernel), tuple(stride), activation
         self.conv3d = nn.Conv3d(in_channels, out_channels, self.kernel, self.stride, padding=0, bias=bias)

@@ -11,7 +11,7 @@ import torch
 
 from ..config import FeatureConfig
 from ..device import resolve_device, resolve_precision
-from .i3d import FEATURE_DIM
+from .i3d import FEATURE_DIM, InceptionI3d
 from .weights import WeightsInfo, load_i3d
 
 ProgressFn = Callable[[str, int, int], None]  # (stage, done, total)
@@ -21,8 +21,8 @@ ProgressFn = Callable[[str, int, int], None]  # (stage, done, total)
 class I3DPair:
     """The two loaded I3D streams on their device, with how they were loaded."""
 
-    rgb: torch.nn.Module
-    flow: torch.nn.Module
+    rgb: InceptionI3d
+    flow: InceptionI3d
     weights: dict[str, WeightsInfo]
     device: torch.device
     precision: str
@@ -34,7 +34,7 @@ class I3DPair:
         rgb, rgb_info = load_i3d("rgb", config.rgb_weights)
         flw, flow_info = load_i3d("flow", config.flow_weights)
         memory_format = torch.channels_last_3d
-        rgb, flw = (m.to(dev, memory_format=memory_format) for m in (rgb, flw))
+        rgb, flw = (m.to(dev).to(memory_format=memory_format) for m in (rgb, flw))
         return cls(rgb, flw, {"rgb": rgb_info, "flow": flow_info}, dev, precision)
 
     @property
@@ -55,8 +55,11 @@ class I3DPair:
         flw = flw.permute(0, 4, 1, 2, 3).float().sub_(128.0).div_(127.5).clamp_(-1.0, 1.0)  # (B, 2, L, H, W)
         rgb = rgb.contiguous(memory_format=torch.channels_last_3d)
         flw = flw.contiguous(memory_format=torch.channels_last_3d)
-        autocast = (torch.autocast(self.device.type, dtype=torch.bfloat16) if self.precision == "bf16"
-                    else contextlib.nullcontext())
+        autocast = (
+            torch.autocast(self.device.type, dtype=torch.bfloat16)
+            if self.precision == "bf16"
+            else contextlib.nullcontext()
+        )
         # fp32 means fp32: cuDNN would otherwise silently use TF32 for the convolutions.
         cudnn = torch.backends.cudnn.flags(enabled=True, benchmark=True, allow_tf32=self.precision != "fp32")
         with autocast, cudnn:
@@ -69,10 +72,14 @@ def _to_device(array: np.ndarray, device: torch.device, pin: bool) -> torch.Tens
     return tensor.pin_memory().to(device, non_blocking=True) if pin else tensor
 
 
-
-
-def features_from_arrays(frames: np.ndarray, flows: np.ndarray, model: I3DPair, chunk: int,
-                         batch_size: int, progress: ProgressFn | None = None) -> np.ndarray:
+def features_from_arrays(
+    frames: np.ndarray,
+    flows: np.ndarray,
+    model: I3DPair,
+    chunk: int,
+    batch_size: int,
+    progress: ProgressFn | None = None,
+) -> np.ndarray:
     """(N, H, W, 3) frames + (N, H, W, 2) flow (memmaps welcome) -> (floor(N / chunk), 2 * 1024)."""
     n_chunks = frames.shape[0] // chunk
     rows = np.zeros((n_chunks, 2 * FEATURE_DIM), np.float32)
@@ -80,8 +87,9 @@ def features_from_arrays(frames: np.ndarray, flows: np.ndarray, model: I3DPair, 
         stop = min(n_chunks, start + batch_size)
         span = slice(start * chunk, stop * chunk)
         shape = (stop - start, chunk)
-        rows[start:stop] = model(frames[span].reshape(*shape, *frames.shape[1:]),
-                                 flows[span].reshape(*shape, *flows.shape[1:]))
+        rows[start:stop] = model(
+            frames[span].reshape(*shape, *frames.shape[1:]), flows[span].reshape(*shape, *flows.shape[1:])
+        )
         if progress:
             progress("features", stop, n_chunks)
     return rows

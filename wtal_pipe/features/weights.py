@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import pickle
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +13,7 @@ import torch
 
 from ..cache import sha256_file
 from ..errors import DataError
+from ..state_files import load_trusted_types, unwrap_state_dict
 from .i3d import InceptionI3d
 
 STREAM_CHANNELS = {"rgb": 3, "flow": 2}
@@ -61,11 +61,7 @@ def to_video_features_layout(state: dict) -> dict:
 
 
 def normalize_state_dict(state: dict) -> tuple[dict, str]:
-    """Unwrap common containers and rename to the pytorch-i3d layout; returns (state, layout found)."""
-    for wrapper in ("state_dict", "model", "model_state_dict"):
-        if isinstance(state.get(wrapper), dict):
-            state = state[wrapper]
-    state = {k.removeprefix("module."): v for k, v in state.items()}
+    """Rename a state dict to the pytorch-i3d layout; returns (state, layout found)."""
     if any(k.startswith(("conv3d_1a_7x7.", "mixed_")) for k in state):
         return _rename(state, _VIDEO_FEATURES_RENAMES), "video_features"
     return state, "pytorch-i3d"
@@ -113,13 +109,17 @@ def resolve_checkpoint(name_or_path: str) -> tuple[Path, dict | None]:
         entry = entries[name_or_path]
         path = models_dir() / entry["file"]
         if not path.exists():
-            raise DataError(f"checkpoint {name_or_path!r} is not in {models_dir()}",
-                            f"download {entry['origin']} and save it as {path}", path)
+            raise DataError(
+                f"checkpoint {name_or_path!r} is not in {models_dir()}",
+                f"download {entry['origin']} and save it as {path}",
+                path,
+            )
         return path, entry
     path = Path(name_or_path).expanduser()
     if not path.exists():
-        raise DataError("checkpoint file not found",
-                        f"pass a path or one of: {', '.join(entries) or '(registry empty)'}", path)
+        raise DataError(
+            "checkpoint file not found", f"pass a path or one of: {', '.join(entries) or '(registry empty)'}", path
+        )
     by_file = {e["file"]: e for e in entries.values()}
     return path, by_file.get(path.name)
 
@@ -150,32 +150,35 @@ def load_i3d(stream: str, checkpoint: str | None) -> tuple[InceptionI3d, Weights
     path, entry = resolve_checkpoint(checkpoint)
     digest = sha256_file(path)
     if entry and entry.get("sha256") and entry["sha256"] != digest:
-        raise DataError(f"sha256 {digest[:12]}... does not match the registry's {entry['sha256'][:12]}...",
-                        "the download is corrupt or a different file; fetch it again", path)
-    try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise DataError(f"refused to unpickle ({str(exc).splitlines()[0]})",
-                        "only plain state_dict checkpoints are loaded (weights_only=True)", path) from exc
-    except Exception as exc:  # garbage makes torch.load fail in many ways (EOFError, UnicodeDecodeError, ...)
-        raise DataError(f"not a readable torch checkpoint ({exc.__class__.__name__})", "check the file", path) from exc
-    if not isinstance(raw, dict):
-        raise DataError("checkpoint is not a state_dict", "save model.state_dict()", path)
-    state, layout = normalize_state_dict(raw)
+        raise DataError(
+            f"sha256 {digest[:12]}... does not match the registry's {entry['sha256'][:12]}...",
+            "the download is corrupt or a different file; fetch it again",
+            path,
+        )
+    state, layout = normalize_state_dict(unwrap_state_dict(load_trusted_types(path, "check the file"), path))
     first = state.get("Conv3d_1a_7x7.conv3d.weight")
     if first is None:
-        raise DataError("not an I3D InceptionV1 checkpoint (no Conv3d_1a_7x7 weights)",
-                        "use a pytorch-i3d or video_features I3D checkpoint", path)
+        raise DataError(
+            "not an I3D InceptionV1 checkpoint (no Conv3d_1a_7x7 weights)",
+            "use a pytorch-i3d or video_features I3D checkpoint",
+            path,
+        )
     if first.shape[1] != channels:
         other = next(s for s, c in STREAM_CHANNELS.items() if c == first.shape[1])
-        raise DataError(f"is a {other} checkpoint ({first.shape[1]} input channels), given for {stream}",
-                        f"pass it as --{other}-weights", path)
+        raise DataError(
+            f"is a {other} checkpoint ({first.shape[1]} input channels), given for {stream}",
+            f"pass it as --{other}-weights",
+            path,
+        )
     num_classes = state["logits.conv3d.weight"].shape[0] if "logits.conv3d.weight" in state else 400
     model = InceptionI3d(channels, num_classes)
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.startswith("logits.")]  # the head is unused for features
     unexpected = [k for k in unexpected if not k.endswith("num_batches_tracked")]
     if missing or unexpected:
-        raise DataError(f"key mismatch (missing {missing[:3]}, unexpected {unexpected[:3]})",
-                        "the checkpoint is not InceptionV1 I3D in a known layout", path)
+        raise DataError(
+            f"key mismatch (missing {missing[:3]}, unexpected {unexpected[:3]})",
+            "the checkpoint is not InceptionV1 I3D in a known layout",
+            path,
+        )
     return model.eval(), WeightsInfo(stream, str(path), digest, layout)

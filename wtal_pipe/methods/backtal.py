@@ -27,7 +27,7 @@ from torch import nn
 
 from ..errors import WtalError
 from .base import Batch, Method, MethodOutput, rename_official, steps, topk_mean
-from .basnet import BaSNetConfig, FilterModule, filter_l1, two_branch_targets
+from .basnet import FILTER_OFFICIAL_KEYS, BaSNetConfig, FilterModule, filter_l1, two_branch_targets
 from .registry import register_method
 
 
@@ -55,8 +55,10 @@ class BackTALConfig(BaSNetConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.affinity_operator not in ("channel-thirds", "per-tap"):
-            raise WtalError(f"setting affinity_operator={self.affinity_operator!r} is not one of channel-thirds, "
-                            "per-tap", "use --set affinity_operator=per-tap")
+            raise WtalError(
+                f"setting affinity_operator={self.affinity_operator!r} is not one of channel-thirds, per-tap",
+                "use --set affinity_operator=per-tap",
+            )
 
 
 def neighbour_similarity(embedding: torch.Tensor) -> torch.Tensor:
@@ -79,6 +81,7 @@ class AffinityConv(nn.Module):
         self.conv = nn.Conv1d(in_channels, out_channels, 3, padding=1, bias=False)  # holds the weights
         rows = torch.arange(3 * in_channels)  # row 3c + k: input channel c at tap k (t - 1, t, t + 1)
         groups = rows // in_channels if operator == "channel-thirds" else rows % 3  # which similarity scales it
+        self.groups: torch.Tensor
         self.register_buffer("groups", groups, persistent=False)
 
     def forward(self, x: torch.Tensor, similarity: torch.Tensor) -> torch.Tensor:
@@ -126,18 +129,28 @@ class BackTAL(Method):
         high = magnitude.max(1, keepdim=True).values.clamp_min(0)
         delta = torch.where(high - low > 0, high - low, torch.ones_like(high))
         return MethodOutput(
-            video_scores=F.softmax(logits_supp, dim=1)[:, :-1], cas=cas_supp[..., :-1],
+            video_scores=F.softmax(logits_supp, dim=1)[:, :-1],
+            cas=cas_supp[..., :-1],
             actionness=((magnitude - low) / delta).clamp(0, 1),
-            internals={"logits_base": logits_base, "logits_supp": logits_supp, "weights": weights,
-                       "cas_base": cas_base, "cas_supp": cas_supp, "embedding": embedding})
+            internals={
+                "logits_base": logits_base,
+                "logits_supp": logits_supp,
+                "weights": weights,
+                "cas_base": cas_base,
+                "cas_supp": cas_supp,
+                "embedding": embedding,
+            },
+        )
 
     def loss(self, outputs: MethodOutput, batch: Batch) -> dict[str, torch.Tensor]:
         i = outputs.internals
         target_base, target_supp, has_action = two_branch_targets(batch, eps=1e-10)
         supp = -(target_supp * F.log_softmax(i["logits_supp"], dim=1)).sum(1)
-        terms = {"base": -(target_base * F.log_softmax(i["logits_base"], dim=1)).sum(1).mean(),
-                 "supp": supp[has_action].sum() / max(1, int(has_action.sum())),
-                 "filter_l1": self.config.filter_l1_weight * filter_l1(i["weights"])}
+        terms = {
+            "base": -(target_base * F.log_softmax(i["logits_base"], dim=1)).sum(1).mean(),
+            "supp": supp[has_action].sum() / max(1, int(has_action.sum())),
+            "filter_l1": self.config.filter_l1_weight * filter_l1(i["weights"]),
+        }
         clicked = batch.clicks > 0  # (B, T)
         zero = i["cas_base"].sum() * 0.0
         terms |= {"click": zero, "separation": zero, "affinity": zero}
@@ -170,19 +183,33 @@ class BackTAL(Method):
 
         same, cross = self.config.same_set_margin, self.config.cross_set_margin
         fg_bg = cosine(fg, bg)
-        return (F.relu(same - cosine(fg, fg).min(1).values).mean() + F.relu(same - cosine(bg, bg).min(1).values).mean()
-                + F.relu(fg_bg.max(1).values - cross).mean() + F.relu(fg_bg.max(0).values - cross).mean())
+        return (
+            F.relu(same - cosine(fg, fg).min(1).values).mean()
+            + F.relu(same - cosine(bg, bg).min(1).values).mean()
+            + F.relu(fg_bg.max(1).values - cross).mean()
+            + F.relu(fg_bg.max(0).values - cross).mean()
+        )
 
     @classmethod
     def convert_official(cls, states: list[dict[str, torch.Tensor]]) -> tuple[dict[str, torch.Tensor], int, int, dict]:
-        ours = rename_official(states[0], {
-            "filter_module.conv_1.0.weight": "filter.conv1.weight", "filter_module.conv_1.0.bias": "filter.conv1.bias",
-            "filter_module.conv_2.0.weight": "filter.conv2.weight", "filter_module.conv_2.0.bias": "filter.conv2.bias",
-            "embedding_module.conv_1.weight": "embed1.weight", "embedding_module.conv_1.bias": "embed1.bias",
-            "embedding_module.conv_2.weight": "embed2.weight", "embedding_module.conv_2.bias": "embed2.bias",
-            "base_module.conv_1.weight": "conv1.conv.weight", "base_module.conv_2.weight": "conv2.conv.weight",
-            "classifier_module.conv.weight": "classifier.weight"})
+        ours = rename_official(
+            states[0],
+            FILTER_OFFICIAL_KEYS
+            | {
+                "embedding_module.conv_1.weight": "embed1.weight",
+                "embedding_module.conv_1.bias": "embed1.bias",
+                "embedding_module.conv_2.weight": "embed2.weight",
+                "embedding_module.conv_2.bias": "embed2.bias",
+                "base_module.conv_1.weight": "conv1.conv.weight",
+                "base_module.conv_2.weight": "conv2.conv.weight",
+                "classifier_module.conv.weight": "classifier.weight",
+            },
+        )
         hidden, feature_dim = ours["conv1.conv.weight"].shape[:2]
-        settings = {"hidden_dim": int(hidden), "filter_dim": int(ours["filter.conv1.weight"].shape[0]),
-                    "embed_hidden": int(ours["embed1.weight"].shape[0]), "embed_dim": int(ours["embed2.weight"].shape[0])}
+        settings = {
+            "hidden_dim": int(hidden),
+            "filter_dim": int(ours["filter.conv1.weight"].shape[0]),
+            "embed_hidden": int(ours["embed1.weight"].shape[0]),
+            "embed_dim": int(ours["embed2.weight"].shape[0]),
+        }
         return ours, int(feature_dim), int(ours["classifier.weight"].shape[0]) - 1, settings

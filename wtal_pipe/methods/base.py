@@ -39,10 +39,26 @@ CHOICES: dict[str, tuple[str, ...]] = {
 
 
 #: settings whose smallest sensible value is not 0
-_LOWEST: dict[str, float] = {name: 1 for name in (
-    "num_segments", "batch_size", "accumulate", "iterations", "hidden_dim", "min_proposal_length", "topk_divisor",
-    "filter_dim", "action_divisor", "background_divisor", "branches", "embed_dim", "branch_dim", "attention_dim",
-    "embed_hidden")}
+_LOWEST: dict[str, float] = {
+    name: 1
+    for name in (
+        "num_segments",
+        "batch_size",
+        "accumulate",
+        "iterations",
+        "hidden_dim",
+        "min_proposal_length",
+        "topk_divisor",
+        "filter_dim",
+        "action_divisor",
+        "background_divisor",
+        "branches",
+        "embed_dim",
+        "branch_dim",
+        "attention_dim",
+        "embed_hidden",
+    )
+}
 
 
 def _fits(value: Any, hint: Any) -> bool:
@@ -124,8 +140,10 @@ class MethodConfig:
         for f in fields(self):
             value = getattr(self, f.name)
             if not _fits(value, hints[f.name]):
-                raise WtalError(f"setting {f.name}={value!r} is not a valid {_describe(hints[f.name])}",
-                                f"use --set {f.name}=<{_describe(hints[f.name])}>")
+                raise WtalError(
+                    f"setting {f.name}={value!r} is not a valid {_describe(hints[f.name])}",
+                    f"use --set {f.name}=<{_describe(hints[f.name])}>",
+                )
             if isinstance(value, float) and not math.isfinite(value):
                 raise WtalError(f"setting {f.name}={value!r} must be finite")
             if isinstance(value, (int, float)) and not isinstance(value, bool) and value < _LOWEST.get(f.name, 0):
@@ -133,8 +151,9 @@ class MethodConfig:
         for name, allowed in CHOICES.items():
             value = getattr(self, name)
             if value not in allowed:
-                raise WtalError(f"setting {name}={value!r} is not one of {', '.join(allowed)}",
-                                f"use --set {name}={allowed[0]}")
+                raise WtalError(
+                    f"setting {name}={value!r} is not one of {', '.join(allowed)}", f"use --set {name}={allowed[0]}"
+                )
         if self.upsample != "frames" and not (isinstance(self.upsample, int) and self.upsample >= 1):
             raise WtalError(f"setting upsample={self.upsample!r} must be a positive integer or 'frames'")
         if self.lr <= 0:
@@ -156,7 +175,8 @@ class MethodConfig:
         unknown = set(settings) - known
         if unknown:
             raise WtalError(f"unknown setting(s) {sorted(unknown)}", f"known: {', '.join(sorted(known))}")
-        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in settings.items()})
+        values: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in settings.items()}
+        return cls(**values)
 
 
 @dataclass
@@ -182,6 +202,8 @@ class Method(nn.Module):
 
     Config: ClassVar[type[MethodConfig]] = MethodConfig
     name: ClassVar[str] = ""
+    feature_mean: torch.Tensor  # buffers: identity unless normalize_features
+    feature_std: torch.Tensor
 
     def __init__(self, feature_dim: int, num_classes: int, config: MethodConfig):
         super().__init__()
@@ -213,8 +235,10 @@ class Method(nn.Module):
         method's official settings otherwise (``settings`` override them). Raises ValueError on a key or
         shape that does not fit."""
         if len(states) not in cls.official_files:
-            raise ValueError(f"{cls.name} takes {' or '.join(map(str, cls.official_files))} official checkpoint file(s), "
-                             f"got {len(states)}")
+            raise ValueError(
+                f"{cls.name} takes {' or '.join(map(str, cls.official_files))} official checkpoint file(s), "
+                f"got {len(states)}"
+            )
         try:
             state, feature_dim, num_classes, implied = cls.convert_official(states)
         except KeyError as exc:
@@ -234,11 +258,14 @@ def topk_mean(cas: torch.Tensor, k: int) -> torch.Tensor:
     return cas.sort(dim=1, descending=True).values[:, : max(1, k)].mean(dim=1)
 
 
-def normalized_targets(labels: torch.Tensor, background: float, eps: float = 0.0) -> torch.Tensor:
-    """[y, background] / (sum + eps): the video-level target over C + 1 classes (all-zero rows stay 0)."""
-    extra = torch.full_like(labels[:, :1], background)
-    target = torch.cat([labels, extra], dim=1)
+def normalize_rows(target: torch.Tensor, eps: float = 0.0) -> torch.Tensor:
+    """Each row divided by (its sum + eps): multi-hot labels as a distribution (all-zero rows stay 0)."""
     return target / (target.sum(dim=1, keepdim=True) + eps).clamp_min(1e-30)
+
+
+def normalized_targets(labels: torch.Tensor, background: float, eps: float = 0.0) -> torch.Tensor:
+    """[y, background] / (sum + eps): the video-level target over C + 1 classes."""
+    return normalize_rows(torch.cat([labels, torch.full_like(labels[:, :1], background)], dim=1), eps)
 
 
 def rename_official(state: dict[str, torch.Tensor], names: dict[str, str]) -> dict[str, torch.Tensor]:

@@ -62,6 +62,12 @@ class FilterModule(nn.Module):
         return torch.sigmoid(self.conv2(h)).transpose(1, 2)
 
 
+#: the filtering module's official key names (BaS-Net and BackTAL) -> ours
+FILTER_OFFICIAL_KEYS = {
+    f"filter_module.conv_{i}.0.{kind}": f"filter.conv{i}.{kind}" for i in (1, 2) for kind in ("weight", "bias")
+}
+
+
 def filter_l1(weights: torch.Tensor) -> torch.Tensor:
     """L1 norm of the foreground weights over time, mean over the batch (official ``loss_norm``)."""
     return weights.abs().sum(dim=1).mean()
@@ -71,8 +77,11 @@ def two_branch_targets(batch: Batch, eps: float = 0.0) -> tuple[torch.Tensor, to
     """Targets [y, 1] (base) and [y, 0] (suppression), normalized; and which videos hold an action.
     Background-only pseudo videos (hard negatives, not in the official code) train the base branch
     only: their suppression target would be empty."""
-    return (normalized_targets(batch.labels, 1.0, eps), normalized_targets(batch.labels, 0.0, eps),
-            ~batch.background_only)
+    return (
+        normalized_targets(batch.labels, 1.0, eps),
+        normalized_targets(batch.labels, 0.0, eps),
+        ~batch.background_only,
+    )
 
 
 @register_method("basnet")
@@ -92,25 +101,36 @@ class BaSNet(Method):
         k = features.shape[1] // self.config.topk_divisor
         score_base = F.softmax(topk_mean(cas_base, k), dim=1)  # (B, C + 1)
         score_supp = F.softmax(topk_mean(cas_supp, k), dim=1)
-        return MethodOutput(video_scores=score_supp[:, :-1], cas=cas_supp[..., :-1], actionness=None,
-                            internals={"score_base": score_base, "score_supp": score_supp, "weights": weights})
+        return MethodOutput(
+            video_scores=score_supp[:, :-1],
+            cas=cas_supp[..., :-1],
+            actionness=None,
+            internals={"score_base": score_base, "score_supp": score_supp, "weights": weights},
+        )
 
     def loss(self, outputs: MethodOutput, batch: Batch) -> dict[str, torch.Tensor]:
         i = outputs.internals
         target_base, target_supp, has_action = two_branch_targets(batch)
         loss_supp = F.binary_cross_entropy(i["score_supp"][has_action], target_supp[has_action], reduction="sum")
-        return {"base": F.binary_cross_entropy(i["score_base"], target_base),
-                "supp": loss_supp / max(1, target_supp[has_action].numel()),
-                "filter_l1": self.config.filter_l1_weight * filter_l1(i["weights"])}
+        return {
+            "base": F.binary_cross_entropy(i["score_base"], target_base),
+            "supp": loss_supp / max(1, target_supp[has_action].numel()),
+            "filter_l1": self.config.filter_l1_weight * filter_l1(i["weights"]),
+        }
 
     @classmethod
     def convert_official(cls, states: list[dict[str, torch.Tensor]]) -> tuple[dict[str, torch.Tensor], int, int, dict]:
-        ours = rename_official(states[0], {
-            "filter_module.conv_1.0.weight": "filter.conv1.weight", "filter_module.conv_1.0.bias": "filter.conv1.bias",
-            "filter_module.conv_2.0.weight": "filter.conv2.weight", "filter_module.conv_2.0.bias": "filter.conv2.bias",
-            "cas_module.conv_1.0.weight": "cas_module.conv1.weight", "cas_module.conv_1.0.bias": "cas_module.conv1.bias",
-            "cas_module.conv_2.0.weight": "cas_module.conv2.weight", "cas_module.conv_2.0.bias": "cas_module.conv2.bias",
-            "cas_module.conv_3.0.weight": "cas_module.classifier.weight"})
+        ours = rename_official(
+            states[0],
+            FILTER_OFFICIAL_KEYS
+            | {
+                "cas_module.conv_1.0.weight": "cas_module.conv1.weight",
+                "cas_module.conv_1.0.bias": "cas_module.conv1.bias",
+                "cas_module.conv_2.0.weight": "cas_module.conv2.weight",
+                "cas_module.conv_2.0.bias": "cas_module.conv2.bias",
+                "cas_module.conv_3.0.weight": "cas_module.classifier.weight",
+            },
+        )
         hidden, feature_dim = ours["cas_module.conv1.weight"].shape[:2]
         settings = {"hidden_dim": int(hidden), "filter_dim": int(ours["filter.conv1.weight"].shape[0])}
         return ours, int(feature_dim), int(ours["cas_module.classifier.weight"].shape[0]) - 1, settings

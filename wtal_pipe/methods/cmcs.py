@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import WtalError
-from .base import Batch, Method, MethodConfig, MethodOutput
+from .base import Batch, Method, MethodConfig, MethodOutput, normalize_rows
 from .registry import register_method
 
 
@@ -73,16 +73,22 @@ class Backbone(nn.Module):
         super().__init__()
         self.input_dropout = nn.Dropout1d(config.dropout)  # drops whole feature channels
         self.embed = nn.Conv1d(feature_dim, config.embed_dim, 1)
-        self.branch_convs = nn.ModuleList(nn.Conv1d(config.embed_dim, config.branch_dim, 3, padding=1)
-                                          for _ in range(config.branches))
+        self.branch_convs = nn.ModuleList(
+            nn.Conv1d(config.embed_dim, config.branch_dim, 3, padding=1) for _ in range(config.branches)
+        )
         self.branch_heads = nn.ModuleList(nn.Linear(config.branch_dim, num_classes + 1) for _ in range(config.branches))
         self.attention_conv = nn.Conv1d(config.embed_dim, config.attention_dim, 1)
         self.attention_head = nn.Linear(config.attention_dim, 1)
 
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         embedded = F.relu(self.embed(self.input_dropout(features.transpose(1, 2))))  # (B, embed, T)
-        branch_cas = torch.stack([head(F.relu(conv(embedded)).transpose(1, 2))
-                                  for conv, head in zip(self.branch_convs, self.branch_heads)], dim=1)  # (B, K, T, C+1)
+        branch_cas = torch.stack(
+            [
+                head(F.relu(conv(embedded)).transpose(1, 2))
+                for conv, head in zip(self.branch_convs, self.branch_heads, strict=True)
+            ],
+            dim=1,
+        )  # (B, K, T, C+1)
         attention = F.softmax(self.attention_head(F.relu(self.attention_conv(embedded)).transpose(1, 2)), dim=1)
         logits = (branch_cas.mean(1) * attention).sum(1)  # (B, C + 1)
         return branch_cas, logits
@@ -116,26 +122,36 @@ class CMCS(Method):
     def __init__(self, feature_dim: int, num_classes: int, config: CMCSConfig):
         super().__init__(feature_dim, num_classes, config)
         if config.fusion == "late" and feature_dim % 2:
-            raise WtalError(f"late fusion splits each {feature_dim}-d row into RGB and flow halves, and "
-                            f"{feature_dim} is odd", "use --set fusion=early for single-stream features")
+            raise WtalError(
+                f"late fusion splits each {feature_dim}-d row into RGB and flow halves, and {feature_dim} is odd",
+                "use --set fusion=early for single-stream features",
+            )
         widths = [feature_dim // 2] * 2 if config.fusion == "late" else [feature_dim]
         self.streams = nn.ModuleList(Backbone(width, num_classes, config) for width in widths)
 
     def forward(self, features: torch.Tensor) -> MethodOutput:
-        outputs = [stream(part) for stream, part in
-                   zip(self.streams, features.split(features.shape[2] // len(self.streams), dim=2))]
+        outputs = [
+            stream(part)
+            for stream, part in zip(
+                self.streams, features.split(features.shape[2] // len(self.streams), dim=2), strict=True
+            )
+        ]
         cas = torch.stack([branch_cas.mean(1) for branch_cas, _ in outputs]).mean(0)  # (B, T, C + 1)
         logits = torch.stack([logits for _, logits in outputs]).mean(0)  # (B, C + 1)
         internals = {f"branch_cas_{s}": branch_cas for s, (branch_cas, _) in enumerate(outputs)}
         internals |= {f"logits_{s}": stream_logits for s, (_, stream_logits) in enumerate(outputs)}
-        return MethodOutput(video_scores=F.softmax(logits, dim=1)[:, :-1], cas=F.softmax(cas, dim=2)[..., :-1],
-                            actionness=None, internals=internals)
+        return MethodOutput(
+            video_scores=F.softmax(logits, dim=1)[:, :-1],
+            cas=F.softmax(cas, dim=2)[..., :-1],
+            actionness=None,
+            internals=internals,
+        )
 
     def loss(self, outputs: MethodOutput, batch: Batch) -> dict[str, torch.Tensor]:
         # one-label copies (single_label_copies) or a multi-hot target; background-only videos -> class C
-        target = torch.cat([batch.labels, batch.background_only.float().unsqueeze(1)], dim=1)
-        target = target / target.sum(1, keepdim=True)
-        terms = {"cls": 0.0, "diversity": 0.0, "norm": 0.0}
+        target = normalize_rows(torch.cat([batch.labels, batch.background_only.float().unsqueeze(1)], dim=1))
+        zero = outputs.cas.sum() * 0.0
+        terms = {"cls": zero, "diversity": zero, "norm": zero}
         for s in range(len(self.streams)):  # each stream trains on its own, as separately trained models
             logits, branch_cas = outputs.internals[f"logits_{s}"], outputs.internals[f"branch_cas_{s}"]
             cross_entropy = -(target * F.log_softmax(logits, dim=1)).sum(1)  # (B,)
@@ -153,11 +169,13 @@ class CMCS(Method):
         for s, state in enumerate(states):
             ours |= backbone_from_official(state, f"streams.{s}.")
         first = "streams.0."
-        settings = {"fusion": "late" if len(states) == 2 else "early",
-                    "branches": len({k.split(".")[3] for k in ours if k.startswith(first + "branch_convs.")}),
-                    "embed_dim": int(ours[first + "embed.weight"].shape[0]),
-                    "branch_dim": int(ours[first + "branch_convs.0.weight"].shape[0]),
-                    "attention_dim": int(ours[first + "attention_conv.weight"].shape[0])}
+        settings = {
+            "fusion": "late" if len(states) == 2 else "early",
+            "branches": len({k.split(".")[3] for k in ours if k.startswith(first + "branch_convs.")}),
+            "embed_dim": int(ours[first + "embed.weight"].shape[0]),
+            "branch_dim": int(ours[first + "branch_convs.0.weight"].shape[0]),
+            "attention_dim": int(ours[first + "attention_conv.weight"].shape[0]),
+        }
         feature_dim = sum(int(ours[f"streams.{s}.embed.weight"].shape[1]) for s in range(len(states)))
         return ours, feature_dim, int(ours[first + "branch_heads.0.weight"].shape[0]) - 1, settings
 
@@ -172,5 +190,8 @@ def backbone_from_official(state: dict[str, torch.Tensor], prefix: str) -> dict[
     for k in branches:
         names[f"cls_bottoms.{k}.cls_b{k}_conv_0"] = f"branch_convs.{k}"
         names[f"cls_heads.{k}"] = f"branch_heads.{k}"
-    return {f"{prefix}{ours}.{kind}": state[f"{official}.{kind}"] for official, ours in names.items()
-            for kind in ("weight", "bias")}
+    return {
+        f"{prefix}{ours}.{kind}": state[f"{official}.{kind}"]
+        for official, ours in names.items()
+        for kind in ("weight", "bias")
+    }

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Batch, Method, MethodConfig, MethodOutput, rename_official, steps, topk_mean
+from .base import Batch, Method, MethodConfig, MethodOutput, normalize_rows, rename_official, steps, topk_mean
 from .registry import register_method
 
 
@@ -81,23 +81,34 @@ class UM(Method):
         delta = mu_act - mu_bkg
         actionness = ((magnitudes - mu_bkg) / torch.where(delta > 0, delta, torch.ones_like(delta))).clamp(0, 1)
         return MethodOutput(
-            video_scores=score_act, cas=F.softmax(cas, dim=2) * actionness.unsqueeze(2), actionness=actionness,
-            internals={"score_act": score_act, "score_bkg": score_bkg, "feat_act": feat_act, "feat_bkg": feat_bkg})
+            video_scores=score_act,
+            cas=F.softmax(cas, dim=2) * actionness.unsqueeze(2),
+            actionness=actionness,
+            internals={"score_act": score_act, "score_bkg": score_bkg, "feat_act": feat_act, "feat_bkg": feat_bkg},
+        )
 
     def loss(self, outputs: MethodOutput, batch: Batch) -> dict[str, torch.Tensor]:
         i = outputs.internals
-        target = batch.labels / batch.labels.sum(1, keepdim=True)
+        target = normalize_rows(batch.labels)
         uniform = torch.full_like(i["score_bkg"], 1.0 / self.num_classes)
         norm_act = i["feat_act"].mean(1).norm(p=2, dim=1)  # (B,) magnitude of the mean action feature
         norm_bkg = i["feat_bkg"].mean(1).norm(p=2, dim=1)
         loss_um = ((F.relu(self.margin - norm_act) + norm_bkg) ** 2).mean()
-        return {"cls": F.binary_cross_entropy(i["score_act"], target),
-                "uncertainty": self.config.alpha * loss_um,
-                "background": self.config.beta * F.binary_cross_entropy(i["score_bkg"], uniform)}
+        return {
+            "cls": F.binary_cross_entropy(i["score_act"], target),
+            "uncertainty": self.config.alpha * loss_um,
+            "background": self.config.beta * F.binary_cross_entropy(i["score_bkg"], uniform),
+        }
 
     @classmethod
     def convert_official(cls, states: list[dict[str, torch.Tensor]]) -> tuple[dict[str, torch.Tensor], int, int, dict]:
-        ours = rename_official(states[0], {"cas_module.conv.0.weight": "embed.weight", "cas_module.conv.0.bias": "embed.bias",
-                                       "cas_module.classifier.0.weight": "classifier.weight"})
+        ours = rename_official(
+            states[0],
+            {
+                "cas_module.conv.0.weight": "embed.weight",
+                "cas_module.conv.0.bias": "embed.bias",
+                "cas_module.classifier.0.weight": "classifier.weight",
+            },
+        )
         hidden, feature_dim = ours["embed.weight"].shape[:2]
         return ours, int(feature_dim), int(ours["classifier.weight"].shape[0]), {"hidden_dim": int(hidden)}

@@ -10,10 +10,11 @@ truncated or corrupt file is not mistaken for a short one.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
+from typing import Any
 
 import cv2
 import numpy as np
@@ -76,8 +77,11 @@ def _open(path: Path):
     try:
         container = av.open(str(path))
     except (av.error.FFmpegError, UnicodeDecodeError) as exc:
-        raise VideoError(f"not a readable video ({exc.__class__.__name__}: {exc})",
-                         "re-encode it, e.g. ffmpeg -i in -c:v libx264 out.mp4, or remove it", path)
+        raise VideoError(
+            f"not a readable video ({exc.__class__.__name__}: {exc})",
+            "re-encode it, e.g. ffmpeg -i in -c:v libx264 out.mp4, or remove it",
+            path,
+        ) from exc
     if not container.streams.video:
         container.close()
         raise VideoError("contains no video stream", "pass a video file", path)
@@ -95,8 +99,15 @@ def probe(path: str | Path) -> VideoInfo:
             duration = float(stream.duration * stream.time_base)
         elif container.duration is not None:
             duration = container.duration / 1_000_000
-        return VideoInfo(str(path), stream.codec_context.width, stream.codec_context.height,
-                         float(rate) if rate else None, duration, stream.codec_context.name, stream.frames or None)
+        return VideoInfo(
+            str(path),
+            stream.codec_context.width,
+            stream.codec_context.height,
+            float(rate) if rate else None,
+            duration,
+            stream.codec_context.name,
+            stream.frames or None,
+        )
     finally:
         container.close()
 
@@ -108,7 +119,7 @@ def resize_and_crop(rgb: np.ndarray, short_side: int, crop: int) -> np.ndarray:
     new_w, new_h = max(crop, round(width * scale)), max(crop, round(height * scale))
     resized = cv2.resize(rgb, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
     top, left = (new_h - crop) // 2, (new_w - crop) // 2
-    return resized[top:top + crop, left:left + crop]
+    return resized[top : top + crop, left : left + crop]
 
 
 def upright(frame) -> np.ndarray:
@@ -118,23 +129,26 @@ def upright(frame) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(rgb, k=turns)) if turns else rgb
 
 
-def iter_frames(path: str | Path, config: DecodeConfig = DecodeConfig(),
-                stats: DecodeStats | None = None) -> Iterator[Frame]:
+def iter_frames(
+    path: str | Path, config: DecodeConfig | None = None, stats: DecodeStats | None = None
+) -> Iterator[Frame]:
     """Yield frames resampled to ``config.fps``; raises VideoError on unreadable or empty input.
     ``stats``, when given, is filled in as decoding goes."""
     import av
 
     path = Path(path)
+    config = config or DecodeConfig()
     container = _open(path)
     stats = stats if stats is not None else DecodeStats()
     step = Fraction(config.fps).limit_denominator(1001)
     emitted = 0
-    held = None  # (source_time, av.VideoFrame) currently on screen
+    held: tuple[float, Any] | None = None  # (source_time, av.VideoFrame) currently on screen
     first_time = None
     last_duration = None
 
     def emit_until(limit: float) -> Iterator[Frame]:
         nonlocal emitted
+        assert held is not None  # called once a frame is on screen
         while float(emitted / step) < limit - _PTS_TOLERANCE:
             rgb = resize_and_crop(upright(held[1]), config.short_side, config.crop)
             yield Frame(emitted, float(emitted / step), held[0], rgb)
@@ -165,7 +179,10 @@ def iter_frames(path: str | Path, config: DecodeConfig = DecodeConfig(),
         stats.span = held[0] + (last_duration or float(1 / fallback_rate))
         yield from emit_until(stats.span)
     except av.error.FFmpegError as exc:
-        raise VideoError(f"decoding failed after {emitted} frames ({exc})",
-                         "the file is truncated or corrupt; re-encode or remove it", path)
+        raise VideoError(
+            f"decoding failed after {emitted} frames ({exc})",
+            "the file is truncated or corrupt; re-encode or remove it",
+            path,
+        ) from exc
     finally:
         container.close()

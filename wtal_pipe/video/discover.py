@@ -24,7 +24,10 @@ def find_videos(inputs: Iterable[str | Path], extensions: tuple[str, ...] = VIDE
     stems: dict[str, Path] = {}
     for video in videos:
         if video.stem in stems and stems[video.stem] != video:
-            raise WtalError(f"two videos share the name {video.stem!r} ({stems[video.stem]} and {video})",
-                            "features are keyed by file stem; rename one", video)
+            raise WtalError(
+                f"two videos share the name {video.stem!r} ({stems[video.stem]} and {video})",
+                "features are keyed by file stem; rename one",
+                video,
+            )
         stems[video.stem] = video
     return list(stems.values())

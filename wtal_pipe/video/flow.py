@@ -10,11 +10,12 @@ the official CMCS tool reads its flow images.
 from __future__ import annotations
 
 import errno
+import itertools
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import cv2
 import numpy as np
@@ -30,18 +31,27 @@ def default_workers() -> int:
 def make_flow_fn(params: dict) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
     """A function (prev_gray_u8, next_gray_u8) -> float32 (H, W, 2) flow in pixels (dx, dy)."""
     if params["algorithm"] == "dis":
-        presets = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
-                   "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
-                   "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM}
-        engine = cv2.DISOpticalFlow_create(presets[params["preset"]])
+        presets = {
+            "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
+            "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
+            "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
+        }
+        engine = cv2.DISOpticalFlow_create(presets[params["preset"]])  # type: ignore[attr-defined]  # not in the stubs
     else:
-        engine = cv2.optflow.DualTVL1OpticalFlow_create(
-            tau=params["tau"], lambda_=params["lambda_"], theta=params["theta"],
-            nscales=params["nscales"], warps=params["warps"], epsilon=params["epsilon"],
+        engine = cv2.optflow.DualTVL1OpticalFlow_create(  # type: ignore[attr-defined]  # contrib, not in the stubs
+            tau=params["tau"],
+            lambda_=params["lambda_"],
+            theta=params["theta"],
+            nscales=params["nscales"],
+            warps=params["warps"],
+            epsilon=params["epsilon"],
             innnerIterations=params["inner_iterations"],  # sic: OpenCV's spelling
-            outerIterations=params["outer_iterations"], scaleStep=params["scale_step"],
-            gamma=params["gamma"], medianFiltering=params["median_filtering"],
-            useInitialFlow=False)
+            outerIterations=params["outer_iterations"],
+            scaleStep=params["scale_step"],
+            gamma=params["gamma"],
+            medianFiltering=params["median_filtering"],
+            useInitialFlow=False,
+        )
     return lambda prev, nxt: engine.calc(prev, nxt, None)
 
 
@@ -103,11 +113,12 @@ def flow_range(frames_path: str, out_path: str, start: int, stop: int, n_frames:
 def split_ranges(n: int, parts: int) -> list[tuple[int, int]]:
     """Contiguous [start, stop) ranges covering 0..n, about equal in size."""
     edges = np.linspace(0, n, max(1, min(parts, n)) + 1).round().astype(int)
-    return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:]) if b > a]
+    return [(int(a), int(b)) for a, b in itertools.pairwise(edges) if b > a]
 
 
-def compute_flow(frames_path: Path, out_path: Path, config: FlowConfig, workers: int,
-                 progress: Callable[[int], None] | None = None) -> None:
+def compute_flow(
+    frames_path: Path, out_path: Path, config: FlowConfig, workers: int, progress: Callable[[int], None] | None = None
+) -> None:
     """Fill ``out_path`` (N, H, W, 2) uint8 from a frames .npy; the caller made the path atomic and the
     workers write disjoint row ranges of it."""
     from joblib import Parallel, delayed
@@ -123,14 +134,22 @@ def compute_flow(frames_path: Path, out_path: Path, config: FlowConfig, workers:
         if workers == 1:
             results = (task[0](*task[1], **task[2]) for task in tasks)
         else:
-            results = Parallel(n_jobs=workers, backend="loky", return_as="generator_unordered",
-                               initializer=exit_with_parent, initargs=(os.getpid(),))(tasks)
+            results = Parallel(
+                n_jobs=workers,
+                backend="loky",
+                return_as="generator_unordered",
+                initializer=exit_with_parent,
+                initargs=(os.getpid(),),
+            )(tasks)
         for done in results:
             if progress:
                 progress(done)
     except TerminatedWorkerError as exc:
-        raise WtalError("a flow worker process died (out of memory, or a bus error from a full disk)",
-                        "free memory or disk space, or pass --workers 1", out_path) from exc
+        raise WtalError(
+            "a flow worker process died (out of memory, or a bus error from a full disk)",
+            "free memory or disk space, or pass --workers 1",
+            out_path,
+        ) from exc
 
 
 def reserve_disk(path: Path) -> None:
@@ -144,4 +163,3 @@ def reserve_disk(path: Path) -> None:
         except OSError as exc:
             if exc.errno == errno.ENOSPC:
                 raise
-

@@ -7,10 +7,11 @@ the planted "actions" apart.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import cast
 
 import cv2
 import numpy as np
@@ -61,20 +62,38 @@ def _draw(frame: np.ndarray, style: ActionStyle, phase: float) -> None:
     else:
         cx += amp_x * 0.7 * np.cos(2 * np.pi * phase)
         cy += amp_y * 0.7 * wave
-    center = (int(round(cx)), int(round(cy)))
+    center = (round(cx), round(cy))
     if style.shape == "disc":
         cv2.circle(frame, center, radius, style.color, thickness=-1)
     elif style.shape == "square":
-        cv2.rectangle(frame, (center[0] - radius, center[1] - radius),
-                      (center[0] + radius, center[1] + radius), style.color, thickness=-1)
+        cv2.rectangle(
+            frame,
+            (center[0] - radius, center[1] - radius),
+            (center[0] + radius, center[1] + radius),
+            style.color,
+            thickness=-1,
+        )
     else:
-        cv2.rectangle(frame, (center[0] - radius // 3, center[1] - 2 * radius),
-                      (center[0] + radius // 3, center[1] + 2 * radius), style.color, thickness=-1)
+        cv2.rectangle(
+            frame,
+            (center[0] - radius // 3, center[1] - 2 * radius),
+            (center[0] + radius // 3, center[1] + 2 * radius),
+            style.color,
+            thickness=-1,
+        )
 
 
-def render_frames(seconds: float, fps: float, width: int, height: int,
-                  actions: Sequence[PlantedAction] = (), seed: int = 0, period: float = 1.6,
-                  pan: float = 0.0, pauses: Sequence[tuple[float, float]] = ()) -> Iterable[np.ndarray]:
+def render_frames(
+    seconds: float,
+    fps: float,
+    width: int,
+    height: int,
+    actions: Sequence[PlantedAction] = (),
+    seed: int = 0,
+    period: float = 1.6,
+    pan: float = 0.0,
+    pauses: Sequence[tuple[float, float]] = (),
+) -> Iterable[np.ndarray]:
     """RGB frames of a textured scene in which each action's shape moves during its interval.
 
     ``pan`` scrolls the background by that many pixels per frame (a panning camera) except during
@@ -82,20 +101,27 @@ def render_frames(seconds: float, fps: float, width: int, height: int,
     """
     background = textured_background(height, width * 2, seed)
     offset = 0.0
-    for index in range(int(round(seconds * fps))):
+    for index in range(round(seconds * fps)):
         t = index / fps
         if not any(a <= t < b for a, b in pauses):
             offset += pan
-        frame = np.ascontiguousarray(np.roll(background, -int(round(offset)), axis=1)[:, :width])
+        frame = np.ascontiguousarray(np.roll(background, -round(offset), axis=1)[:, :width])
         for action in actions:
             if action.start <= t < action.end:
                 _draw(frame, action.style, (t - action.start) / period)
         yield frame
 
 
-def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float = 25.0,
-                codec: str = "libx264", times: Sequence[float] | None = None,
-                options: dict | None = None, container_options: dict | None = None, rotation: int = 0) -> Path:
+def write_video(
+    path: str | Path,
+    frames: Iterable[np.ndarray],
+    fps: float = 25.0,
+    codec: str = "libx264",
+    times: Sequence[float] | None = None,
+    options: dict | None = None,
+    container_options: dict | None = None,
+    rotation: int = 0,
+) -> Path:
     """Encode RGB frames; ``times`` (seconds) gives explicit timestamps for variable frame rate,
     ``container_options`` go to the muxer (e.g. ``{"movflags": "+faststart"}``), ``rotation`` is a
     display rotation in degrees counter-clockwise (as a portrait phone video carries)."""
@@ -105,11 +131,12 @@ def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float = 25.
 
     path = Path(path)
     rate = Fraction(fps).limit_denominator(1001)
-    pix_fmt = {"libx264rgb": "rgb24", "ffv1": "yuv444p", "mjpeg": "yuvj420p", "png": "rgb24"}.get(
-        codec, "yuv420p")
-    with atomic_path(path, keep_suffix=True) as tmp, \
-            av.open(str(tmp), mode="w", options=container_options or {}) as container:
-        stream = container.add_stream(codec, rate=rate, options=options or {})
+    pix_fmt = {"libx264rgb": "rgb24", "ffv1": "yuv444p", "mjpeg": "yuvj420p", "png": "rgb24"}.get(codec, "yuv420p")
+    with (
+        atomic_path(path, keep_suffix=True) as tmp,
+        av.open(str(tmp), mode="w", options=container_options or {}) as container,
+    ):
+        stream = cast("av.video.stream.VideoStream", container.add_stream(codec, rate=rate, options=options or {}))
         stream.pix_fmt = pix_fmt
         if rotation:
             stream.set_display_rotation(rotation)
@@ -126,8 +153,9 @@ def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float = 25.
     return path
 
 
-def make_sample(path: str | Path, seconds: float = 8.0, fps: float = 30.0,
-                size: tuple[int, int] = (320, 240), seed: int = 0) -> tuple[Path, list[PlantedAction]]:
+def make_sample(
+    path: str | Path, seconds: float = 8.0, fps: float = 30.0, size: tuple[int, int] = (320, 240), seed: int = 0
+) -> tuple[Path, list[PlantedAction]]:
     """A small clip with two planted actions; returns the file and what was planted where."""
     actions = [PlantedAction(ACTION_STYLES[0], 1.5, 3.5), PlantedAction(ACTION_STYLES[1], 5.0, 7.0)]
     frames = render_frames(seconds, fps, size[0], size[1], actions, seed=seed)

@@ -1,0 +1,62 @@
+"""The command line itself: start-up cost, --version, and the commands not covered elsewhere."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from wtal_pipe import __version__
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def test_help_does_not_import_torch():
+    code = "import sys; import wtal_pipe.cli; print(sorted({'torch', 'cv2', 'av'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_version(run_cli):
+    code, out, _ = run_cli("--version")
+    assert code == 0 and out.strip() == f"wtal-pipe {__version__}"
+
+
+def test_make_sample_writes_a_clip_with_its_planted_actions(tmp_path, run_cli):
+    from wtal_pipe.video.decode import iter_frames
+
+    code, out, _ = run_cli("make-sample", tmp_path / "s.mp4", "--seconds", "2", "--fps", "25")
+    assert code == 0 and "red_square_horizontal 1.5-3.5 s" in out
+    assert sum(1 for _ in iter_frames(tmp_path / "s.mp4")) == 50
+
+
+def test_import_bas_thumos_through_the_cli(tmp_path, run_cli):
+    gt = json.loads((FIXTURES / "thumos14_gt.json").read_text())["database"]
+    vid = next(v for v in gt if gt[v]["subset"] == "test")
+    source = tmp_path / "bas"
+    for stream, value in (("rgb", 1.0), ("flow", 2.0)):
+        (source / "features" / "test" / stream).mkdir(parents=True)
+        np.save(source / "features" / "test" / stream / f"{vid}.npy", np.full((7, 1024), value, np.float32))
+    (source / "gt.json").write_text(json.dumps({"database": {vid: gt[vid]}}))
+    shutil.copy(FIXTURES / "thumos14_gt_fps_duration.json", tmp_path / "durations.json")
+    code, out, err = run_cli(
+        "import", "bas-thumos", source, "--data", tmp_path / "data", "--durations", tmp_path / "durations.json"
+    )
+    assert code == 0 and "imported 1 videos" in out, err
+    entry = json.loads((tmp_path / "data" / "annotations.json").read_text())["database"][vid]
+    assert entry["duration"] > 0 and entry["fps"] > 0
+    assert np.load(tmp_path / "data" / "features" / f"{vid}.npy")[0, 1024] == 2.0
+
+
+def test_bench_writes_its_numbers_with_the_machine(tmp_path, run_cli):
+    code, out, _ = run_cli("bench", "evaluate", "--out", tmp_path / "b.json", "--device", "cpu")
+    results = json.loads((tmp_path / "b.json").read_text())
+    assert (
+        code == 0
+        and results["machine"]["cores"] >= 1
+        and results["evaluate_seconds_20_classes_x_5000_dets_7_tious"] > 0
+    )
