@@ -10,9 +10,9 @@
 set -euo pipefail
 videos=${1:?VIDEOS_DIR}; annotations=${2:?ANNOTATIONS_JSON}; clip=${3:?NEW_CLIP}; data=${4:-data/mine}
 
-wtal extract "$videos" --out "$data" --rgb-weights rgb_imagenet --flow-weights flow_imagenet
+wtal extract "$videos" --data "$data" --rgb-weights rgb_imagenet --flow-weights flow_imagenet
 cp "$annotations" "$data/annotations.json"
-wtal negatives "$data"
+wtal negatives --data "$data"
 wtal train --method cmcs --data "$data" --out runs/mine_cmcs
 wtal test --run runs/mine_cmcs --data "$data" --out runs/mine_cmcs/dets.json --plot-dir runs/mine_cmcs/plots
 wtal localize "$clip" --run runs/mine_cmcs --out clip_dets.json --plot clip_dets.png

@@ -10,7 +10,7 @@
 set -euo pipefail
 features=${1:?FEATURES_DIR}; clicks=${2:?CLICKS_CSV}; data=${3:-data/thumos14}; runs=${4:-runs/thumos14}
 
-wtal import bas-thumos "$features" --out "$data"
+wtal import bas-thumos "$features" --data "$data"
 wtal import clicks "$clicks" --data "$data"
 
 for method in basnet um cmcs backtal; do

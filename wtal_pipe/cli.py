@@ -189,7 +189,9 @@ def negatives_cli(
     from_features: Annotated[
         bool, typer.Option(help="No flow cache (imported features): rank rows by flow-feature norm, an approximation.")
     ] = False,
-    legacy_data: Annotated[Path | None, typer.Argument(hidden=True, help="Old spelling of --data.")] = None,
+    legacy_data: Annotated[
+        Path | None, typer.Argument(hidden=True, metavar="DATA_DIR", help="Old spelling of --data.")
+    ] = None,
 ):
     """Build CMCS hard-negative pseudo videos <vid>_bg from the static stretches of training videos."""
     from .layout import DataLayout
