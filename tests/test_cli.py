@@ -52,11 +52,34 @@ def test_import_bas_thumos_through_the_cli(tmp_path, run_cli):
     assert np.load(tmp_path / "data" / "features" / f"{vid}.npy")[0, 1024] == 2.0
 
 
-def test_bench_writes_its_numbers_with_the_machine(tmp_path, run_cli):
-    code, out, _ = run_cli("bench", "evaluate", "--out", tmp_path / "b.json", "--device", "cpu")
-    results = json.loads((tmp_path / "b.json").read_text())
-    assert (
-        code == 0
-        and results["machine"]["cores"] >= 1
-        and results["evaluate_seconds_20_classes_x_5000_dets_7_tious"] > 0
+def test_bench_quick_measures_every_section_next_to_its_baseline(tmp_path, run_cli):
+    """CI's smoke test of `wtal bench`: every section at toy sizes, Markdown and JSON with the machine."""
+    code, _, _ = run_cli(
+        "bench", "--quick", "--out", tmp_path / "B.md", "--json", tmp_path / "b.json", "--device", "cpu"
     )
+    results = json.loads((tmp_path / "b.json").read_text())
+    sections = {s["title"]: s for s in results["sections"]}
+    report = (tmp_path / "B.md").read_text()
+    assert code == 0 and results["machine"]["cores"] >= 1 and results["machine"]["date"] in report
+    assert list(sections) == [
+        "Decode",
+        "Optical flow",
+        "I3D features",
+        "End to end",
+        "Memory",
+        "Training",
+        "Localize and evaluate",
+    ]
+    assert all(m["value"] > 0 for s in sections.values() for m in s["measures"])
+    flow = {m["what"]: m for m in sections["Optical flow"]["measures"]}
+    assert flow["tvl1, 1 worker(s)"]["naive"] > 0 and any(w.startswith("tvl1-torch on cpu") for w in flow)
+    assert "identical to the naive script" in sections["End to end"]["setup"]
+    assert len(sections["Memory"]["measures"]) == 2 and len(sections["Training"]["measures"]) == 4
+    detections = [m for m in sections["Localize and evaluate"]["measures"] if "localize (" in m["what"]]
+    assert len(detections) == 4 and all(" 0 detections" not in m["what"] for m in detections)
+    assert "## End to end" in report and "| speed-up |" in report
+
+
+def test_bench_refuses_an_unknown_section(run_cli):
+    code, out, err = run_cli("bench", "decoding", "--quick")
+    assert code != 0 and "no benchmark section 'decoding'" in out + err

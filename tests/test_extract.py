@@ -146,7 +146,11 @@ def test_user_errors_are_one_line(make_clip, run_cli, tmp_path):
     code, _, err = run_cli("extract", tmp_path / "missing_dir", "--data", tmp_path / "d")
     assert code == 2 and err.count("\n") == 1 and "error:" in err
     code, _, err = run_cli("extract", tmp_path, "--flow", "raft")
-    assert code == 2 and "'raft' is not one of 'tvl1', 'tvl1-fast', 'dis'" in err and "see wtal extract --help" in err
+    assert (
+        code == 2
+        and "'raft' is not one of 'tvl1', 'tvl1-torch', 'tvl1-fast', 'dis'" in err
+        and "see wtal extract --help" in err
+    )
     code, _, err = run_cli("extract", tmp_path, "--rgb-weights", tmp_path / "nope.pt")
     assert code == 2 and "nope.pt: checkpoint file not found" in err
 

@@ -1,21 +1,117 @@
-"""Throughput benchmarks behind ``wtal bench`` (numbers for the README, never asserted in tests)."""
+"""``wtal bench``: throughput and memory of every stage on generated clips and features, each next to a
+naive baseline measured in the same run, written as BENCHMARKS.md (and JSON).
+
+The naive baseline is what a one-off script does: decode the whole video into memory, run OpenCV's
+TV-L1 pair after pair in one process (OpenCV's own threads, its default), and I3D in fp32 one chunk at
+a time. Numbers are never asserted in tests; ``--quick`` runs every section at toy sizes in seconds
+(CI's smoke test).
+"""
 
 from __future__ import annotations
 
-import functools
+import concurrent.futures
+import datetime
 import json
+import multiprocessing
 import os
 import platform
+import resource
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any, Literal, get_args
 
 import numpy as np
 
+from .config import DecodeConfig, ExtractionConfig, FeatureConfig, FlowConfig, FlowPreset
+from .errors import WtalError
 
-def machine() -> dict:
+PrintFn = Callable[[str], None]
+BenchSection = Literal["decode", "flow", "i3d", "end-to-end", "memory", "train", "localize"]
+
+
+@dataclass
+class Measure:
+    """One number; ``naive`` is the same quantity for the naive baseline, measured in the same run."""
+
+    what: str
+    value: float
+    unit: str
+    naive: float | None = None
+    higher_is_better: bool = True
+
+    @property
+    def speedup(self) -> float | None:
+        if self.naive is None or not self.value or not self.naive:
+            return None
+        return self.value / self.naive if self.higher_is_better else self.naive / self.value
+
+
+@dataclass
+class Section:
+    title: str
+    setup: str
+    measures: list[Measure] = field(default_factory=list)
+    seconds: float = 0.0  # how long measuring the section took
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How big each measurement is (``quick``: toy sizes for a smoke test)."""
+
+    clip_seconds: float
+    source: tuple[int, int]
+    flow_crop: int
+    flow_pairs: int
+    torch_batches: tuple[int, ...]
+    i3d_crop: int
+    i3d_batch: int
+    i3d_batches: int
+    end_to_end_crop: int
+    memory_seconds: tuple[float, float]
+    memory_crop: int
+    memory_flow: FlowPreset
+    train_steps: int
+    thumos_train: bool
+    localize_videos: int
+    localize_dim: int  # feature width (and hidden width) of the localize section's models
+
+    @classmethod
+    def pick(cls, quick: bool, gpu: bool) -> Sizes:
+        if quick:
+            return cls(1.0, (160, 120), 64, 4, (1, 2), 64, 1, 1, 64, (1.0, 3.0), 32, "dis", 2, False, 8, 64)
+        if gpu:
+            return cls(
+                30.0,
+                (640, 360),
+                224,
+                256,
+                (8, 32, 64, 128),
+                224,
+                32,
+                8,
+                224,
+                (60.0, 600.0),
+                224,
+                "tvl1-torch",
+                20,
+                True,
+                210,
+                2048,
+            )
+        return cls(20.0, (640, 360), 224, 24, (1, 4), 224, 8, 2, 224, (60.0, 600.0), 64, "dis", 3, True, 210, 2048)
+
+
+def machine() -> dict[str, Any]:
+    """The machine and library versions a number was measured with."""
+    import av
+    import cv2
     import torch
+
+    from . import __version__
 
     cpu = platform.processor() or "unknown"
     if Path("/proc/cpuinfo").exists():
@@ -23,142 +119,459 @@ def machine() -> dict:
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-    info = {
+    memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    info: dict[str, Any] = {
+        "date": datetime.date.today().isoformat(),
         "cpu": cpu,
         "cores": len(os.sched_getaffinity(0)),
+        "memory_gib": round(memory_gib, 1),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "python": platform.python_version(),
+        "wtal_pipe": __version__,
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
+        "opencv": cv2.__version__,
+        "av": av.__version__,
+        "numpy": np.__version__,
     }
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
     return info
 
 
-def _rate(fn: Callable[[], int]) -> float:
-    """Items per second of one call of ``fn`` (which returns how many items it processed)."""
+@contextmanager
+def timer() -> Iterator[list[float]]:
+    """``with timer() as t: ...`` then ``t[0]`` is the elapsed seconds."""
+    elapsed: list[float] = []
     start = time.perf_counter()
-    items = fn()
-    return items / (time.perf_counter() - start)
+    yield elapsed
+    elapsed.append(time.perf_counter() - start)
 
 
-def bench_decode(clip: Path) -> dict:
-    from .config import DecodeConfig
+def generated_clip(path: Path, seconds: float, size: tuple[int, int]) -> Path:
+    """A 30 fps clip with a textured background and a planted moving shape (flow has work to do)."""
+    from .video.synthetic import ACTION_STYLES, PlantedAction, render_frames, write_video
+
+    frames = render_frames(seconds, 30.0, size[0], size[1], [PlantedAction(ACTION_STYLES[0], 0.0, seconds)], pan=1.0)
+    return write_video(path, frames, fps=30.0)
+
+
+def decoded_frames(clip: Path, crop: int) -> np.ndarray:
     from .video.decode import iter_frames
 
-    rate = _rate(lambda: sum(1 for _ in iter_frames(clip, DecodeConfig())))
-    return {"decode_frames_per_s": round(rate, 1)}
+    return np.stack([f.rgb for f in iter_frames(clip, DecodeConfig(short_side=crop, crop=crop))])
 
 
-def bench_flow(frames_path: Path, workdir: Path, pairs: int) -> dict:
-    from .config import FlowConfig
-    from .video.flow import compute_flow, default_workers
-
-    frames = np.load(frames_path, mmap_mode="r")[: pairs + 1]
-    subset = workdir / "flow_frames.npy"
-    np.save(subset, frames)
-    results = {}
-
-    def flow_pairs(preset: str, workers: int) -> int:
-        compute_flow(subset, workdir / "f.npy", FlowConfig(preset), workers)
-        return len(frames)
-
-    for preset in ("tvl1", "tvl1-fast", "dis"):
-        for workers in sorted({1, default_workers()}):
-            rate = _rate(functools.partial(flow_pairs, preset, workers))
-            results[f"flow_{preset}_pairs_per_s_{workers}w"] = round(rate, 2)
-    return results
+# --- the naive baseline ------------------------------------------------------------------------------
 
 
-def bench_i3d(device: str, batch_size: int, batches: int) -> dict:
+def naive_features(clip: Path, extraction: ExtractionConfig) -> np.ndarray:
+    """Decode everything into memory, OpenCV TV-L1 pair by pair in this process, I3D fp32 one chunk at a
+    time: the same arithmetic as the pipeline, none of its engineering."""
+    import cv2
+
+    from .features.two_stream import I3DPair
+    from .video.decode import iter_frames
+    from .video.flow import make_flow_fn, quantize
+
+    frames = [frame.rgb for frame in iter_frames(clip, extraction.decode)]
+    grey = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
+    engine = make_flow_fn(FlowConfig("tvl1").params)
+    flows = [quantize(engine(grey[i], grey[i + 1]), extraction.flow.bound) for i in range(len(grey) - 1)]
+    flows.append(flows[-1])
+    model = I3DPair.load(FeatureConfig(precision="fp32"), "cpu")
+    chunk = extraction.features.chunk
+    rows = [
+        model(np.stack(frames[k : k + chunk])[None], np.stack(flows[k : k + chunk])[None])[0]
+        for k in range(0, len(frames) - chunk + 1, chunk)
+    ]
+    return np.stack(rows)
+
+
+# --- sections ------------------------------------------------------------------------------------------
+
+
+def bench_decode(clip: Path, sizes: Sizes) -> Section:
+    from .video.decode import iter_frames
+
+    config = DecodeConfig()
+    with timer() as streamed:
+        count = sum(1 for _ in iter_frames(clip, config))
+    with timer() as whole:
+        frames = [f.rgb for f in iter_frames(clip, config)]
+    section = Section(
+        "Decode", f"generated {sizes.source[0]}x{sizes.source[1]} 30 fps H.264 clip -> 25 fps, short side 256, crop 224"
+    )
+    section.measures.append(
+        Measure(
+            "frames/s, streamed (naive: the whole video into memory)",
+            count / streamed[0],
+            "frames/s",
+            len(frames) / whole[0],
+        )
+    )
+    return section
+
+
+def bench_flow(frames: np.ndarray, sizes: Sizes, device: str) -> Section:
+    """OpenCV presets in 1..N worker processes and tvl1-torch per batch size, all on the same pairs."""
+    import cv2
+
+    from .video.flow import compute_flow, default_workers, make_flow_fn
+
+    pairs = frames[: sizes.flow_pairs + 1]
+    section = Section(
+        "Optical flow",
+        f"{len(pairs) - 1} consecutive pairs of the generated clip at {sizes.flow_crop}x{sizes.flow_crop}; "
+        "naive: OpenCV TV-L1 in one process with OpenCV's default threads",
+    )
+    grey = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in pairs]
+    engine = make_flow_fn(FlowConfig("tvl1").params)
+    with timer() as naive:
+        for i in range(len(grey) - 1):
+            engine(grey[i], grey[i + 1])
+    naive_rate = (len(grey) - 1) / naive[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        source = Path(tmp) / "frames.npy"
+        np.save(source, pairs)
+        for preset in ("tvl1", "tvl1-fast", "dis"):
+            for workers in range(1, default_workers() + 1):
+                with timer() as took:
+                    compute_flow(source, Path(tmp) / "flow.npy", FlowConfig(preset), workers)
+                baseline = naive_rate if preset == "tvl1" else None
+                rate = (len(pairs) - 1) / took[0]
+                section.measures.append(Measure(f"{preset}, {workers} worker(s)", rate, "pairs/s", baseline))
+        for batch in sizes.torch_batches:
+            with timer() as took:
+                compute_flow(
+                    source, Path(tmp) / "flow.npy", FlowConfig("tvl1-torch"), 1, device=device, batch_pairs=batch
+                )
+            rate = (len(pairs) - 1) / took[0]
+            section.measures.append(Measure(f"tvl1-torch on {device}, batch {batch}", rate, "pairs/s", naive_rate))
+    return section
+
+
+def bench_i3d(sizes: Sizes, device: str) -> Section:
     import torch
 
-    from .config import FeatureConfig
     from .device import cpu_has_native_bf16
     from .features.two_stream import I3DPair
 
-    results = {}
-    frames = np.random.default_rng(0).integers(0, 255, (batch_size, 16, 224, 224, 3), dtype=np.uint8)
-    flows = np.random.default_rng(1).integers(100, 156, (batch_size, 16, 224, 224, 2), dtype=np.uint8)
-    precisions = ["fp32", "bf16"]
+    crop, batch = sizes.i3d_crop, sizes.i3d_batch
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 255, (batch, 16, crop, crop, 3), dtype=np.uint8)
+    flows = rng.integers(100, 156, (batch, 16, crop, crop, 2), dtype=np.uint8)
+    section = Section(
+        "I3D features",
+        f"random-weight InceptionV1 I3D, 16x{crop}x{crop} chunks, batch {batch}; naive: fp32, one chunk at a time",
+    )
+    naive_model = I3DPair.load(FeatureConfig(precision="fp32"), device)
+    naive_model(frames[:1], flows[:1])
+    with timer() as naive:
+        for k in range(batch):
+            naive_model(frames[k : k + 1], flows[k : k + 1])
+    naive_rate = batch / naive[0]
+    on_gpu = naive_model.device.type == "cuda"
+    precisions = ["fp32", "bf16"] if on_gpu or cpu_has_native_bf16() else ["fp32"]
     for precision in precisions:
         model = I3DPair.load(FeatureConfig(precision=precision), device)
-        model(frames[:1], flows[:1])  # warm-up (kernel selection, allocator)
-        if model.device.type == "cuda":
-            torch.cuda.synchronize()
-
-        def run(model: I3DPair = model) -> int:
-            for _ in range(batches):
+        model(frames, flows)  # warm-up: kernel selection, allocator
+        for stream in ("rgb", "flow"):
+            net, data = (model.rgb, frames) if stream == "rgb" else (model.flow, flows)
+            tensor = torch.from_numpy(data).to(model.device).permute(0, 4, 1, 2, 3).float()
+            tensor = tensor.contiguous(memory_format=torch.channels_last_3d)
+            with torch.inference_mode(), timer() as took:
+                for _ in range(sizes.i3d_batches):
+                    with torch.autocast(model.device.type, torch.bfloat16, enabled=precision == "bf16"):
+                        net.features(tensor)
+                if on_gpu:
+                    torch.cuda.synchronize()
+            rate = sizes.i3d_batches * batch / took[0]
+            section.measures.append(Measure(f"{stream} stream alone, {precision}", rate, "chunks/s"))
+        with timer() as took:
+            for _ in range(sizes.i3d_batches):
                 model(frames, flows)
-            return batches * batch_size
+        rate = sizes.i3d_batches * batch / took[0]
+        section.measures.append(
+            Measure(f"both streams as the pipeline runs them, {precision}", rate, "chunks/s", naive_rate)
+        )
+    return section
 
-        results[f"i3d_{model.device.type}_{precision}_chunks_per_s"] = round(_rate(run), 2)
-    results["cpu_native_bf16"] = cpu_has_native_bf16()
-    return results
+
+def bench_end_to_end(clip: Path, sizes: Sizes, device: str, workdir: Path) -> Section:
+    """The pipeline (streamed decode, flow workers, batched I3D) against the naive script, on one clip
+    with the published settings (TV-L1); the features must come out the same."""
+    from .features.extract import extract_video
+    from .features.two_stream import I3DPair
+    from .video.flow import default_workers
+
+    crop = sizes.end_to_end_crop
+    extraction = ExtractionConfig(
+        DecodeConfig() if crop == DecodeConfig().crop else DecodeConfig(short_side=crop, crop=crop)
+    )
+    minutes = sizes.clip_seconds / 60
+    with timer() as naive:
+        reference = naive_features(clip, extraction)
+    model = I3DPair.load(extraction.features, device)
+    with timer() as ours:
+        _, path = extract_video(clip, workdir / "e2e", model, extraction, default_workers())
+    rows = np.load(path)
+    same = rows.shape == reference.shape and bool(np.array_equal(rows, reference))
+    gap = float(np.abs(rows - reference).max()) if rows.shape == reference.shape else float("inf")
+    section = Section(
+        "End to end",
+        f"{sizes.clip_seconds:g} s generated clip, TV-L1 flow, {crop}x{crop}, random I3D weights; features "
+        + ("identical to the naive script's" if same else f"differ from the naive script's by at most {gap:.2e}"),
+    )
+    section.measures.append(
+        Measure("seconds per video-minute, tvl1", ours[0] / minutes, "s", naive[0] / minutes, False)
+    )
+    if model.device.type == "cuda":
+        torch_extraction = extraction.replace(preset="tvl1-torch")
+        with timer() as gpu:
+            extract_video(clip, workdir / "e2e-torch", model, torch_extraction, default_workers())
+        section.measures.append(
+            Measure("seconds per video-minute, tvl1-torch", gpu[0] / minutes, "s", naive[0] / minutes, False)
+        )
+    return section
 
 
-def bench_evaluate(per_class: int = 5000, classes: int = 20, videos: int = 200) -> dict:
-    """Evaluator time on a synthetic GT with ``per_class`` random detections per class."""
-    from .evaluate import evaluate
+def _peak_rss_of_extraction(clip: str, data_dir: str, extraction: dict, device: str) -> float:
+    """In a fresh process: extract one clip and return this process's peak RSS in MiB."""
+    from .features.extract import extract_video
+    from .features.two_stream import I3DPair
+    from .video.flow import default_workers
 
-    rng = np.random.default_rng(0)
-    database = {
-        f"v{v}": {
-            "subset": "test",
-            "annotations": [
-                {"label": f"c{rng.integers(classes)}", "segment": [float(s), float(s + rng.uniform(2, 20))]}
-                for s in rng.uniform(0, 200, 15)
-            ],
-        }
-        for v in range(videos)
-    }
-    results: dict[str, list] = {}
-    for c in range(classes):
-        for _ in range(per_class):
-            start = float(rng.uniform(0, 200))
-            results.setdefault(f"v{rng.integers(videos)}", []).append(
-                {"label": f"c{c}", "score": float(rng.random()), "segment": [start, start + float(rng.uniform(1, 20))]}
+    config = ExtractionConfig.from_dict(extraction)
+    model = I3DPair.load(config.features, device)
+    from joblib.externals.loky import get_reusable_executor
+
+    extract_video(Path(clip), Path(data_dir), model, config, default_workers())
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    get_reusable_executor().shutdown(wait=True)  # else this pool process waits out the idle flow workers
+    return peak
+
+
+def bench_memory(sizes: Sizes, device: str, workdir: Path) -> Section:
+    """Peak RSS of extracting a short and a 10x longer clip: streaming keeps it flat."""
+    crop = sizes.memory_crop
+    extraction = ExtractionConfig(DecodeConfig(short_side=crop, crop=crop), FlowConfig(sizes.memory_flow))
+    section = Section(
+        "Memory",
+        f"peak RSS of the extracting process (flow workers are separate processes), {crop}x{crop}, "
+        f"{sizes.memory_flow} flow, generated 320x240 clips",
+    )
+    context = multiprocessing.get_context("spawn")
+    for seconds in sizes.memory_seconds:
+        clip = generated_clip(workdir / f"memory_{seconds:g}s.mp4", seconds, (320, 240))
+        with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
+            job = pool.submit(
+                _peak_rss_of_extraction, str(clip), str(workdir / f"memory_{seconds:g}"), extraction.to_dict(), device
             )
-    started = time.perf_counter()
-    evaluate(database, {"results": results}, "test", np.round(np.arange(0.1, 0.75, 0.1), 2))
-    return {"evaluate_seconds_20_classes_x_5000_dets_7_tious": round(time.perf_counter() - started, 3)}
+            rss = job.result()
+        section.measures.append(Measure(f"{seconds:g} s clip", rss, "MiB", higher_is_better=False))
+    return section
+
+
+def _training_data(folder: Path, videos: int, rows: int, dim: int, classes: int, seed: int = 0) -> Path:
+    from .cache import atomic_write_json
+    from .layout import DataLayout
+
+    layout = DataLayout(folder)
+    rng = np.random.default_rng(seed)
+    layout.features_dir.mkdir(parents=True, exist_ok=True)
+    database = {}
+    for index in range(videos):
+        vid = f"v{index:03d}"
+        np.save(layout.features(vid), rng.normal(size=(rows, dim)).astype(np.float32))
+        label = f"class{index % classes}"
+        seconds = rows * 0.64
+        database[vid] = {
+            "subset": "train",
+            "duration": seconds,
+            "annotations": [{"label": label, "segment": [0.2 * seconds, 0.6 * seconds]}],
+        }
+    atomic_write_json(layout.annotations, {"database": database})
+    return folder
+
+
+def bench_training(sizes: Sizes, device: str, workdir: Path) -> Section:
+    """Optimizer steps per second of the real trainer, each method at its official batch, on random
+    features: THUMOS size (750 rows, 2048-d, hidden 2048) and the quick CPU size (64-d, hidden 64)."""
+    from .methods.names import METHOD_NAMES
+    from .train import TrainOptions, train
+
+    shapes = [("THUMOS size: T 750, D 2048, hidden 2048", 2048, 2048)] if sizes.thumos_train else []
+    shapes.append(("small: T 750, D 64, hidden 64", 64, 64))
+    section = Section(
+        "Training",
+        f"`wtal train` on 32 random-feature videos of 750 rows, {sizes.train_steps} steps after one warm-up "
+        "step; a step is one optimizer step at the method's official batch (BaS-Net, UM, BackTAL 16 videos; "
+        "CMCS 24 whole videos)",
+    )
+    for label, dim, hidden in shapes:
+        data = _training_data(workdir / f"train_{dim}", 32, 750, dim, 4)
+        for method in METHOD_NAMES:
+            overrides = {"iterations": sizes.train_steps + 1, "hidden_dim": hidden}
+            run = workdir / f"run_{method}_{dim}"
+            options = TrainOptions(method, data, run, device=device, simulate_clicks=True, overrides=overrides)
+            checkpoint = train(options)
+            log = [json.loads(line) for line in (checkpoint.parent / "train_log.jsonl").read_text().splitlines()]
+            rate = sizes.train_steps / (log[-1]["seconds"] - log[0]["seconds"])
+            section.measures.append(Measure(f"{method}, {label}", rate, "steps/s"))
+    return section
+
+
+def thumos_like_durations(count: int, gt: Path | None) -> list[float]:
+    """Test-video durations from an annotation file with durations (e.g. THUMOS14's), or drawn like them."""
+    if gt is not None:
+        database = json.loads(Path(gt).read_text())["database"]
+        found = [float(v["duration"]) for v in database.values() if v.get("subset") == "test" and v.get("duration")]
+        return found[:count]
+    return list(np.random.default_rng(0).lognormal(np.log(150.0), 0.8, count).clip(20.0, 1600.0))
+
+
+def bench_localize(sizes: Sizes, device: str, gt: Path | None) -> Section:
+    """Model -> scores, scores -> detections and detections -> mAP for a test set of THUMOS14 length,
+    every method with its official test settings, random weights and features (many proposals)."""
+    import torch
+
+    from .data.dataset import VideoTiming
+    from .evaluate import THUMOS_TIOU, evaluate
+    from .localize import detections_json, localize
+    from .methods import get_method
+    from .methods.names import METHOD_NAMES
+    from .pipeline import infer
+
+    durations = thumos_like_durations(sizes.localize_videos, gt)
+    rng = np.random.default_rng(0)
+    classes = [f"class{c}" for c in range(min(20, len(durations)))]  # every class has ground truth
+    vids = [f"v{i}" for i in range(len(durations))]
+    database = {
+        vid: {
+            "subset": "test",
+            "duration": d,
+            "annotations": [{"label": classes[i % len(classes)], "segment": [0.1 * d, 0.3 * d]}],
+        }
+        for i, (vid, d) in enumerate(zip(vids, durations, strict=True))
+    }
+    features = {
+        vid: rng.normal(size=(max(2, int(d / 0.64)), sizes.localize_dim)).astype(np.float32)
+        for vid, d in zip(vids, durations, strict=True)
+    }
+    timings = {
+        vid: VideoTiming(len(features[vid]), 0.64, d, round(d * 25), 16) for vid, d in zip(vids, durations, strict=True)
+    }
+    source = "real durations from " + Path(gt).name if gt else "durations drawn like THUMOS14's"
+    section = Section(
+        "Localize and evaluate",
+        f"{len(durations)} test videos ({source}, {sum(durations) / 3600:.1f} h), {len(classes)} classes, "
+        f"{sizes.localize_dim}-d features, random weights, each video's ground-truth class selected",
+    )
+    for method in METHOD_NAMES:
+        cls = get_method(method)
+        torch.manual_seed(0)
+        config = cls.Config() if sizes.localize_dim == 2048 else cls.Config(hidden_dim=sizes.localize_dim)
+        model = cls(sizes.localize_dim, len(classes), config).to(device)
+        with timer() as inference:
+            scores = {vid: infer(model, rows) for vid, rows in features.items()}
+        # a trained model selects the video's action class (THUMOS14: mostly one); random weights select
+        # none or all, so each video localizes its ground-truth class, as a trained model would
+        for i, vid in enumerate(vids):
+            scores[vid].video_scores = np.eye(len(classes), dtype=np.float32)[i % len(classes)]
+        with timer() as localizing:
+            per_video = {vid: localize(scores[vid], model.config, timings[vid]) for vid in vids}
+        detections = detections_json(per_video, classes)
+        with timer() as evaluating:
+            evaluate(database, detections, "test", THUMOS_TIOU)
+        count = sum(len(d) for d in per_video.values())
+        section.measures.append(Measure(f"{method}: model", inference[0], "s", higher_is_better=False))
+        section.measures.append(
+            Measure(f"{method}: localize ({count} detections)", localizing[0], "s", higher_is_better=False)
+        )
+        section.measures.append(Measure(f"{method}: evaluate", evaluating[0], "s", higher_is_better=False))
+    return section
+
+
+# --- report --------------------------------------------------------------------------------------------
+
+
+def markdown(info: dict[str, Any], sections: list[Section], command: str) -> str:
+    gpu = info["gpu"] or "none"
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Measured {info['date']} with `{command}` on {info['cpu']} ({info['cores']} cores, "
+        f"{info['memory_gib']} GiB), GPU: {gpu}.",
+        f"Python {info['python']}, wtal-pipe {info['wtal_pipe']}, torch {info['torch']} "
+        f"({info['torch_threads']} threads), OpenCV {info['opencv']}, PyAV {info['av']}, NumPy {info['numpy']}.",
+        "",
+        "The naive baseline is measured in the same run: decode the whole video into memory, OpenCV TV-L1 pair "
+        "after pair in one process (OpenCV's default threads), I3D fp32 one chunk at a time.",
+    ]
+    for section in sections:
+        lines += [
+            "",
+            f"## {section.title}",
+            "",
+            f"{section.setup} (measured in {section.seconds:.0f} s)",
+            "",
+            "| what | value | naive | speed-up |",
+            "|---|---|---|---|",
+        ]
+        for m in section.measures:
+            naive = f"{m.naive:.3g} {m.unit}" if m.naive is not None else ""
+            speedup = f"{m.speedup:.2f}x" if m.speedup is not None else ""
+            lines.append(f"| {m.what} | {m.value:.3g} {m.unit} | {naive} | {speedup} |")
+    return "\n".join(lines) + "\n"
 
 
 def run_benchmarks(
-    stage: str, device: str = "auto", seconds: float = 20.0, out: Path | None = None, print_fn: Callable = print
-) -> dict:
-    """Generate a synthetic 640x360 clip and time each stage on it; prints and returns the numbers."""
-    import torch
+    out: Path | None,
+    json_out: Path | None = None,
+    device: str = "auto",
+    quick: bool = False,
+    gt: Path | None = None,
+    only: list[str] | None = None,
+    print_fn: PrintFn = print,
+) -> dict[str, Any]:
+    """Measure every section (or ``only`` those named), print each as it finishes, write the report."""
+    import sys
 
-    from .cache import NpyStreamWriter, atomic_write_json
-    from .config import DecodeConfig
-    from .video.decode import iter_frames
-    from .video.synthetic import ACTION_STYLES, PlantedAction, render_frames, write_video
+    from .cache import atomic_write_json, atomic_write_text
+    from .device import resolve_device
 
-    results = {"machine": machine()}
-    on_gpu = device != "cpu" and torch.cuda.is_available()
+    resolved = str(resolve_device(device))
+    sizes = Sizes.pick(quick, resolved == "cuda")
+    info = machine()
+    unknown = set(only or []) - set(get_args(BenchSection))
+    if unknown:
+        raise WtalError(
+            f"no benchmark section {sorted(unknown)[0]!r}", f"choose from {', '.join(get_args(BenchSection))}"
+        )
+    wanted = set(only or get_args(BenchSection))
+    sections: list[Section] = []
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        if stage in ("decode", "flow", "all"):
-            clip = write_video(
-                workdir / "bench.mp4",
-                render_frames(seconds, 30.0, 640, 360, [PlantedAction(ACTION_STYLES[0], 0.0, seconds)]),
-                fps=30.0,
-            )
-        if stage in ("decode", "all"):
-            results.update(bench_decode(clip))
-        if stage in ("flow", "all"):
-            frames_path = workdir / "frames.npy"
-            with open(frames_path, "wb") as fh:
-                writer = NpyStreamWriter(fh, (224, 224, 3), np.uint8)
-                for frame in iter_frames(clip, DecodeConfig()):
-                    writer.append(frame.rgb)
-                writer.close()
-            results.update(bench_flow(frames_path, workdir, pairs=64 if on_gpu else 16))
-        if stage in ("evaluate", "all"):
-            results.update(bench_evaluate())
-        if stage in ("i3d", "all"):
-            results.update(bench_i3d(device, batch_size=16 if on_gpu else 2, batches=10 if on_gpu else 2))
-    print_fn(json.dumps(results, indent=2))
+        clip = generated_clip(workdir / "bench.mp4", sizes.clip_seconds, sizes.source)
+        steps: dict[BenchSection, Callable[[], Section]] = {
+            "decode": lambda: bench_decode(clip, sizes),
+            "flow": lambda: bench_flow(decoded_frames(clip, sizes.flow_crop), sizes, resolved),
+            "i3d": lambda: bench_i3d(sizes, resolved),
+            "end-to-end": lambda: bench_end_to_end(clip, sizes, resolved, workdir),
+            "memory": lambda: bench_memory(sizes, resolved, workdir),
+            "train": lambda: bench_training(sizes, resolved, workdir),
+            "localize": lambda: bench_localize(sizes, resolved, gt),
+        }
+        for name, step in steps.items():
+            if name in wanted:
+                with timer() as took:
+                    sections.append(step())
+                sections[-1].seconds = took[0]
+                print_fn(markdown(info, sections[-1:], "").split("\n## ", 1)[1])
+    command = "wtal " + " ".join(sys.argv[1:]) if sys.argv and "wtal" in sys.argv[0] else "wtal bench"
+    report = markdown(info, sections, command)
     if out:
-        atomic_write_json(out, results)
+        atomic_write_text(out, report)
+    results = {"machine": info, "sizes": asdict(sizes), "sections": [asdict(s) for s in sections]}
+    if json_out:
+        atomic_write_json(json_out, results)
     return results

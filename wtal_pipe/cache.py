@@ -137,9 +137,13 @@ def atomic_dir(final: str | Path) -> Iterator[Path]:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def atomic_write_json(final: str | Path, obj: Any) -> None:
+def atomic_write_text(final: str | Path, text: str) -> None:
     with atomic_path(final) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+        tmp.write_text(text)
+
+
+def atomic_write_json(final: str | Path, obj: Any) -> None:
+    atomic_write_text(final, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
 def atomic_save_npy(final: str | Path, array: np.ndarray) -> None:

@@ -11,13 +11,14 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, get_args
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
 from . import __version__
+from .bench import BenchSection
 from .config import DeviceName, ExtractionConfig, FlowPreset, Precision
 from .methods.names import MethodName
 
@@ -105,7 +106,13 @@ def extract_cli(
         int, typer.Option(min=1, help="Resize so the short side has this many pixels.")
     ] = DEFAULTS.decode.short_side,
     crop: Annotated[int, typer.Option(min=1, help="Centre crop size.")] = DEFAULTS.decode.crop,
-    flow: Annotated[FlowPreset, typer.Option(help="Flow: tvl1 is the published convention.")] = "tvl1",
+    flow: Annotated[
+        FlowPreset,
+        typer.Option(
+            help="Flow: tvl1 (OpenCV, CPU workers) is the published convention; tvl1-torch is the same "
+            "TV-L1 batched in PyTorch on the extraction device (a GPU when present)."
+        ),
+    ] = DEFAULTS.flow.preset,
     chunk: Annotated[int, typer.Option(min=1, help="Frames per feature row.")] = DEFAULTS.features.chunk,
     rgb_weights: Annotated[str | None, typer.Option(help="RGB I3D checkpoint: path or registry name.")] = None,
     flow_weights: Annotated[str | None, typer.Option(help="Flow I3D checkpoint: path or registry name.")] = None,
@@ -431,15 +438,26 @@ def make_sample_cli(
 
 @app.command("bench")
 def bench_cli(
-    stage: Annotated[Literal["decode", "flow", "i3d", "evaluate", "all"], typer.Argument(help="What to time.")] = "all",
+    sections: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help=f"Sections to measure (default: all): {', '.join(get_args(BenchSection))}.", show_default=False
+        ),
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Write the report (Markdown) here, e.g. BENCHMARKS.md.")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write every number as JSON here.")] = None,
     device: Device = "auto",
-    seconds: Annotated[float, typer.Option(min=1.0, help="Length of the synthetic clip used.")] = 20.0,
-    out: Annotated[Path | None, typer.Option(help="Also write the results as JSON here.")] = None,
+    quick: Annotated[bool, typer.Option(help="Toy sizes: every section in seconds (a smoke test).")] = False,
+    gt: Annotated[
+        Path | None, typer.Option(help="Annotation file with test-video durations for the localize section.")
+    ] = None,
 ):
-    """Measure decode frames/s, flow pairs/s per worker count, I3D chunks/s (fp32 vs bf16), evaluator time."""
+    """Throughput and memory of every stage, each next to a naive baseline measured in the same run."""
     from .bench import run_benchmarks
 
-    run_benchmarks(stage, device=device, seconds=seconds, out=out, print_fn=console.print)
+    run_benchmarks(out, json_out, device, quick, gt, list(sections or []), print_fn=console.print)
+    if out:
+        console.print(f"report written to {out}")
 
 
 @import_app.command("bas-thumos")

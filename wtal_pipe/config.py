@@ -13,41 +13,32 @@ from typing import Any, Literal, get_args
 
 from .errors import WtalError
 
-FlowPreset = Literal["tvl1", "tvl1-fast", "dis"]
+FlowPreset = Literal["tvl1", "tvl1-torch", "tvl1-fast", "dis"]
 Precision = Literal["auto", "fp32", "bf16"]  # auto: bf16 on CUDA and on CPUs with native bf16, else fp32
 DeviceName = Literal["auto", "cpu", "cuda"]
 PRECISIONS: tuple[str, ...] = get_args(Precision)
 
-#: TV-L1 / DIS presets. ``tvl1`` is OpenCV's default TV-L1 (the published THUMOS14 convention).
+#: OpenCV's default Dual TV-L1 parameters (the published THUMOS14 convention)
+OPENCV_TVL1 = {
+    "tau": 0.25,
+    "lambda_": 0.15,
+    "theta": 0.3,
+    "nscales": 5,
+    "warps": 5,
+    "epsilon": 0.01,
+    "inner_iterations": 30,
+    "outer_iterations": 10,
+    "scale_step": 0.8,
+    "gamma": 0.0,
+    "median_filtering": 5,
+}
+
+#: Flow presets. ``tvl1`` is OpenCV's TV-L1 in CPU worker processes; ``tvl1-torch`` the same algorithm
+#: and parameters in PyTorch, batched over frame pairs, on the extraction device (a GPU when present).
 FLOW_PRESETS: dict[str, dict[str, Any]] = {
-    "tvl1": {
-        "algorithm": "tvl1",
-        "tau": 0.25,
-        "lambda_": 0.15,
-        "theta": 0.3,
-        "nscales": 5,
-        "warps": 5,
-        "epsilon": 0.01,
-        "inner_iterations": 30,
-        "outer_iterations": 10,
-        "scale_step": 0.8,
-        "gamma": 0.0,
-        "median_filtering": 5,
-    },
-    "tvl1-fast": {
-        "algorithm": "tvl1",
-        "tau": 0.25,
-        "lambda_": 0.15,
-        "theta": 0.3,
-        "nscales": 3,
-        "warps": 3,
-        "epsilon": 0.01,
-        "inner_iterations": 30,
-        "outer_iterations": 10,
-        "scale_step": 0.5,
-        "gamma": 0.0,
-        "median_filtering": 5,
-    },
+    "tvl1": {"algorithm": "tvl1", **OPENCV_TVL1},
+    "tvl1-torch": {"algorithm": "tvl1-torch", **OPENCV_TVL1},
+    "tvl1-fast": {"algorithm": "tvl1", **OPENCV_TVL1, "nscales": 3, "warps": 3, "scale_step": 0.5},
     "dis": {"algorithm": "dis", "preset": "medium"},
 }
 assert tuple(FLOW_PRESETS) == get_args(FlowPreset)
@@ -75,7 +66,7 @@ class DecodeConfig:
 
 @dataclass(frozen=True)
 class FlowConfig:
-    preset: str = "tvl1"  # one of FLOW_PRESETS
+    preset: FlowPreset = "tvl1"
     bound: float = 20.0  # flow is clipped to +-bound pixels, then scaled to [-1, 1]
 
     def __post_init__(self) -> None:

@@ -100,8 +100,10 @@ def ensure_flow(
     workers: int,
     force: bool = False,
     progress: ProgressFn | None = None,
+    device: str = "cpu",
 ) -> tuple[Path, str]:
-    """Flow (N, H, W, 2) uint8 for the decoded frames; reused only while intact."""
+    """Flow (N, H, W, 2) uint8 for the decoded frames; reused only while intact. ``device`` runs the
+    ``tvl1-torch`` preset (the extraction device, so a GPU does the flow as well as I3D)."""
     key = stage_key("flow", frames_key, config)
     out, marker = paths.layout.flow(paths.stem, key)
     if not force and reusable(out, marker) is not None:
@@ -116,7 +118,7 @@ def ensure_flow(
             progress("flow", done, n_frames)
 
     with atomic_path(out) as tmp_flow:
-        flow.compute_flow(frames_path, tmp_flow, config, workers, step)
+        flow.compute_flow(frames_path, tmp_flow, config, workers, step, device)
         digest = file_digest(tmp_flow)
     atomic_write_json(
         marker,
@@ -197,7 +199,9 @@ def extract_video(
             "remove it, or use longer clips",
             paths.video,
         )
-    flow_path, _ = ensure_flow(paths, frames_path, keys["frames"], extraction.flow, workers, force, progress)
+    flow_path, _ = ensure_flow(
+        paths, frames_path, keys["frames"], extraction.flow, workers, force, progress, str(model.device)
+    )
     rows = features_from_arrays(
         np.load(frames_path, mmap_mode="r"),
         np.load(flow_path, mmap_mode="r"),

@@ -117,18 +117,80 @@ def split_ranges(n: int, parts: int) -> list[tuple[int, int]]:
 
 
 def compute_flow(
-    frames_path: Path, out_path: Path, config: FlowConfig, workers: int, progress: Callable[[int], None] | None = None
+    frames_path: Path,
+    out_path: Path,
+    config: FlowConfig,
+    workers: int,
+    progress: Callable[[int], None] | None = None,
+    device: str = "cpu",
+    batch_pairs: int | None = None,
 ) -> None:
-    """Fill ``out_path`` (N, H, W, 2) uint8 from a frames .npy; the caller made the path atomic and the
-    workers write disjoint row ranges of it."""
-    from joblib import Parallel, delayed
-    from joblib.externals.loky.process_executor import TerminatedWorkerError
-
+    """Fill ``out_path`` (N, H, W, 2) uint8 from a frames .npy; the caller made the path atomic. OpenCV
+    presets run in ``workers`` processes writing disjoint row ranges; ``tvl1-torch`` runs here on
+    ``device``, ``batch_pairs`` frame pairs per call."""
     frames = np.load(frames_path, mmap_mode="r")
     n_frames, height, width = frames.shape[:3]
     np.lib.format.open_memmap(out_path, mode="w+", dtype=np.uint8, shape=(n_frames, height, width, 2)).flush()
     reserve_disk(out_path)
-    ranges = split_ranges(n_frames, workers * 4)  # several per worker: balances and shows progress
+    if config.params["algorithm"] == "tvl1-torch":
+        flow_on_device(frames, out_path, config, device, batch_pairs, progress)
+    else:
+        flow_in_workers(frames_path, out_path, config, workers, n_frames, progress)
+
+
+def flow_on_device(
+    frames: np.ndarray,
+    out_path: Path,
+    config: FlowConfig,
+    device: str,
+    batch_pairs: int | None,
+    progress: Callable[[int], None] | None,
+) -> None:
+    """``tvl1-torch``: consecutive frames go to the device ``batch_pairs + 1`` at a time (memory stays
+    flat whatever the length); batches overlap by one frame so every pair is computed once."""
+    import torch
+
+    from .tvl1_torch import TVL1, TVL1Params, flow_batch
+
+    target = torch.device(device)
+    batch_pairs = batch_pairs or default_batch_pairs(target)
+    tvl1 = TVL1(TVL1Params.from_preset(config.params))
+    out = np.load(out_path, mmap_mode="r+")
+    n_frames = len(frames)
+    if n_frames == 1:  # a single frame has no motion
+        out[0] = quantize(np.zeros((*frames.shape[1:3], 2), np.float32), config.bound)
+    with torch.inference_mode():
+        for start in range(0, n_frames - 1, batch_pairs):
+            stop = min(start + batch_pairs, n_frames - 1)
+            window = torch.from_numpy(np.array(frames[start : stop + 1])).to(target)
+            flows = flow_batch(tvl1, window).cpu().numpy()
+            out[start:stop] = quantize(flows, config.bound)
+            if stop == n_frames - 1:  # the last frame has no successor: it repeats the previous flow
+                out[stop] = out[stop - 1]
+            if progress:
+                progress(stop - start + (stop == n_frames - 1))
+    out.flush()
+
+
+def default_batch_pairs(device) -> int:
+    """Frame pairs per TV-L1 call: a GPU wants many (each iteration is a few small kernels); a CPU
+    gains little beyond a handful and pays memory."""
+    return 32 if device.type == "cuda" else 4
+
+
+def flow_in_workers(
+    frames_path: Path,
+    out_path: Path,
+    config: FlowConfig,
+    workers: int,
+    n_frames: int,
+    progress: Callable[[int], None] | None,
+) -> None:
+    """OpenCV presets: several row ranges per worker process (balance, progress)."""
+    from joblib import Parallel, delayed
+    from joblib.externals.loky.process_executor import TerminatedWorkerError
+
+    ranges = split_ranges(n_frames, workers * 4)
     tasks = (delayed(flow_range)(str(frames_path), str(out_path), a, b, n_frames, config) for a, b in ranges)
     try:
         if workers == 1:
