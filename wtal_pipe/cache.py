@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shutil
+import socket
 from collections.abc import Iterator
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
@@ -21,6 +22,9 @@ import numpy as np
 from numpy.typing import DTypeLike
 
 _TMP_MARK = ".tmp-"
+# temporaries are named by host and pid: on a shared DATA_DIR (a cluster) only the machine that wrote
+# one can tell whether its writer is still alive
+_HOST = re.sub(r"[^A-Za-z0-9]", "", socket.gethostname()) or "host"
 _IDENTITY_BLOCK = 1 << 20  # bytes hashed from each end of a file
 
 
@@ -92,10 +96,14 @@ def stage_key(*parts: Any) -> str:
     return hashlib.sha256(blob).hexdigest()[:12]
 
 
+def _tmp_owner() -> str:
+    return f"{_TMP_MARK}{_HOST}-{os.getpid()}"
+
+
 def _tmp_name(final: Path, keep_suffix: bool) -> Path:
     if keep_suffix:  # writers that pick a format from the extension (PyAV, matplotlib)
-        return final.with_name(f".{final.stem}{_TMP_MARK}{os.getpid()}{final.suffix}")
-    return final.with_name(f".{final.name}{_TMP_MARK}{os.getpid()}")
+        return final.with_name(f".{final.stem}{_tmp_owner()}{final.suffix}")
+    return final.with_name(f".{final.name}{_tmp_owner()}")
 
 
 @contextlib.contextmanager
@@ -118,7 +126,7 @@ def atomic_dir(final: str | Path) -> Iterator[Path]:
     carried over), when it fails it is removed, so readers see the old folder or the new one, whole."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    staging = final.with_name(f".{final.name}{_TMP_MARK}{os.getpid()}")
+    staging = final.with_name(f".{final.name}{_tmp_owner()}")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     try:
@@ -127,7 +135,7 @@ def atomic_dir(final: str | Path) -> Iterator[Path]:
             for entry in final.iterdir():
                 if not (staging / entry.name).exists():
                     os.replace(entry, staging / entry.name)
-            retired = final.with_name(f".{final.name}.old{_TMP_MARK}{os.getpid()}")
+            retired = final.with_name(f".{final.name}.old{_tmp_owner()}")
             os.replace(final, retired)
             os.replace(staging, final)
             shutil.rmtree(retired, ignore_errors=True)
@@ -163,11 +171,11 @@ def sweep_stale_tmp(folder: str | Path, prefix: str | None = None) -> int:
     """Delete temporaries left by killed runs (their writer process no longer exists): everywhere below
     ``folder``, or only its own entries named ``prefix...`` (a run directory's staging folders)."""
     removed = 0
-    pattern = re.compile(re.escape(_TMP_MARK) + r"(\d+)(\.\w+)?$")
+    pattern = re.compile(re.escape(_TMP_MARK) + r"(?:([A-Za-z0-9]+)-)?(\d+)(\.\w+)?$")
     found = Path(folder).glob(f"{prefix}*{_TMP_MARK}*") if prefix else Path(folder).rglob(f"*{_TMP_MARK}*")
     for path in found:
         match = pattern.search(path.name)
-        if not match or _pid_alive(int(match.group(1))):
+        if not match or match.group(1) not in (None, _HOST) or _pid_alive(int(match.group(2))):
             continue
         if path.is_dir():
             shutil.rmtree(path, ignore_errors=True)

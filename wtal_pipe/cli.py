@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, get_args
 
@@ -129,13 +130,37 @@ def extract_cli(
             help="Keep the features of a video that decodes short of its declared length (coverage is recorded)."
         ),
     ] = False,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            help="Run on a Dask cluster: tcp://HOST:8786 (a running `dask scheduler`; DATA_DIR and the videos on "
+            "a filesystem every worker shares) or local:N (N worker processes here). Needs wtal-pipe[dask]."
+        ),
+    ] = None,
+    split_minutes: Annotated[
+        float,
+        typer.Option(min=0.01, help="With --scheduler: the flow of a longer video is split into ranges this long."),
+    ] = 10.0,
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            help="Extract only shard i/N of the videos (0 <= i < N; stable, by file name), e.g. one Slurm array task."
+        ),
+    ] = None,
+    merge_report: Annotated[
+        bool,
+        typer.Option(
+            "--merge-report", help="Extract nothing: list the videos that have no intact features in DATA_DIR yet."
+        ),
+    ] = False,
     legacy_out: LegacyOut = None,
 ):
     """Decode -> TV-L1 flow -> two-stream I3D: one (T, 2048) .npy + provenance .json per video."""
     from .config import DecodeConfig, FeatureConfig, FlowConfig
     from .errors import WtalError
-    from .features.extract import extract_all
+    from .features.extract import ExtractOutcome, extract_all
     from .features.two_stream import I3DPair
+    from .shards import Shard
     from .video.discover import VIDEO_EXTENSIONS, find_videos
     from .video.flow import default_workers
 
@@ -151,34 +176,75 @@ def extract_cli(
             f"no videos found in {', '.join(map(str, videos))}",
             f"pass files or folders containing {', '.join(VIDEO_EXTENSIONS)}",
         )
-    model = I3DPair.load(extraction.features, device)
+    if merge_report:
+        _merge_report(found, data, Shard.parse(shard).count if shard else None)
+        return
+    if scheduler:
+        from .cluster import check_scheduler
+
+        check_scheduler(scheduler)
+    if shard:
+        part = Shard.parse(shard)
+        found = [video for video in found if part.holds(video)]
+        console.print(f"shard {part}: {len(found)} video(s)")
+    model = I3DPair.load(extraction.features, "cpu" if scheduler else device)  # on a cluster: checks the weights
     if model.is_random:
         random_weights_warning("features")
     workers = workers or default_workers()
-    console.print(
-        f"extracting {len(found)} video(s) -> {data}/features  [flow {flow}, {workers} worker(s), "
-        f"I3D on {model.device} {model.precision}]"
+    where = (
+        f"Dask {scheduler}, I3D on the workers' {device} device"
+        if scheduler
+        else f"{workers} worker(s), I3D on {model.device} {model.precision}"
     )
+    console.print(f"extracting {len(found)} video(s) -> {data}/features  [flow {flow}, {where}]")
     with _progress() as bars:
         task = bars.add_task("videos", total=len(found))
         stage = bars.add_task("", total=None)
+        started, frames_done = time.perf_counter(), 0
 
         def on_stage(name: str, done: int, total: int) -> None:
             bars.update(stage, description=f"  {name}", completed=done, total=total or None)
 
-        def on_result(outcome) -> None:
+        def on_result(outcome: ExtractOutcome, frames: int = 0) -> None:
+            nonlocal frames_done
             bars.advance(task)
+            frames_done += frames
+            if scheduler:
+                rate = frames_done / max(time.perf_counter() - started, 1e-9)
+                bars.update(stage, description=f"  {frames_done} frames, {rate:.0f} frames/s")
             if outcome.status == "failed":
                 err_console.print(f"[red]FAILED[/] {escape(str(outcome.error))}")
             else:
                 console.print(f"{outcome.status:>6} {escape(outcome.video.name)} -> {outcome.features}")
 
-        outcomes = extract_all(found, data, model, extraction, workers, force, on_stage, on_result, allow_partial)
+        if scheduler:
+            from .cluster import ClusterJob, connect, extract_on_cluster
+
+            split = round(split_minutes * 60 * extraction.decode.fps)
+            job = ClusterJob(str(data.resolve()), extraction.to_dict(), device, force, allow_partial, split)
+            with connect(scheduler) as client:
+                outcomes = extract_on_cluster(client, [video.resolve() for video in found], job, on_result)
+        else:
+            outcomes = extract_all(found, data, model, extraction, workers, force, on_stage, on_result, allow_partial)
     failed = [o for o in outcomes if o.status == "failed"]
     console.print(
         f"{len(outcomes) - len(failed)} ok ({sum(o.status == 'cached' for o in outcomes)} cached), {len(failed)} failed"
     )
     if failed:
+        raise typer.Exit(1)
+
+
+def _merge_report(videos: list[Path], data: Path, shards: int | None) -> None:
+    """Which videos (of every shard) have no intact features yet; exit 1 when any is missing."""
+    from .features.extract import has_features
+    from .shards import shard_of
+
+    missing = [video for video in videos if not has_features(video, data)]
+    console.print(f"{len(videos) - len(missing)} of {len(videos)} video(s) have features in {data}")
+    for video in missing:
+        where = f"  (shard {shard_of(video, shards)}/{shards})" if shards else ""
+        console.print(f"missing {escape(str(video))}{where}")
+    if missing:
         raise typer.Exit(1)
 
 

@@ -98,6 +98,10 @@ class DataLayout:
         folder = self.cache(vid)
         return folder / f"flow-{key}.npy", folder / f"flow-{key}.json"
 
+    def flow_part(self, vid: str, key: str, start: int, stop: int) -> Path:
+        """Flow of frames ``start..stop-1`` of one flow key (a long video split over cluster workers)."""
+        return self.cache(vid) / f"flow-{key}.{start}-{stop}.npy"
+
     def negative(self, vid: str, source: str | Path | None = None) -> tuple[Path, Path, Path]:
         """A hard negative's features, record and static mask: ``<vid>_bg.npy``, ``.json``, ``.mask.npy``."""
         stem = f"{safe_name(vid, source=source)}_bg"

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Literal, get_args
 
 import numpy as np
 
@@ -120,6 +121,13 @@ def ensure_flow(
     with atomic_path(out) as tmp_flow:
         flow.compute_flow(frames_path, tmp_flow, config, workers, step, device)
         digest = file_digest(tmp_flow)
+    _write_flow_record(marker, key, frames_key, n_frames, config, digest)
+    return out, key
+
+
+def _write_flow_record(
+    marker: Path, key: str, frames_key: str, n_frames: int, config: FlowConfig, digest: dict
+) -> None:
     atomic_write_json(
         marker,
         {
@@ -133,7 +141,101 @@ def ensure_flow(
             "digest": digest,
         },
     )
-    return out, key
+
+
+def ensure_flow_part(
+    paths: VideoPaths,
+    frames_path: Path,
+    frames_key: str,
+    config: FlowConfig,
+    start: int,
+    stop: int,
+    force: bool = False,
+) -> Path:
+    """Flow of frames ``start..stop-1`` (reading frame ``stop``, the one-frame overlap) as its own
+    atomic file, so a long video's flow can be split over machines and a lost part is redone alone."""
+    key = stage_key("flow", frames_key, config)
+    part = paths.layout.flow_part(paths.stem, key, start, stop)
+    if part.exists() and not force:
+        return part
+    frames = np.load(frames_path, mmap_mode="r")
+    with atomic_path(part, keep_suffix=True) as tmp:
+        np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(stop - start, *frames.shape[1:3], 2)).flush()
+        flow.flow_range(str(frames_path), str(tmp), start, stop, len(frames), config, offset=start)
+    return part
+
+
+def assemble_flow(
+    paths: VideoPaths, frames_path: Path, frames_key: str, config: FlowConfig, ranges: list[tuple[int, int]]
+) -> Path:
+    """The flow cache entry from the parts ``ensure_flow_part`` wrote (then removed), as if computed here."""
+    key = stage_key("flow", frames_key, config)
+    out, marker = paths.layout.flow(paths.stem, key)
+    frames = np.load(frames_path, mmap_mode="r")
+    parts = [paths.layout.flow_part(paths.stem, key, start, stop) for start, stop in ranges]
+    with atomic_path(out) as tmp:
+        whole = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(frames), *frames.shape[1:3], 2))
+        for (start, stop), part in zip(ranges, parts, strict=True):
+            whole[start:stop] = np.load(part, mmap_mode="r")
+        whole.flush()
+        del whole
+        digest = file_digest(tmp)
+    _write_flow_record(marker, key, frames_key, len(frames), config, digest)
+    for part in parts:
+        part.unlink(missing_ok=True)
+    return out
+
+
+Stage = Literal["frames", "flow", "features"]
+STAGES: tuple[Stage, ...] = get_args(Stage)
+
+
+def stages_to_recompute(force: bool | frozenset[Stage]) -> frozenset[Stage]:
+    """``force``: True recomputes every stage; a set names the stages (a cluster recomputes each where
+    it runs)."""
+    return frozenset(STAGES) if force is True else frozenset(force or ())
+
+
+def video_identity(video: Path) -> str:
+    """The video's content fingerprint, or a one-line error when it cannot be read."""
+    try:
+        return file_identity(video)
+    except FileNotFoundError as exc:
+        raise VideoError("file not found", "check the path", video) from exc
+    except OSError as exc:
+        raise VideoError(
+            f"cannot be read ({exc.strerror or exc.__class__.__name__})", "check its permissions, or remove it", video
+        ) from exc
+
+
+def checked_frames(
+    paths: VideoPaths,
+    identity: str,
+    extraction: ExtractionConfig,
+    force: bool = False,
+    progress: ProgressFn | None = None,
+    allow_partial: bool = False,
+) -> tuple[Path, dict]:
+    """The decoded frames, refused when the video decodes short of its declared length (unless
+    ``allow_partial``) or to less than one feature row."""
+    frames_path, frames_meta = ensure_frames(paths, identity, extraction.decode, force, progress)
+    coverage = frames_meta["coverage"]
+    if coverage["partial"] and not allow_partial:
+        raise VideoError(
+            f"decoded only {coverage['decoded_seconds']:.2f} of {coverage['declared_seconds'] or 0:.2f} s "
+            "the container declares (truncated or corrupt?)",
+            "re-encode it, or pass --allow-partial to keep what decodes",
+            paths.video,
+        )
+    chunk = extraction.features.chunk
+    if frames_meta["n_frames"] < chunk:
+        raise VideoError(
+            f"only {frames_meta['n_frames']} frame(s) at {extraction.decode.fps:g} fps, fewer than one "
+            f"{chunk}-frame feature row",
+            "remove it, or use longer clips",
+            paths.video,
+        )
+    return frames_path, frames_meta
 
 
 def extract_video(
@@ -142,7 +244,7 @@ def extract_video(
     model: I3DPair,
     extraction: ExtractionConfig,
     workers: int,
-    force: bool = False,
+    force: bool | frozenset[Stage] = False,
     progress: ProgressFn | None = None,
     allow_partial: bool = False,
 ) -> tuple[str, Path]:
@@ -154,23 +256,15 @@ def extract_video(
     the features of a partial one, with its coverage in the provenance).
     """
     paths = VideoPaths(Path(video), DataLayout(Path(data_dir)))
-    try:
-        identity = file_identity(paths.video)
-    except FileNotFoundError as exc:
-        raise VideoError("file not found", "check the path", paths.video) from exc
-    except OSError as exc:
-        raise VideoError(
-            f"cannot be read ({exc.strerror or exc.__class__.__name__})",
-            "check its permissions, or remove it",
-            paths.video,
-        ) from exc
+    identity = video_identity(paths.video)
+    forced = stages_to_recompute(force)
     chunk = extraction.features.chunk
     keys = {"frames": stage_key("decode", identity, extraction.decode)}
     keys["flow"] = stage_key("flow", keys["frames"], extraction.flow)
     keys["features"] = stage_key("features", keys["flow"], chunk, model.precision, model.weights_key())
     previous = Provenance.read(paths.features)
     if (
-        not force
+        not forced
         and previous.video
         and previous.fingerprint != identity
         and Path(previous.video) != paths.video.resolve()
@@ -180,27 +274,16 @@ def extract_video(
             "rename one of the two videos, or pass --force to replace them",
             paths.video,
         )
-    if not force and previous.keys.get("features") == keys["features"] and reusable(paths.features, paths.metadata):
+    if (
+        "features" not in forced
+        and previous.keys.get("features") == keys["features"]
+        and reusable(paths.features, paths.metadata)
+    ):
         return "cached", paths.features
 
-    frames_path, frames_meta = ensure_frames(paths, identity, extraction.decode, force, progress)
-    coverage = frames_meta["coverage"]
-    if coverage["partial"] and not allow_partial:
-        raise VideoError(
-            f"decoded only {coverage['decoded_seconds']:.2f} of {coverage['declared_seconds'] or 0:.2f} s "
-            "the container declares (truncated or corrupt?)",
-            "re-encode it, or pass --allow-partial to keep what decodes",
-            paths.video,
-        )
-    if frames_meta["n_frames"] < chunk:
-        raise VideoError(
-            f"only {frames_meta['n_frames']} frame(s) at {extraction.decode.fps:g} fps, fewer than one "
-            f"{chunk}-frame feature row",
-            "remove it, or use longer clips",
-            paths.video,
-        )
+    frames_path, frames_meta = checked_frames(paths, identity, extraction, "frames" in forced, progress, allow_partial)
     flow_path, _ = ensure_flow(
-        paths, frames_path, keys["frames"], extraction.flow, workers, force, progress, str(model.device)
+        paths, frames_path, keys["frames"], extraction.flow, workers, "flow" in forced, progress, str(model.device)
     )
     rows = features_from_arrays(
         np.load(frames_path, mmap_mode="r"),
@@ -230,6 +313,13 @@ def extract_video(
         ),
     )
     return "done", paths.features
+
+
+def has_features(video: Path, data_dir: Path) -> bool:
+    """Whether ``data_dir`` holds intact features extracted from this very file."""
+    paths = VideoPaths(Path(video), DataLayout(Path(data_dir)))
+    record = reusable(paths.features, paths.metadata)
+    return record is not None and Provenance.read(paths.features).fingerprint == video_identity(paths.video)
 
 
 @dataclass

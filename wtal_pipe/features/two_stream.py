@@ -35,6 +35,11 @@ class I3DPair:
         flw, flow_info = load_i3d("flow", config.flow_weights)
         memory_format = torch.channels_last_3d
         rgb, flw = (m.to(dev).to(memory_format=memory_format) for m in (rgb, flw))
+        if dev.type == "cpu":
+            # one-thread oneDNN convolutions sum in another order than multi-threaded ones (measured:
+            # 1e-5 apart, while 2..8 threads agree bit for bit); at least two threads keep the features
+            # the same on a one-core machine or a Dask worker (started with OMP_NUM_THREADS=1)
+            torch.set_num_threads(max(2, torch.get_num_threads()))
         return cls(rgb, flw, {"rgb": rgb_info, "flow": flow_info}, dev, precision)
 
     @property

@@ -83,8 +83,11 @@ def exit_with_parent(parent: int) -> None:
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
-def flow_range(frames_path: str, out_path: str, start: int, stop: int, n_frames: int, config: FlowConfig) -> int:
-    """Worker: flow for frames ``start..stop-1`` written into the shared output memmaps.
+def flow_range(
+    frames_path: str, out_path: str, start: int, stop: int, n_frames: int, config: FlowConfig, offset: int = 0
+) -> int:
+    """Worker: flow for frames ``start..stop-1`` written into the output memmap at row ``i - offset``
+    (0 for the whole video's file, ``start`` for a part of its own).
 
     Flow ``i`` is from frame i to frame i+1; the last frame (no successor) repeats the previous flow
     so every frame has one and a 16-frame chunk always has 16 flow fields.
@@ -104,7 +107,7 @@ def flow_range(frames_path: str, out_path: str, start: int, stop: int, n_frames:
             flow = flow_fn(cur, nxt)
         else:
             flow = prev_flow if prev_flow is not None else flow_fn(_gray(frames[i - 1]), nxt)
-        out[i] = quantize(flow, config.bound)
+        out[i - offset] = quantize(flow, config.bound)
         prev_flow = flow
     out.flush()
     return stop - start
