@@ -314,6 +314,9 @@ def train_cli(
     simulate_clicks: Annotated[
         bool, typer.Option(help="BackTAL: one simulated click per background run of the GT.")
     ] = False,
+    annotator: Annotated[
+        str | None, typer.Option(help="BackTAL: train on DATA_DIR/clicks.<NAME>.json (from wtal annotate).")
+    ] = None,
     settings: Settings = None,
     device: Device = "auto",
 ):
@@ -331,6 +334,7 @@ def train_cli(
         device=device,
         negatives=negatives,
         simulate_clicks=simulate_clicks,
+        annotator=annotator,
         overrides=overrides,
     )
     checkpoint = train(
@@ -500,6 +504,31 @@ def make_sample_cli(
         f"wrote {path} ({seconds:g} s at {fps:g} fps); planted: "
         + ", ".join(f"{a.style.name} {a.start:g}-{a.end:g} s" for a in actions)
     )
+
+
+@app.command("annotate")
+def annotate_cli(
+    data: Annotated[Path, typer.Argument(help="The dataset folder (annotations.json; clicks are saved here).")],
+    videos: Annotated[Path, typer.Option(help="Folder with the videos, named <video_id>.<ext>.")],
+    annotator: Annotated[
+        str | None, typer.Option(help="Save to clicks.<NAME>.json (one file per annotator) instead of clicks.json.")
+    ] = None,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port on 127.0.0.1 (0: any free one).")] = 8765,
+    run: Annotated[
+        Path | None, typer.Option(help="A trained run: show its per-class scores and detections under the video.")
+    ] = None,
+):
+    """A local web page to click background moments on the videos and review detections."""
+    from .errors import WtalError
+    from .web.app import Workspace, serve
+
+    workspace = Workspace(data, videos, annotator, run, report=console.print)
+    try:
+        serve(workspace, port)
+    except OSError as exc:
+        raise WtalError(f"cannot serve on 127.0.0.1:{port} ({exc.strerror})", "pick another --port") from exc
+    except KeyboardInterrupt:
+        console.print("stopped")
 
 
 @app.command("bench")

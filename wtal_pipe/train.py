@@ -35,6 +35,7 @@ class TrainOptions:
     device: str = "auto"
     negatives: bool | None = None  # None: the method's default (on for CMCS when negatives exist)
     simulate_clicks: bool = False
+    annotator: str | None = None  # read clicks.<annotator>.json instead of clicks.json
     log_every: int = 10
     overrides: dict = dataclasses.field(default_factory=dict)  # MethodConfig fields to change, e.g. lr
 
@@ -132,7 +133,9 @@ class BatchSampler:
 def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -> Path:
     """Train ``options.method`` on DATA_DIR's training subset; returns the checkpoint path."""
     config = build_config(options.method, options.overrides)
-    dataset = Dataset(options.data_dir, options.subset, negatives=_use_negatives(options, config))
+    dataset = Dataset(
+        options.data_dir, options.subset, negatives=_use_negatives(options, config), annotator=options.annotator
+    )
     rng = np.random.default_rng(options.seed)
     torch.manual_seed(options.seed)
     if config.uses_clicks:
@@ -143,8 +146,8 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
         elif not dataset.has_clicks:
             raise DataError(
                 f"{options.method} is trained with background clicks, and there are none",
-                "add clicks.json (wtal import clicks ...) or pass --simulate-clicks",
-                DataLayout(Path(options.data_dir)).clicks(),
+                "add clicks (wtal annotate, or wtal import clicks ...) or pass --simulate-clicks",
+                dataset.clicks_path,
             )
     device = resolve_device(options.device)
     model = get_method(options.method)(dataset.feature_dim, dataset.num_classes, config)

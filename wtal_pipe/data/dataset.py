@@ -101,6 +101,7 @@ class Dataset:
         classes: list[str] | None = None,
         annotations: str | Path | None = None,
         negatives: bool = False,
+        annotator: str | None = None,
     ):
         self.layout = DataLayout(Path(data_dir))
         self.data_dir = self.layout.root
@@ -113,7 +114,8 @@ class Dataset:
         self.subset = subset
         self.classes = classes or read_classes(self.layout, database, self.annotations_path)
         index = {name: i for i, name in enumerate(self.classes)}
-        clicks = read_clicks(self.layout.clicks()) if self.layout.clicks().exists() else {}
+        self.clicks_path = self.layout.clicks(annotator)
+        clicks = read_clicks(self.clicks_path) if self.clicks_path.exists() else {}
         self.videos: list[Video] = []
         for vid, entry in database.items():
             if entry.get("subset") != subset:
@@ -127,7 +129,7 @@ class Dataset:
         unknown = sorted(set(clicks) - set(database))
         if unknown:
             warnings.warn(
-                f"{self.layout.clicks()}: clicks for {len(unknown)} video(s) not in "
+                f"{self.clicks_path}: clicks for {len(unknown)} video(s) not in "
                 f"{self.annotations_path.name} are not used: {', '.join(unknown[:5])}"
                 + (" ..." if len(unknown) > 5 else ""),
                 DataWarning,
@@ -183,7 +185,7 @@ class Dataset:
         valid = np.isfinite(times) & (times >= 0) & (times <= duration)
         if not valid.all():
             warnings.warn(
-                f"{self.layout.clicks()}: video {vid}: clicks outside [0, {duration:g}] s are not used: "
+                f"{self.clicks_path}: video {vid}: clicks outside [0, {duration:g}] s are not used: "
                 f"{', '.join(f'{t:g}' for t in times[~valid])}",
                 DataWarning,
                 stacklevel=3,

@@ -1,0 +1,229 @@
+"""`wtal annotate`: the click API (Flask's test client), the media route, and the page in a real headless
+Chromium when one is installed."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from wtal_pipe.errors import DataError
+from wtal_pipe.video.decode import probe
+
+flask = pytest.importorskip("flask", reason="the annotation page needs wtal-pipe[web]")
+
+from wtal_pipe.web.app import Workspace, create_app  # noqa: E402
+
+
+@pytest.fixture
+def workspace_dirs(make_clip, tmp_path):
+    """annotations for a.mp4 (train), b.avi (train, MJPEG: the browser cannot play it), gone (train, no
+    file) and t (test)."""
+    make_clip("videos/a.mp4", seconds=2.0)
+    make_clip("videos/b.avi", seconds=1.0, codec="mjpeg")
+    make_clip("videos/t.mp4", seconds=1.0)
+    database = {
+        "a": {"subset": "train", "duration": 2.0, "annotations": [{"label": "jump", "segment": [0.4, 1.2]}]},
+        "b": {"subset": "train", "duration": 1.0, "annotations": [{"label": "jump", "segment": [0.1, 0.5]}]},
+        "gone": {"subset": "train", "duration": 5.0, "annotations": [{"label": "jump", "segment": [1.0, 2.0]}]},
+        "t": {"subset": "test", "duration": 1.0, "annotations": [{"label": "jump", "segment": [0.2, 0.6]}]},
+    }
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "annotations.json").write_text(json.dumps({"database": database}))
+    return data, tmp_path / "videos"
+
+
+@pytest.fixture
+def api(workspace_dirs):
+    data, videos = workspace_dirs
+    reports: list[str] = []
+    workspace = Workspace(data, videos, report=reports.append)
+    client = create_app(workspace).test_client()
+    client.reports = reports  # type: ignore[attr-defined]
+    return client
+
+
+def clicks_on_disk(data: Path, name: str = "clicks.json") -> dict:
+    return json.loads((data / name).read_text())
+
+
+def test_lists_a_subset_with_progress_and_missing_files(api, workspace_dirs):
+    listing = api.get("/api/videos?subset=train").get_json()
+    assert [(v["id"], v["clicks"], v["has_video"]) for v in listing["videos"]] == [
+        ("a", 0, True),
+        ("b", 0, True),
+        ("gone", 0, False),
+    ]
+    assert listing["subsets"] == ["test", "train"]
+    assert any("1 annotated video(s) have no file" in r and "gone" in r for r in api.reports)
+    video = api.get("/api/video/a").get_json()
+    assert video["ground_truth"] == [{"label": "jump", "segment": [0.4, 1.2]}] and video["clicks"] == []
+    assert api.get("/media/gone").status_code == 404 and "put gone.mp4" in api.get("/media/gone").get_json()["error"]
+    assert api.get("/api/video/nope").status_code == 404
+
+
+def test_add_delete_undo_are_saved_at_once(api, workspace_dirs):
+    data = workspace_dirs[0]
+    assert api.post("/api/clicks/a", json={"seconds": 1.5}).get_json()["clicks"] == [1.5]
+    api.post("/api/clicks/a", json={"seconds": 0.25})
+    api.post("/api/clicks/b", json={"seconds": 0.7})
+    assert clicks_on_disk(data) == {"a": [0.25, 1.5], "b": [0.7]}
+    assert api.delete("/api/clicks/a", json={"seconds": 1.4}).get_json()["clicks"] == [0.25]  # the nearest one
+    assert api.delete("/api/clicks/a", json={"seconds": 1.9}).get_json()["clicks"] == [0.25]  # none that close
+    assert api.post("/api/undo").get_json() == {"id": "a", "clicks": [0.25, 1.5]}  # the delete, reverted
+    assert api.post("/api/undo").get_json() == {"id": "b", "clicks": []}
+    assert clicks_on_disk(data) == {"a": [0.25, 1.5]}
+    assert api.get("/api/videos?subset=train").get_json()["videos"][0]["clicks"] == 2
+    for bad in ({"seconds": -1}, {"seconds": "x"}, {}):
+        assert api.post("/api/clicks/a", json=bad).status_code == 400
+    assert api.post("/api/clicks/nope", json={"seconds": 1}).status_code == 404
+    assert clicks_on_disk(data) == {"a": [0.25, 1.5]}
+
+
+def test_concurrent_tabs_and_servers_never_lose_a_click(api, workspace_dirs):
+    data, videos = workspace_dirs
+    other_server = create_app(Workspace(data, videos, report=lambda _: None)).test_client()
+
+    def tab(client, offset: float) -> None:
+        for k in range(40):
+            assert client.post("/api/clicks/a", json={"seconds": offset + k * 0.01}).status_code == 200
+
+    tabs = [threading.Thread(target=tab, args=(c, o)) for c, o in ((api, 0.0), (api, 0.5), (other_server, 1.0))]
+    for t in tabs:
+        t.start()
+    for t in tabs:
+        t.join()
+    assert len(clicks_on_disk(data)["a"]) == 120
+
+
+def test_a_corrupt_click_file_is_kept_backed_up_and_reported(api, workspace_dirs):
+    data, videos = workspace_dirs
+    (data / "clicks.json").write_text('{"a": [1.0, ')
+    response = api.post("/api/clicks/a", json={"seconds": 0.5})
+    assert response.status_code == 409 and "not a clicks file" in response.get_json()["error"]
+    assert (data / "clicks.json").read_text() == '{"a": [1.0, '  # never overwritten
+    backups = list(data.glob("clicks.json.corrupt-*"))
+    assert len(backups) == 1 and backups[0].read_text() == '{"a": [1.0, '
+    with pytest.raises(DataError, match="not a clicks file"):
+        Workspace(data, videos)  # and a new server refuses to start on it
+
+
+def test_bad_folders_are_one_line_errors(workspace_dirs, tmp_path, run_cli):
+    data, videos = workspace_dirs
+    code, _, err = run_cli("annotate", tmp_path / "empty", "--videos", videos)
+    assert code == 2 and "annotation file not found" in err and err.count("\n") == 1
+    code, _, err = run_cli("annotate", data, "--videos", tmp_path / "nowhere")
+    assert code == 2 and "nowhere: no such folder" in err
+
+
+def test_media_supports_ranges_and_transcodes_what_chromium_cannot_play(api, workspace_dirs):
+    data, videos = workspace_dirs
+    whole = api.get("/media/a")
+    assert whole.status_code == 200 and whole.mimetype == "video/mp4"
+    assert whole.data == (videos / "a.mp4").read_bytes()
+    part = api.get("/media/a", headers={"Range": "bytes=100-199"})
+    assert part.status_code == 206 and part.data == (videos / "a.mp4").read_bytes()[100:200]
+    assert part.headers["Content-Range"] == f"bytes 100-199/{(videos / 'a.mp4').stat().st_size}"
+    proxy = api.get("/media/b")
+    assert proxy.status_code == 200 and proxy.mimetype == "video/mp4"
+    copies = list((data / "cache" / "b").glob("browser-*.mp4"))
+    assert len(copies) == 1 and probe(copies[0]).codec == "h264"
+    assert abs(probe(copies[0]).duration - 1.0) < 0.1
+    assert any("making an H.264 copy" in r for r in api.reports)
+    api.get("/media/b")
+    assert sum("making an H.264 copy" in r for r in api.reports) == 1  # made once
+
+
+def test_clicks_from_the_page_train_backtal_and_its_detections_show(workspace_dirs, run_cli):
+    """The new user's loop: click on the page, train BackTAL on those clicks, review its detections there."""
+    data, videos = workspace_dirs
+    small = ["--short-side", "64", "--crop", "64", "--flow", "dis", "--workers", "1", "--device", "cpu"]
+    shutil.move(videos / "b.avi", data.parent / "b.avi")  # the others suffice
+    assert run_cli("extract", videos, "--data", data, *small)[0] == 0
+    database = json.loads((data / "annotations.json").read_text())["database"]
+    database = {vid: entry for vid, entry in database.items() if vid in ("a", "t")}
+    (data / "annotations.json").write_text(json.dumps({"database": database}))
+    page = create_app(Workspace(data, videos, annotator="ann1", report=lambda _: None)).test_client()
+    page.post("/api/clicks/a", json={"seconds": 1.7})
+    assert clicks_on_disk(data, "clicks.ann1.json") == {"a": [1.7]} and not (data / "clicks.json").exists()
+    quick = ["--iters", "2", "--num-segments", "8", "--set", "hidden_dim=8", "--device", "cpu"]
+    code, _, err = run_cli("train", "--method", "backtal", "--data", data, "--out", data.parent / "run", *quick)
+    assert code == 2 and "clicks.json" in err  # no default click file: the annotator's must be named
+    code, _, _ = run_cli(
+        "train", "--method", "backtal", "--data", data, "--out", data.parent / "run", "--annotator", "ann1", *quick
+    )
+    assert code == 0
+    review = create_app(Workspace(data, videos, annotator="ann1", run_dir=data.parent / "run", report=lambda _: None))
+    shown = review.test_client().get("/api/video/t").get_json()
+    scores = shown["scores"]
+    assert shown["clicks"] == [] and "detections" in shown
+    assert len(scores["times"]) > 1 and all(len(v) == len(scores["times"]) for v in scores["classes"].values())
+    assert set(scores["classes"]) <= {"jump"} and np.all(np.diff(scores["times"]) > 0)
+
+
+# --- a real browser --------------------------------------------------------------------------------------
+
+
+def chromium_driver():
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
+    binary = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    driver_binary = shutil.which("chromedriver")
+    if not binary or not driver_binary:
+        pytest.skip("no Chromium and chromedriver installed (Debian: apt-get install chromium chromium-driver)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--autoplay-policy=no-user-gesture-required",
+    ):
+        options.add_argument(flag)
+    options.add_argument("--window-size=1280,900")
+    from selenium.webdriver.chrome.service import Service
+
+    return webdriver.Chrome(service=Service(driver_binary), options=options)
+
+
+def test_a_key_press_in_chromium_saves_a_click_at_the_playing_time(make_clip, workspace_dirs, tmp_path):
+    from werkzeug.serving import make_server
+
+    data, videos = workspace_dirs
+    make_clip("videos/a.mp4", seconds=6.0, size=(320, 240))
+    driver = chromium_driver()
+    server = make_server("127.0.0.1", 0, create_app(Workspace(data, videos, report=lambda _: None)), threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        from selenium.webdriver.common.by import By
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        driver.get(f"http://127.0.0.1:{server.port}/")
+        wait = WebDriverWait(driver, 30)
+        wait.until(lambda d: d.execute_script("return document.getElementById('player').readyState >= 3"))
+        driver.execute_script("document.getElementById('player').play()")
+        wait.until(lambda d: d.execute_script("return document.getElementById('player').currentTime") > 1.5)
+        # the known time: where playback is when the key event reaches the page (a capturing listener
+        # of the test's own, so the page's handler is what is under test)
+        driver.execute_script(
+            "window.addEventListener('keydown', () => { window.pressedAt = "
+            "document.getElementById('player').currentTime; }, {capture: true});"
+        )
+        driver.find_element(By.TAG_NAME, "body").send_keys("b")
+        wait.until(lambda d: (data / "clicks.json").exists())
+        pressed_at = driver.execute_script("return window.pressedAt")
+        assert not driver.execute_script("return document.getElementById('player').paused")  # it was playing
+        driver.execute_script("document.getElementById('player').pause()")
+        (click,) = clicks_on_disk(data)["a"]
+        assert pressed_at > 1.5 and abs(click - pressed_at) <= 0.1
+        wait.until(lambda d: "saved" in d.find_element(By.ID, "status").text)
+        shots = Path(__file__).parent / "artifacts"
+        shots.mkdir(exist_ok=True)
+        driver.save_screenshot(str(shots / "annotate.png"))
+    finally:
+        driver.quit()
+        server.shutdown()
