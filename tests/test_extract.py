@@ -30,7 +30,7 @@ def test_rows_and_provenance(make_clip, run_cli, tmp_path):
     make_clip("c50.mkv", seconds=1.4, fps=50.0, codec="ffv1", size=(81, 145))
     code, out, err = run_cli("extract", tmp_path, "--data", tmp_path / "data", *SMALL)
     assert code == 0, err
-    assert "RANDOM" in err
+    assert "RANDOM" in err and "[flow dis, 1 worker(s), I3D on cpu fp32]" in out  # not eaten as markup
     expected = {"a30": _rows(90, 30.0), "b2997": _rows(78, 30000 / 1001), "c50": _rows(70, 50.0)}
     assert expected == {"a30": 4, "b2997": 4, "c50": 2}
     for stem, rows in expected.items():

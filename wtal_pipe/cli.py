@@ -196,7 +196,7 @@ def extract_cli(
         if scheduler
         else f"{workers} worker(s), I3D on {model.device} {model.precision}"
     )
-    console.print(f"extracting {len(found)} video(s) -> {data}/features  [flow {flow}, {where}]")
+    console.print(escape(f"extracting {len(found)} video(s) -> {data}/features  [flow {flow}, {where}]"))
     with _progress() as bars:
         task = bars.add_task("videos", total=len(found))
         stage = bars.add_task("", total=None)

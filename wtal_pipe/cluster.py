@@ -98,7 +98,7 @@ def connect(scheduler: str) -> Iterator[Client]:
             yield client
         return
     try:
-        client = Client(scheduler, timeout=30)
+        client = Client(scheduler, timeout=10)
     except (OSError, TimeoutError, ValueError) as exc:
         raise WtalError(
             f"cannot reach the Dask scheduler at {scheduler} ({exc.__class__.__name__})",
