@@ -51,6 +51,13 @@ def run_cli(monkeypatch, capsys):
     return run
 
 
+def slow_extract_command(clip: Path, data: Path, workers: int) -> list[str]:
+    """``wtal extract`` of one clip in a subprocess with TV-L1 at 112x112: seconds of flow work, long
+    enough to kill it midway."""
+    settings = ["--short-side", "128", "--crop", "112", "--flow", "tvl1", "--workers", str(workers), "--device", "cpu"]
+    return [sys.executable, "-m", "wtal_pipe", "extract", str(clip), "--data", str(data), *settings]
+
+
 def frames_at(fps_out: float, duration: float) -> int:
     """How many output frames a clip of ``duration`` seconds gives at ``fps_out``."""
     return int(np.ceil(duration * fps_out - 1e-9))

@@ -113,6 +113,22 @@ def test_a_corrupt_click_file_is_kept_backed_up_and_reported(api, workspace_dirs
         Workspace(data, videos)  # and a new server refuses to start on it
 
 
+def test_ids_and_annotator_names_cannot_leave_their_folders(workspace_dirs, make_clip, tmp_path, run_cli):
+    data, videos = workspace_dirs
+    database = json.loads((data / "annotations.json").read_text())["database"]
+    database[".."] = database["a"]
+    (data / "annotations.json").write_text(json.dumps({"database": database}))
+    make_clip("videos/...mp4", seconds=1.0, codec="mjpeg")  # stem "..": its browser copy would go above cache/
+    client = create_app(Workspace(data, videos, report=lambda _: None)).test_client()
+    response = client.get("/media/..")
+    assert response.status_code in (400, 409) and "'..'" in response.get_json()["error"]
+    assert not list(data.rglob("browser-*.mp4"))
+    assert not list(tmp_path.glob("*.mp4"))
+    code, _, err = run_cli("annotate", data, "--videos", videos, "--annotator", "../evil")
+    assert code == 2 and "annotator name" in err and err.count("\n") == 1
+    assert not (tmp_path / "evil.json").exists() and not list(tmp_path.glob("clicks.*"))
+
+
 def test_bad_folders_are_one_line_errors(workspace_dirs, tmp_path, run_cli):
     data, videos = workspace_dirs
     code, _, err = run_cli("annotate", tmp_path / "empty", "--videos", videos)

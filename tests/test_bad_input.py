@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import torch
 
 from wtal_pipe.video.synthetic import ACTION_STYLES, PlantedAction, render_frames, write_video
 
+from .conftest import slow_extract_command
 from .planted import write_planted_dataset
 
 SMALL = ["--short-side", "64", "--crop", "64", "--flow", "dis", "--workers", "1", "--device", "cpu"]
@@ -579,25 +579,7 @@ def _children(pid: int) -> set[int]:
 @pytest.mark.slow
 def test_flow_workers_exit_with_their_parent(make_clip, tmp_path, how):
     clip = make_clip("slow.mp4", seconds=6.0, fps=25.0, size=(160, 120))
-    cmd = [
-        sys.executable,
-        "-m",
-        "wtal_pipe",
-        "extract",
-        str(clip),
-        "--data",
-        str(tmp_path / "data"),
-        "--short-side",
-        "128",
-        "--crop",
-        "112",
-        "--flow",
-        "tvl1",
-        "--workers",
-        "2",
-        "--device",
-        "cpu",
-    ]
+    cmd = slow_extract_command(clip, tmp_path / "data", workers=2)
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def command(pid: int) -> str:

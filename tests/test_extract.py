@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,6 +14,8 @@ import pytest
 import torch
 
 from wtal_pipe.features.i3d import InceptionI3d
+
+from .conftest import slow_extract_command
 
 SMALL = ["--short-side", "64", "--crop", "64", "--flow", "dis", "--workers", "1", "--device", "cpu"]
 
@@ -159,25 +160,7 @@ def test_user_errors_are_one_line(make_clip, run_cli, tmp_path):
 def test_killed_run_leaves_no_trusted_partial_file(make_clip, tmp_path):
     clip = make_clip("slow.mp4", seconds=6.0, fps=25.0, size=(160, 120))
     data = tmp_path / "data"
-    cmd = [
-        sys.executable,
-        "-m",
-        "wtal_pipe",
-        "extract",
-        str(clip),
-        "--data",
-        str(data),
-        "--short-side",
-        "128",
-        "--crop",
-        "112",
-        "--flow",
-        "tvl1",
-        "--workers",
-        "1",
-        "--device",
-        "cpu",
-    ]
+    cmd = slow_extract_command(clip, data, workers=1)
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     cache = data / "cache" / "slow"
     deadline = time.time() + 120

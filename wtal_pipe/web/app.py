@@ -156,6 +156,10 @@ def create_app(workspace: Workspace) -> Flask:
     def refused(exc: DataError):
         return jsonify(error=exc.one_line()), 409
 
+    @app.errorhandler(WtalError)
+    def bad_input(exc: WtalError):  # e.g. an id that would leave its folder
+        return jsonify(error=exc.one_line()), 400
+
     @app.errorhandler(400)
     @app.errorhandler(404)
     def not_found(exc):
