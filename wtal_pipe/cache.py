@@ -219,6 +219,13 @@ class NpyStreamWriter:
         self._fh.write(np.ascontiguousarray(row, dtype=self.dtype).tobytes())
         self.rows += 1
 
+    def extend(self, rows: np.ndarray) -> None:
+        """Append a block of rows, shape (n, *row_shape)."""
+        if rows.shape[1:] != self.row_shape:
+            raise ValueError(f"row shape {rows.shape[1:]} != {self.row_shape}")
+        self._fh.write(np.ascontiguousarray(rows, dtype=self.dtype).tobytes())
+        self.rows += len(rows)
+
     def close(self) -> None:
         shape = (self.rows, *self.row_shape)
         header = repr({"descr": self.dtype.str, "fortran_order": False, "shape": shape})

@@ -191,11 +191,12 @@ def extract_cli(
     if model.is_random:
         random_weights_warning("features")
     workers = workers or default_workers()
-    where = (
-        f"Dask {scheduler}, I3D on the workers' {device} device"
-        if scheduler
-        else f"{workers} worker(s), I3D on {model.device} {model.precision}"
-    )
+    if scheduler:
+        where = f"Dask {scheduler}, I3D on the workers' {device} device"
+    elif extraction.flow.on_device:
+        where = f"flow and I3D on {model.device} {model.precision}, fed from the decoder"
+    else:
+        where = f"{workers} worker(s), I3D on {model.device} {model.precision}"
     console.print(escape(f"extracting {len(found)} video(s) -> {data}/features  [flow {flow}, {where}]"))
     with _progress() as bars:
         task = bars.add_task("videos", total=len(found))

@@ -190,7 +190,7 @@ def extract_on_cluster(
 
     run = uuid.uuid4().hex[:8]
     gpu = {"GPU": 1} if _cluster_has_gpu(client) else None
-    flow_here = job.config.flow.params["algorithm"] == "tvl1-torch"  # computed by the I3D worker
+    flow_here = job.config.flow.on_device  # computed by the I3D worker
     decoding = {
         client.submit(decode_task, str(video), job, key=f"decode-{video.stem}-{run}", retries=RETRIES): video
         for video in videos

@@ -77,6 +77,11 @@ class FlowConfig:
     def params(self) -> dict[str, Any]:
         return FLOW_PRESETS[self.preset]
 
+    @property
+    def on_device(self) -> bool:
+        """Computed on the extraction device (PyTorch) rather than in OpenCV worker processes."""
+        return self.params["algorithm"] == "tvl1-torch"
+
 
 @dataclass(frozen=True)
 class FeatureConfig:

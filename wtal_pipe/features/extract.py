@@ -11,7 +11,7 @@ incomplete tail chunk is dropped (the published convention), so ``T = floor(fram
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal, get_args
@@ -24,6 +24,7 @@ from ..errors import VideoError, WtalError
 from ..layout import DataLayout, safe_name
 from ..provenance import Provenance, extracted_record
 from ..video import decode, flow
+from .stream import frame_blocks, prefetch, stream_features
 from .two_stream import I3DPair, ProgressFn, features_from_arrays
 
 
@@ -72,11 +73,26 @@ def ensure_frames(
                     progress("decode", frame.index, 0)
             writer.close()
         digest = file_digest(tmp)
-    meta = {
+    meta = decode_record(key, writer.rows, config, info, stats, digest)
+    atomic_write_json(meta_path, meta)
+    return out, meta
+
+
+def decode_record(
+    key: str,
+    n_frames: int,
+    config: DecodeConfig,
+    info: decode.VideoInfo,
+    stats: decode.DecodeStats,
+    digest: dict | None,
+) -> dict:
+    """What decoding produced and saw (coverage of the container's duration, rotation); ``digest`` is the
+    frames cache's, None when the frames went straight to the device."""
+    return {
         "key": key,
-        "n_frames": writer.rows,
+        "n_frames": n_frames,
         "fps": config.fps,
-        "duration": writer.rows / config.fps,
+        "duration": n_frames / config.fps,
         "source": asdict(info),
         "rotation": stats.rotation,
         "coverage": {
@@ -89,26 +105,21 @@ def ensure_frames(
         },
         "digest": digest,
     }
-    atomic_write_json(meta_path, meta)
-    return out, meta
 
 
-def ensure_flow(
+def write_flow(
     paths: VideoPaths,
     frames_path: Path,
     frames_key: str,
     config: FlowConfig,
     workers: int,
-    force: bool = False,
     progress: ProgressFn | None = None,
     device: str = "cpu",
-) -> tuple[Path, str]:
-    """Flow (N, H, W, 2) uint8 for the decoded frames; reused only while intact. ``device`` runs the
+) -> Path:
+    """Compute the flow cache entry, (N, H, W, 2) uint8, for the decoded frames. ``device`` runs the
     ``tvl1-torch`` preset (the extraction device, so a GPU does the flow as well as I3D)."""
     key = stage_key("flow", frames_key, config)
     out, marker = paths.layout.flow(paths.stem, key)
-    if not force and reusable(out, marker) is not None:
-        return out, key
     n_frames = np.load(frames_path, mmap_mode="r").shape[0]
     done = 0
 
@@ -122,7 +133,7 @@ def ensure_flow(
         flow.compute_flow(frames_path, tmp_flow, config, workers, step, device)
         digest = file_digest(tmp_flow)
     _write_flow_record(marker, key, frames_key, n_frames, config, digest)
-    return out, key
+    return out
 
 
 def _write_flow_record(
@@ -216,9 +227,15 @@ def checked_frames(
     progress: ProgressFn | None = None,
     allow_partial: bool = False,
 ) -> tuple[Path, dict]:
-    """The decoded frames, refused when the video decodes short of its declared length (unless
-    ``allow_partial``) or to less than one feature row."""
+    """The decoded frames, once :func:`check_decoded` accepts them."""
     frames_path, frames_meta = ensure_frames(paths, identity, extraction.decode, force, progress)
+    check_decoded(paths, frames_meta, extraction, allow_partial)
+    return frames_path, frames_meta
+
+
+def check_decoded(paths: VideoPaths, frames_meta: dict, extraction: ExtractionConfig, allow_partial: bool) -> None:
+    """Refuse a video that decoded short of its declared length (unless ``allow_partial``) or to less
+    than one feature row."""
     coverage = frames_meta["coverage"]
     if coverage["partial"] and not allow_partial:
         raise VideoError(
@@ -235,7 +252,55 @@ def checked_frames(
             "remove it, or use longer clips",
             paths.video,
         )
-    return frames_path, frames_meta
+
+
+def stream_video(
+    paths: VideoPaths,
+    keys: dict[str, str],
+    extraction: ExtractionConfig,
+    model: I3DPair,
+    force_decode: bool = False,
+    progress: ProgressFn | None = None,
+    allow_partial: bool = False,
+) -> tuple[np.ndarray, dict]:
+    """Features and flow cache for a flow computed on the device (:mod:`.stream`): frames come from the
+    frames cache when it is intact, else straight from the decoder (no frames cache is written: the flow
+    is the costly part, and it is cached). The flow is committed before the checks of
+    :func:`check_decoded`, so ``--allow-partial`` on a refused video does not compute it again."""
+    flow_path, flow_record = paths.layout.flow(paths.stem, keys["flow"])
+    frames_path, frames_record = paths.layout.frames(paths.stem, keys["frames"])
+    block = extraction.features.chunk * extraction.features.batch_size
+    frames_meta = None if force_decode else reusable(frames_path, frames_record)
+    blocks: Iterator[np.ndarray]
+    if frames_meta is not None:
+        cached = np.load(frames_path, mmap_mode="r")
+        expected = len(cached)
+        blocks = (np.array(cached[start : start + block]) for start in range(0, expected, block))
+    else:
+        info, stats = decode.probe(paths.video), decode.DecodeStats()
+        expected = round((info.duration or 0) * extraction.decode.fps)
+        frames = (frame.rgb for frame in decode.iter_frames(paths.video, extraction.decode, stats))
+        blocks = frame_blocks(frames, block)
+    crop = extraction.decode.crop
+    with atomic_path(flow_path) as tmp:
+        with open(tmp, "wb") as fh:
+            writer = NpyStreamWriter(fh, (crop, crop, 2), np.uint8)
+            rows = stream_features(
+                prefetch(blocks),
+                model,
+                extraction.flow,
+                extraction.features.chunk,
+                extraction.features.batch_size,
+                writer.extend,
+                (lambda done: progress("decode + flow + I3D", done, max(done, expected))) if progress else None,
+            )
+            writer.close()
+        digest = file_digest(tmp)
+    if frames_meta is None:
+        frames_meta = decode_record(keys["frames"], writer.rows, extraction.decode, info, stats, None)
+    _write_flow_record(flow_record, keys["flow"], keys["frames"], writer.rows, extraction.flow, digest)
+    check_decoded(paths, frames_meta, extraction, allow_partial)
+    return rows, frames_meta
 
 
 def extract_video(
@@ -281,18 +346,24 @@ def extract_video(
     ):
         return "cached", paths.features
 
-    frames_path, frames_meta = checked_frames(paths, identity, extraction, "frames" in forced, progress, allow_partial)
-    flow_path, _ = ensure_flow(
-        paths, frames_path, keys["frames"], extraction.flow, workers, "flow" in forced, progress, str(model.device)
-    )
-    rows = features_from_arrays(
-        np.load(frames_path, mmap_mode="r"),
-        np.load(flow_path, mmap_mode="r"),
-        model,
-        chunk,
-        extraction.features.batch_size,
-        progress,
-    )
+    flow_path, flow_record = paths.layout.flow(paths.stem, keys["flow"])
+    flow_cached = "flow" not in forced and reusable(flow_path, flow_record) is not None
+    if extraction.flow.on_device and not flow_cached:
+        rows, frames_meta = stream_video(paths, keys, extraction, model, "frames" in forced, progress, allow_partial)
+    else:
+        frames_path, frames_meta = checked_frames(
+            paths, identity, extraction, "frames" in forced, progress, allow_partial
+        )
+        if not flow_cached:
+            write_flow(paths, frames_path, keys["frames"], extraction.flow, workers, progress, str(model.device))
+        rows = features_from_arrays(
+            np.load(frames_path, mmap_mode="r"),
+            np.load(flow_path, mmap_mode="r"),
+            model,
+            chunk,
+            extraction.features.batch_size,
+            progress,
+        )
     with atomic_path(paths.features) as tmp:
         with open(tmp, "wb") as fh:
             np.save(fh, rows)

@@ -50,14 +50,16 @@ class I3DPair:
         """What the features' cache key says about the weights (their sha256, or the random seed)."""
         return {s: w.cache_key for s, w in self.weights.items()}
 
-    @torch.inference_mode()
     def __call__(self, rgb_u8: np.ndarray, flow_u8: np.ndarray) -> np.ndarray:
         """(B, L, H, W, 3) uint8 frames + (B, L, H, W, 2) uint8 flow -> (B, 2048) float32, RGB first."""
         pin = self.device.type == "cuda"
-        rgb = _to_device(rgb_u8, self.device, pin)
-        flw = _to_device(flow_u8, self.device, pin)
-        rgb = rgb.permute(0, 4, 1, 2, 3).float().div_(127.5).sub_(1.0)  # (B, 3, L, H, W) in [-1, 1]
-        flw = flw.permute(0, 4, 1, 2, 3).float().sub_(128.0).div_(127.5).clamp_(-1.0, 1.0)  # (B, 2, L, H, W)
+        return self.features(_to_device(rgb_u8, self.device, pin), _to_device(flow_u8, self.device, pin))
+
+    @torch.inference_mode()
+    def features(self, rgb_u8: torch.Tensor, flow_u8: torch.Tensor) -> np.ndarray:
+        """:meth:`__call__` for uint8 tensors already on the device."""
+        rgb = rgb_u8.permute(0, 4, 1, 2, 3).float().div_(127.5).sub_(1.0)  # (B, 3, L, H, W) in [-1, 1]
+        flw = flow_u8.permute(0, 4, 1, 2, 3).float().sub_(128.0).div_(127.5).clamp_(-1.0, 1.0)  # (B, 2, L, H, W)
         rgb = rgb.contiguous(memory_format=torch.channels_last_3d)
         flw = flw.contiguous(memory_format=torch.channels_last_3d)
         autocast = (

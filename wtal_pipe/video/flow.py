@@ -16,12 +16,16 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from ..config import FlowConfig
 from ..errors import WtalError
+
+if TYPE_CHECKING:  # torch is imported only where flow runs on the device
+    import torch
 
 
 def default_workers() -> int:
@@ -135,7 +139,7 @@ def compute_flow(
     n_frames, height, width = frames.shape[:3]
     np.lib.format.open_memmap(out_path, mode="w+", dtype=np.uint8, shape=(n_frames, height, width, 2)).flush()
     reserve_disk(out_path)
-    if config.params["algorithm"] == "tvl1-torch":
+    if config.on_device:
         flow_on_device(frames, out_path, config, device, batch_pairs, progress)
     else:
         flow_in_workers(frames_path, out_path, config, workers, n_frames, progress)
@@ -149,33 +153,90 @@ def flow_on_device(
     batch_pairs: int | None,
     progress: Callable[[int], None] | None,
 ) -> None:
-    """``tvl1-torch``: consecutive frames go to the device ``batch_pairs + 1`` at a time (memory stays
-    flat whatever the length); batches overlap by one frame so every pair is computed once."""
+    """``tvl1-torch`` on a frames cache: a few TV-L1 batches of frames at a time go to the device, so
+    memory stays flat whatever the length."""
     import torch
 
-    from .tvl1_torch import TVL1, TVL1Params, flow_batch
-
-    target = torch.device(device)
-    batch_pairs = batch_pairs or default_batch_pairs(target)
-    tvl1 = TVL1(TVL1Params.from_preset(config.params))
+    flow = DeviceFlow(config, torch.device(device), batch_pairs)
     out = np.load(out_path, mmap_mode="r+")
-    n_frames = len(frames)
-    if n_frames == 1:  # a single frame has no motion
-        out[0] = quantize(np.zeros((*frames.shape[1:3], 2), np.float32), config.bound)
+    done = 0
+
+    def write(flows: torch.Tensor) -> None:
+        nonlocal done
+        out[done : done + len(flows)] = flows.cpu().numpy()
+        done += len(flows)
+        if progress and len(flows):
+            progress(len(flows))
+
+    step = 4 * flow.batch_pairs
     with torch.inference_mode():
-        for start in range(0, n_frames - 1, batch_pairs):
-            stop = min(start + batch_pairs, n_frames - 1)
-            window = torch.from_numpy(np.array(frames[start : stop + 1])).to(target)
-            flows = flow_batch(tvl1, window).cpu().numpy()
-            out[start:stop] = quantize(flows, config.bound)
-            if stop == n_frames - 1:  # the last frame has no successor: it repeats the previous flow
-                out[stop] = out[stop - 1]
-            if progress:
-                progress(stop - start + (stop == n_frames - 1))
+        for start in range(0, len(frames), step):
+            write(flow.push(torch.from_numpy(np.array(frames[start : start + step])).to(flow.device)))
+        write(flow.finish())
     out.flush()
 
 
-def default_batch_pairs(device) -> int:
+class DeviceFlow:
+    """``tvl1-torch`` over frames that arrive in blocks of any size, already on the device.
+
+    Pairs are computed ``batch_pairs`` at a time in frame order whatever the blocks, so the flow is the
+    same however the frames are fed (a frames cache, or the decoder); each flow is quantized on the device
+    to the cache's uint8, which the flow I3D stream reads as it is. Flow ``i`` is from frame i to i+1;
+    the last frame repeats the previous flow (a single frame gets zero flow).
+    """
+
+    def __init__(self, config: FlowConfig, device: torch.device, batch_pairs: int | None = None):
+        from .tvl1_torch import TVL1, TVL1Params
+
+        self.device = device
+        self.bound = config.bound
+        self.batch_pairs = batch_pairs or default_batch_pairs(device)
+        self.tvl1 = TVL1(TVL1Params.from_preset(config.params))
+        self._waiting: torch.Tensor | None = None  # frames whose flow to the next frame is not computed yet
+        self._last: torch.Tensor | None = None  # the last flow computed
+
+    def push(self, frames: torch.Tensor) -> torch.Tensor:
+        """(n, H, W, 3) uint8 frames -> (k, H, W, 2) uint8 flow of the next k frames still waiting
+        for theirs (k may be 0: a frame's flow needs the frame after it)."""
+        import torch
+
+        waiting = frames if self._waiting is None else torch.cat([self._waiting, frames])
+        done = []
+        while len(waiting) > self.batch_pairs:
+            done.append(self._pairs(waiting[: self.batch_pairs + 1]))
+            waiting = waiting[self.batch_pairs :]
+        self._waiting = waiting
+        return torch.cat(done) if done else frames.new_empty((0, *frames.shape[1:3], 2))
+
+    def finish(self) -> torch.Tensor:
+        """The flow of the frames still waiting, once no frame follows them."""
+        import torch
+
+        if self._waiting is None:
+            return torch.empty((0, 0, 0, 2), dtype=torch.uint8, device=self.device)
+        waiting, self._waiting = self._waiting, None
+        done = [self._pairs(waiting)] if len(waiting) > 1 else []
+        if self._last is None:  # a single frame has no motion
+            still = waiting.new_zeros((1, *waiting.shape[1:3], 2), dtype=torch.float32)
+            self._last = quantize_tensor(still, self.bound)
+        return torch.cat([*done, self._last[-1:]])
+
+    def _pairs(self, frames: torch.Tensor) -> torch.Tensor:
+        from .tvl1_torch import flow_batch
+
+        self._last = quantize_tensor(flow_batch(self.tvl1, frames), self.bound)
+        return self._last
+
+
+def quantize_tensor(flow: torch.Tensor, bound: float) -> torch.Tensor:
+    """:func:`quantize` for a torch tensor on any device (the same float32 operations, the same bytes)."""
+    import torch
+
+    scaled = 128.0 + flow.clamp(-bound, bound) * (127.5 / bound)
+    return scaled.round().clamp(0, 255).to(torch.uint8)
+
+
+def default_batch_pairs(device: torch.device) -> int:
     """Frame pairs per TV-L1 call: a GPU wants many (each iteration is a few small kernels); a CPU
     gains little beyond a handful and pays memory."""
     return 32 if device.type == "cuda" else 4
