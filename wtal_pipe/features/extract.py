@@ -3,7 +3,9 @@
 Each stage caches its output under ``DATA_DIR/cache/<video_stem>/`` keyed by the video's content
 fingerprint and the stage's parameters (plus the keys of the stages it reads), so a re-run skips
 finished work and a changed parameter recomputes only what depends on it; every entry's record holds
-its size and sha256, so a damaged entry is recomputed instead of trusted.
+its size and sha256, so a damaged entry is recomputed instead of trusted. A flow computed on the
+device (``tvl1-torch``) is fed straight from the decoder instead (:func:`stream_video`): no frames entry,
+the same flow entry and features.
 
 Chunking: row ``k`` covers frames ``[16k, 16k+16)``, seconds ``[16k/fps, 16(k+1)/fps)``; an
 incomplete tail chunk is dropped (the published convention), so ``T = floor(frames / 16)``.

@@ -16,7 +16,6 @@ Everything is float32 and batched over pairs (B, H, W); there is no Python loop 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -219,14 +218,10 @@ _FLOAT_EPS = float(torch.finfo(torch.float32).eps)
 
 class TVL1:
     """Batched Dual TV-L1: ``TVL1(params)(prev, nxt)`` maps two (B, H, W) float32 grey batches (0..255)
-    to (B, H, W, 2) flow in pixels (dx, dy), as OpenCV computes it pair by pair.
+    to (B, H, W, 2) flow in pixels (dx, dy), as OpenCV computes it pair by pair."""
 
-    ``compile=True`` fuses the inner iteration with ``torch.compile`` (worth it on a GPU, where the
-    unfused step is ~30 small kernels); results are the same up to float rounding."""
-
-    def __init__(self, params: TVL1Params, compile: bool = False):
+    def __init__(self, params: TVL1Params):
         self.params = params
-        self.step: Callable = torch.compile(_inner_step, dynamic=True) if compile else _inner_step
 
     def __call__(self, prev: torch.Tensor, nxt: torch.Tensor) -> torch.Tensor:
         params = self.params
@@ -275,7 +270,7 @@ class TVL1:
                 for _ in range(params.inner_iterations):
                     # on a CPU a finished pair is cheap to see; a GPU masks always rather than wait for it
                     mask = None if not on_gpu and bool(active.all()) else active
-                    state, error = self.step(state, warped, mask, l_t, params.theta, taut)
+                    state, error = _inner_step(state, warped, mask, l_t, params.theta, taut)
                     active = active & (error > threshold)
                 if not bool(active.any()):
                     break
