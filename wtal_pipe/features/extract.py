@@ -14,6 +14,7 @@ incomplete tail chunk is dropped (the published convention), so ``T = floor(fram
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal, get_args
@@ -284,11 +285,11 @@ def stream_video(
         frames = (frame.rgb for frame in decode.iter_frames(paths.video, extraction.decode, stats))
         blocks = frame_blocks(frames, block)
     crop = extraction.decode.crop
-    with atomic_path(flow_path) as tmp:
+    with atomic_path(flow_path) as tmp, closing(prefetch(blocks)) as queued:  # closing: the decoder stops now
         with open(tmp, "wb") as fh:
             writer = NpyStreamWriter(fh, (crop, crop, 2), np.uint8)
             rows = stream_features(
-                prefetch(blocks),
+                queued,
                 model,
                 extraction.flow,
                 extraction.features.chunk,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import TypeVar
 
 import numpy as np
@@ -38,7 +38,7 @@ class _Failed:
 _END = object()
 
 
-def prefetch(items: Iterable[Item], depth: int = QUEUE_DEPTH) -> Iterator[Item]:
+def prefetch(items: Iterable[Item], depth: int = QUEUE_DEPTH) -> Generator[Item, None, None]:
     """Yield ``items``, produced in a background thread at most ``depth`` ahead of the consumer. The
     producer's exception is raised here; when the consumer stops early the producer stops too (and its
     iterator is closed, releasing the video file)."""
