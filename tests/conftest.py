@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from wtal_pipe.video.synthetic import ACTION_STYLES, PlantedAction, render_frames, write_video
@@ -56,8 +55,3 @@ def slow_extract_command(clip: Path, data: Path, workers: int) -> list[str]:
     enough to kill it midway."""
     settings = ["--short-side", "128", "--crop", "112", "--flow", "tvl1", "--workers", str(workers), "--device", "cpu"]
     return [sys.executable, "-m", "wtal_pipe", "extract", str(clip), "--data", str(data), *settings]
-
-
-def frames_at(fps_out: float, duration: float) -> int:
-    """How many output frames a clip of ``duration`` seconds gives at ``fps_out``."""
-    return int(np.ceil(duration * fps_out - 1e-9))

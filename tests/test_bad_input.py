@@ -462,16 +462,16 @@ def test_test_counts_only_classes_with_ground_truth(planted, tmp_path, run_cli):
 def test_unreadable_video_is_reported_and_the_others_finish(make_clip, tmp_path, run_cli, monkeypatch):
     make_clip("videos/a.mp4", seconds=1.0)
     make_clip("videos/b.mp4", seconds=1.0)
-    from wtal_pipe.features import extract
+    from wtal_pipe.features import plan
 
-    real = extract.file_identity
+    real = plan.file_identity
 
     def identity(path):
         if Path(path).name == "a.mp4":
             raise PermissionError(errno.EACCES, "Permission denied", str(path))
         return real(path)
 
-    monkeypatch.setattr(extract, "file_identity", identity)
+    monkeypatch.setattr(plan, "file_identity", identity)
     code, out, err = run_cli("extract", tmp_path / "videos", "--data", tmp_path / "data", *SMALL)
     assert code == 1 and "a.mp4: cannot be read (Permission denied)" in err and "done b.mp4" in out
 

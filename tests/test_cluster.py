@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from wtal_pipe.config import DecodeConfig, ExtractionConfig, FlowConfig
-from wtal_pipe.features.extract import extract_all
+from wtal_pipe.features.extract import ExtractJob, extract_all
 from wtal_pipe.features.two_stream import I3DPair
 from wtal_pipe.shards import Shard, shard_of
 
@@ -40,15 +40,15 @@ def clips(make_clip):
 
 
 def single_process(clips: list[Path], data: Path) -> dict[str, np.ndarray]:
-    outcomes = extract_all(clips, data, I3DPair.load(EXTRACTION.features, "cpu"), EXTRACTION, 1)
+    outcomes = extract_all(clips, ExtractJob.of(data, EXTRACTION, workers=1), I3DPair.load(EXTRACTION.features, "cpu"))
     assert all(o.status == "done" for o in outcomes)
     return {clip.stem: np.load(data / "features" / f"{clip.stem}.npy") for clip in clips}
 
 
-def job(data: Path, split_frames: int = 15000):
+def job(client, data: Path, split_frames: int = 15000):
     from wtal_pipe.cluster import ClusterJob
 
-    return ClusterJob(str(data), EXTRACTION.to_dict(), "cpu", split_frames=split_frames)
+    return ClusterJob.probe(client, ExtractJob.of(data, EXTRACTION), device="cpu", split_frames=split_frames)
 
 
 def test_cluster_features_are_byte_identical_and_a_rerun_skips_them(client, clips, tmp_path):
@@ -57,7 +57,7 @@ def test_cluster_features_are_byte_identical_and_a_rerun_skips_them(client, clip
     expected = single_process(clips, tmp_path / "single")
     data = tmp_path / "dask"
     # split_frames 20: the 55- and 75-frame clips' flow runs as 3 and 4 ranges on both workers
-    outcomes = extract_on_cluster(client, clips, job(data, split_frames=20))
+    outcomes = extract_on_cluster(client, clips, job(client, data, split_frames=20))
     assert [o.status for o in outcomes] == ["done"] * 3 and [o.video for o in outcomes] == clips
     for clip in clips:
         assert np.load(data / "features" / f"{clip.stem}.npy").tobytes() == expected[clip.stem].tobytes()
@@ -65,7 +65,7 @@ def test_cluster_features_are_byte_identical_and_a_rerun_skips_them(client, clip
     cluster_flow = sorted((data / "cache").rglob("flow-*.npy"))
     assert [p.name for p in cluster_flow] == [p.name for p in single_flow]  # the parts were joined and removed
     assert all(np.array_equal(np.load(a), np.load(b)) for a, b in zip(single_flow, cluster_flow, strict=True))
-    again = extract_on_cluster(client, clips, job(data, split_frames=20))
+    again = extract_on_cluster(client, clips, job(client, data, split_frames=20))
     assert [o.status for o in again] == ["cached"] * 3
 
 
@@ -76,7 +76,9 @@ def test_a_worker_killed_mid_task_costs_only_its_task(client, make_clip, tmp_pat
     expected = single_process(clips, tmp_path / "single")
     result: dict[str, list] = {}
     runner = threading.Thread(
-        target=lambda: result.setdefault("outcomes", extract_on_cluster(client, clips, job(tmp_path / "dask", 40)))
+        target=lambda: result.setdefault(
+            "outcomes", extract_on_cluster(client, clips, job(client, tmp_path / "dask", 40))
+        )
     )
     runner.start()
     pids = client.run(os.getpid)

@@ -83,10 +83,19 @@ def test_test_time_sampling_modes():
 
 def test_clicks_follow_the_sampling():
     # interpolated rows: BackTAL's min(n - 1, int(t / duration * n)); sampled rows: the source row's clicks
-    mask = sampling.click_mask(np.array([0.0, 5.0, 9.99, 10.0]), 16, 0.64, 10.0, None, 750)
+    mask = sampling.click_mask(
+        np.array([0.0, 5.0, 9.99, 10.0]),
+        length=16,
+        seconds_per_row=0.64,
+        duration=10.0,
+        source_rows=None,
+        num_segments=750,
+    )
     np.testing.assert_array_equal(np.flatnonzero(mask), [0, 375, 749])
     source = np.array([0, 0, 1, 2, 3, 3])
-    mask = sampling.click_mask(np.array([0.7]), 4, 0.64, 2.56, source, 6)  # 0.7 s lies in row 1
+    mask = sampling.click_mask(  # 0.7 s lies in row 1
+        np.array([0.7]), length=4, seconds_per_row=0.64, duration=2.56, source_rows=source, num_segments=6
+    )
     np.testing.assert_array_equal(mask, [0, 0, 1, 0, 0, 0])
 
 

@@ -12,7 +12,7 @@ from wtal_pipe.demo import run_demo
 from wtal_pipe.intervals import runs, tiou
 from wtal_pipe.localize import VideoScores, dilate, localize, nms, normalize, outer_bounds, resample
 from wtal_pipe.methods import get_method
-from wtal_pipe.methods.base import MethodConfig
+from wtal_pipe.methods.settings import LocalizationSettings
 
 TIMING = VideoTiming(rows=50, seconds_per_row=0.64, duration=32.0, frame_count=800)
 
@@ -45,16 +45,16 @@ def test_normalizations():
 def test_grid_geometries_and_times():
     rows = np.array([[0.0], [1.0], [3.0]], np.float32)
     timing = VideoTiming(rows=3, seconds_per_row=0.64, duration=1.92, frame_count=48)
-    grid, time = resample(rows, MethodConfig(resample="starts-extrapolated", upsample=2), timing)
+    grid, time = resample(rows, LocalizationSettings(resample="starts-extrapolated", upsample=2), timing)
     np.testing.assert_allclose(grid[:, 0], [0, 0.5, 1, 2, 3, 4])  # chunk starts, last point extrapolated
     assert time(np.array([2])) == pytest.approx(0.64)
-    grid, time = resample(rows, MethodConfig(resample="starts-inclusive", upsample="frames"), timing)
+    grid, time = resample(rows, LocalizationSettings(resample="starts-inclusive", upsample="frames"), timing)
     assert grid.shape == (33, 1) and grid[16, 0] == pytest.approx(1.0) and time(np.array([25])) == pytest.approx(1.0)
-    grid, time = resample(rows, MethodConfig(resample="centres", upsample="frames"), timing)
+    grid, time = resample(rows, LocalizationSettings(resample="centres", upsample="frames"), timing)
     assert grid.shape == (48, 1) and grid[0, 0] == 0.0 and grid[-1, 0] == pytest.approx(3.0)  # edges held
     assert time(np.array([24])) == pytest.approx(0.96)
     # a test input resampled to 750 rows still maps to the video's own seconds
-    _, time = resample(np.zeros((750, 1), np.float32), MethodConfig(), VideoTiming(100, 0.64, 64.0, 1600))
+    _, time = resample(np.zeros((750, 1), np.float32), LocalizationSettings(), VideoTiming(100, 0.64, 64.0, 1600))
     assert time(np.array([750 * 24])) == pytest.approx(64.0)
 
 
@@ -74,7 +74,7 @@ def test_localize_finds_a_planted_bump_in_seconds():
     cas = np.zeros((50, 2), np.float32)
     cas[10:20, 1] = 1.0
     scores = VideoScores(np.array([0.05, 0.9]), cas, None)
-    config = MethodConfig(upsample=4, nms_threshold=0.5)
+    config = LocalizationSettings(upsample=4, nms_threshold=0.5)
     detections = localize(scores, config, TIMING)
     assert {d[0] for d in detections} == {1}  # class 0 is below the class threshold
     best = max(detections, key=lambda d: d[1])
@@ -85,13 +85,15 @@ def test_localize_finds_a_planted_bump_in_seconds():
     # a proposal that starts at grid point 0 alone is kept (the official `any(position)` dropped it)
     at_start = np.zeros((50, 1), np.float32)
     at_start[0, 0] = 1.0
-    found = localize(VideoScores(np.array([0.9]), at_start, None), MethodConfig(upsample=1, nms_threshold=None), TIMING)
+    found = localize(
+        VideoScores(np.array([0.9]), at_start, None), LocalizationSettings(upsample=1, nms_threshold=None), TIMING
+    )
     assert (0, pytest.approx(0.0), pytest.approx(0.64)) in [(d[0], d[2], d[3]) for d in found]
 
 
 def test_each_method_localizes_with_its_official_defaults():
     """The defaults each method's config sets are the official post-processing choices."""
-    basnet, um, cmcs, backtal = (get_method(n).Config() for n in ("basnet", "um", "cmcs", "backtal"))
+    basnet, um, cmcs, backtal = (get_method(n).localization_defaults for n in ("basnet", "um", "cmcs", "backtal"))
     assert basnet.binarize_class_score and basnet.nms_plus_one and basnet.nms_threshold == 0.7
     assert um.argmax_fallback and um.min_proposal_length == 2 and um.test_sampling == "uniform-if-longer"
     assert len(um.actionness_thresholds) == 9 and len(backtal.actionness_thresholds) == 7
@@ -219,7 +221,7 @@ def test_test_cli_plot_dir(demo, tmp_path, run_cli):
 
 def test_um_adds_proposals_from_its_magnitudes():
     """A flat CAS gives no CAS proposals; UM's second set comes from thresholding the magnitudes."""
-    config = get_method("um").Config(upsample=4)
+    config = get_method("um").localization_defaults.replace(upsample=4)
     actionness = np.zeros(50, np.float32)
     actionness[20:30] = 1.0
     scores = VideoScores(np.array([0.9]), np.full((50, 1), 0.5, np.float32), actionness)
@@ -233,6 +235,6 @@ def test_without_nms_every_proposal_is_kept():
     cas = np.zeros((50, 1), np.float32)
     cas[10:20, 0] = np.linspace(0.3, 1.0, 10)  # a ramp: every threshold cuts a different proposal
     scores = VideoScores(np.array([0.9]), cas, None)
-    with_nms = localize(scores, MethodConfig(upsample=1, nms_plus_one=False), TIMING)
-    without = localize(scores, MethodConfig(upsample=1, nms_threshold=None), TIMING)
+    with_nms = localize(scores, LocalizationSettings(upsample=1, nms_plus_one=False), TIMING)
+    without = localize(scores, LocalizationSettings(upsample=1, nms_threshold=None), TIMING)
     assert len(without) == 10 and len(with_nms) < len(without)  # one proposal per threshold 0:0.025:0.225

@@ -19,8 +19,8 @@ from wtal_pipe.train import TrainOptions, train
 
 from .planted import write_planted_dataset
 
-# Settings for quick CPU runs (the published lr 1e-4 needs thousands of steps; see REFERENCE.md).
-QUICK = {"lr": 1e-3, "num_segments": 64, "batch_size": 8, "hidden_dim": 64}
+# Settings for quick CPU runs (the published lr 1e-4 needs thousands of steps; README, Methods).
+QUICK = {"lr": 1e-3, "num_segments": 64, "batch_size": 8}
 PER_METHOD = {
     "basnet": {"iterations": 120},
     "um": {"iterations": 150},
@@ -54,7 +54,7 @@ def _batch(b=2, t=40, d=24, c=3, clicks=True):
 def test_contract_shapes_and_finite_losses(name, dim):
     torch.manual_seed(0)
     cls = get_method(name)
-    model = cls(dim, 3, cls.Config(hidden_dim=32))
+    model = cls(dim, 3, cls.configure(cls.narrow(32)))
     batch = _batch(d=dim)
     out = model(batch.features)
     assert out.video_scores.shape == (2, 3) and out.cas.shape == (2, 40, 3)
@@ -66,7 +66,7 @@ def test_contract_shapes_and_finite_losses(name, dim):
 
 
 def test_backtal_batch_without_clicks_trains():
-    model = get_method("backtal")(24, 3, get_method("backtal").Config(hidden_dim=32))
+    model = get_method("backtal")(24, 3, get_method("backtal").configure({"hidden_dim": 32}))
     batch = _batch(clicks=False)
     terms = model.loss(model(batch.features), batch)
     assert terms["click"] == 0 and terms["affinity"] == 0
@@ -75,7 +75,7 @@ def test_backtal_batch_without_clicks_trains():
 
 def test_background_only_videos_train_the_background_class():
     for name in ("basnet", "cmcs", "backtal"):
-        model = get_method(name)(24, 3, get_method(name).Config(hidden_dim=32))
+        model = get_method(name)(24, 3, get_method(name).configure(get_method(name).narrow(32)))
         batch = _batch()
         batch.labels[1] = 0
         batch.background_only[1] = True
@@ -91,7 +91,7 @@ def planted(tmp_path_factory):
 
 
 def _train(name, data, out, seed=0, **extra):
-    overrides = {**QUICK, **PER_METHOD[name], **extra}
+    overrides = {**QUICK, **get_method(name).narrow(64), **PER_METHOD[name], **extra}
     options = TrainOptions(
         name, data, out, seed=seed, device="cpu", simulate_clicks=name == "backtal", overrides=overrides
     )
@@ -115,7 +115,7 @@ def test_losses_decrease_and_planted_actions_are_found(name, planted, tmp_path):
     raw = np.load(tmp_path / "cas.npz")  # the scores at the test-time input length, with the video's timing
     vid = next(iter(detections["results"]))
     rows = np.load(planted / "features" / f"{vid}.npy").shape[0]
-    tested = {"whole": rows, "uniform-if-longer": min(rows, 64)}.get(model.config.test_sampling, 64)
+    tested = {"whole": rows, "uniform-if-longer": min(rows, 64)}.get(model.config.localization.test_sampling, 64)
     assert raw[f"{vid}/cas"].shape == (tested, 3) and raw[f"{vid}/timing"][0] == rows
 
 
@@ -173,7 +173,8 @@ def test_train_and_test_cli(planted, tmp_path, run_cli):
     )
     assert code == 0 and "step      3" in out
     config = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert config["config"]["batch_size"] == 4 and config["config"]["num_segments"] == 32
+    settings = config["config"]
+    assert settings["training"]["batch_size"] == 4 and settings["network"]["num_segments"] == 32
     code, out, _ = run_cli(
         "test",
         "--run",

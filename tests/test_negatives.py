@@ -10,6 +10,7 @@ import pytest
 
 from wtal_pipe.data.dataset import Dataset
 from wtal_pipe.errors import DataError
+from wtal_pipe.methods import get_method
 from wtal_pipe.negatives import NegativesConfig, build_negatives, static_mask
 from wtal_pipe.train import TrainOptions, train
 from wtal_pipe.video.synthetic import textured_background, write_video
@@ -162,7 +163,7 @@ def test_training_with_and_without_negatives(tmp_path):
         np.save(
             tmp_path / "negatives" / f"{vid}_bg.npy", np.random.default_rng(0).normal(size=(12, 16)).astype(np.float32)
         )
-    quick = {"iterations": 3, "lr": 1e-3, "num_segments": 16, "batch_size": 4, "hidden_dim": 16}
+    quick = {"iterations": 3, "lr": 1e-3, "num_segments": 16, "batch_size": 4}
     for method, negatives, expected in (
         ("cmcs", None, 2),
         ("cmcs", False, 0),
@@ -170,7 +171,7 @@ def test_training_with_and_without_negatives(tmp_path):
         ("basnet", None, 0),
         ("backtal", True, 2),
     ):
-        overrides = quick | ({"batch_size": 1} if method == "cmcs" else {})
+        overrides = quick | get_method(method).narrow(16) | ({"batch_size": 1} if method == "cmcs" else {})
         options = TrainOptions(
             method,
             tmp_path,

@@ -91,7 +91,7 @@ def test_basnet_matches_the_transcription(seed):
         assert close(ref["score_supp"][0, :-1], scores.video_scores)
         expected_dets = official.basnet_detections(ref["score_supp"][0].numpy(), ref["cas_supp"][0].numpy(), rows)
         timing = VideoTiming(rows, 0.64, rows * 0.64, 0)
-        assert same_detections(expected_dets, localize(scores, model.config, timing)), rows
+        assert same_detections(expected_dets, localize(scores, model.config.localization, timing)), rows
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -118,7 +118,9 @@ def test_um_matches_the_transcription(seed):
         scores = infer(model, feat)
         assert close(ref["score_act"][0], scores.video_scores)
         timing = VideoTiming(rows, 0.64, rows * 0.64, 0)
-        assert same_detections(official.um_detections(ref, rows), localize(scores, model.config, timing)), rows
+        assert same_detections(
+            official.um_detections(ref, rows), localize(scores, model.config.localization, timing)
+        ), rows
 
 
 @pytest.mark.parametrize("operator", ["channel-thirds", "per-tap"])
@@ -151,7 +153,7 @@ def test_backtal_matches_the_transcription(operator):
         scores = infer(model, feat)
         timing = VideoTiming(rows, 0.64, frame_num / fps, frame_num)
         expected_dets = official.backtal_detections(ref, frame_num, frame_num / fps)
-        assert same_detections(expected_dets, localize(scores, model.config, timing)), rows
+        assert same_detections(expected_dets, localize(scores, model.config.localization, timing)), rows
 
 
 @pytest.mark.parametrize("fusion", ["late", "early"])
@@ -159,7 +161,7 @@ def test_cmcs_matches_the_transcription(fusion):
     halves = [D // 2, D // 2] if fusion == "late" else [D]
     states = [official.seeded_state(official.layout("cmcs", w, C), 5 + s, C) for s, w in enumerate(halves)]
     model = ours("cmcs", states)
-    assert model.config.fusion == fusion
+    assert model.config.network.fusion == fusion
     x = torch.from_numpy(official.planted_features(11, 333, D, C))[None]
     torch.manual_seed(2)
     expected = [official.cmcs_forward(s, part, train=True) for s, part in zip(states, x.split(D // len(states), 2))]
@@ -183,7 +185,7 @@ def test_cmcs_matches_the_transcription(fusion):
         scores = infer(model, feat)
         timing = VideoTiming(rows, 0.64, frame_cnt / 25, frame_cnt)
         expected_dets = official.cmcs_detections(avg, logits, frame_cnt, 25.0)
-        assert same_detections(expected_dets, localize(scores, model.config, timing)), rows
+        assert same_detections(expected_dets, localize(scores, model.config.localization, timing)), rows
 
 
 def test_the_thresholded_cas_is_the_official_one():
@@ -192,9 +194,9 @@ def test_the_thresholded_cas_is_the_official_one():
     model = ours("basnet", [state])
     feat = official.planted_features(3, 500, D, C)
     scores = infer(model, feat)
-    classes = selected_classes(scores.video_scores, model.config)
+    classes = selected_classes(scores.video_scores, model.config.localization)
     assert classes.size
-    cas, _, time = localization_signals(scores, model.config, VideoTiming(500, 0.64, 320.0, 0), classes)
+    cas, _, time = localization_signals(scores, model.config.localization, VideoTiming(500, 0.64, 320.0, 0), classes)
     expected = official._upgrade(official._relu_minmax(scores.cas[:, classes]))
     np.testing.assert_array_equal(cas, expected)
     assert time(np.array([18000])) == pytest.approx(320.0)
@@ -225,7 +227,7 @@ def test_basnet_and_um_reproduce_the_official_numbers(method):
         feat = official.planted_features(200 + i, video["rows"], D, C)
         scores = infer(model, feat)
         assert close(video["video_scores"], scores.video_scores)
-        found = localize(scores, model.config, VideoTiming(video["rows"], 0.64, video["rows"] * 0.64, 0))
+        found = localize(scores, model.config.localization, VideoTiming(video["rows"], 0.64, video["rows"] * 0.64, 0))
         assert len(found) == len(video["detections"]) and same_detections(video["detections"], found)
 
 
@@ -244,7 +246,7 @@ def test_backtal_reproduces_the_official_numbers():
         scores = infer(model, official.planted_features(200 + i, video["rows"], D, C))
         assert close(video["video_scores"], scores.video_scores)
         timing = VideoTiming(video["rows"], 0.64, video["duration"], video["frame_num"])
-        assert same_detections(video["detections"], localize(scores, model.config, timing))
+        assert same_detections(video["detections"], localize(scores, model.config.localization, timing))
 
 
 def test_cmcs_late_fusion_reproduces_the_official_numbers():
@@ -261,7 +263,7 @@ def test_cmcs_late_fusion_reproduces_the_official_numbers():
         scores = infer(model, official.planted_features(200 + i, video["rows"], D, C))
         assert close(video["video_scores"], scores.video_scores)
         timing = VideoTiming(video["rows"], 0.64, video["frame_cnt"] / video["fps"], video["frame_cnt"])
-        assert same_detections(video["detections"], localize(scores, model.config, timing))
+        assert same_detections(video["detections"], localize(scores, model.config.localization, timing))
 
 
 def test_the_transcriptions_reproduce_the_official_numbers():
@@ -312,7 +314,7 @@ def test_imported_basnet_checkpoint_gives_the_official_detections(planted_data, 
     )
     assert code == 0, err
     meta = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert meta["config"]["hidden_dim"] == 64 and meta["classes"] == ["action_0", "action_1", "action_2"]
+    assert meta["config"]["network"]["hidden_dim"] == 64 and meta["classes"] == ["action_0", "action_1", "action_2"]
     assert len(meta["imported_from"][0]["sha256"]) == 64
     code, out, err = run_cli("test", "--run", tmp_path / "run", "--data", planted_data, "--out", tmp_path / "d.json")
     assert code == 0, err
@@ -366,7 +368,7 @@ def test_import_backtal_wrapped_and_cmcs_two_files(planted_data, tmp_path, run_c
         tmp_path / "cm",
     )
     assert code == 0, err
-    assert json.loads((tmp_path / "cm" / "config.json").read_text())["config"]["fusion"] == "late"
+    assert json.loads((tmp_path / "cm" / "config.json").read_text())["config"]["network"]["fusion"] == "late"
     code, out, _ = run_cli("test", "--run", tmp_path / "cm", "--data", planted_data, "--out", tmp_path / "c.json")
     assert code == 0 and "0.50" in out and "0.60" not in out  # CMCS reports 0.1:0.5
 

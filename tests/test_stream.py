@@ -4,6 +4,7 @@ decoder a bounded distance ahead, and lose nothing when something fails half-way
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
@@ -15,10 +16,11 @@ import torch
 from wtal_pipe.cache import stage_key
 from wtal_pipe.config import DecodeConfig, ExtractionConfig, FeatureConfig, FlowConfig
 from wtal_pipe.errors import VideoError
-from wtal_pipe.features import extract, stream
+from wtal_pipe.features import stages, stream
+from wtal_pipe.features.extract import ExtractJob, run_plan
+from wtal_pipe.features.plan import VideoPlan
 from wtal_pipe.features.stream import frame_blocks, prefetch
 from wtal_pipe.features.two_stream import I3DPair, features_from_arrays
-from wtal_pipe.layout import DataLayout
 from wtal_pipe.video.flow import DeviceFlow, compute_flow, quantize, quantize_tensor
 from wtal_pipe.video.synthetic import ACTION_STYLES, PlantedAction, render_frames, write_video
 
@@ -34,6 +36,16 @@ def _extraction(batch_size: int) -> ExtractionConfig:
 @pytest.fixture(scope="module")
 def model():
     return I3DPair.load(FeatureConfig(precision="fp32"), "cpu")
+
+
+def _plan(clip, data, extraction, model, force=frozenset()) -> VideoPlan:
+    return ExtractJob(data, extraction, force=force).plan(clip, model)
+
+
+def _run(clip, data, extraction, model, force=frozenset(), allow_partial=False):
+    """(status, features path) of one video through the stages; user errors raise."""
+    plan = _plan(clip, data, extraction, model, force)
+    return run_plan(plan, model, workers=1, allow_partial=allow_partial), plan.features.data
 
 
 @pytest.mark.parametrize("sizes", [[1] * 11, [3, 3, 3, 2], [7, 4], [11]])
@@ -75,7 +87,7 @@ def test_streamed_extraction_equals_the_cached_route(make_clip, tmp_path, model,
     uploaded = []
     upload = stream._upload
     monkeypatch.setattr(stream, "_upload", lambda block, device: uploaded.append(len(block)) or upload(block, device))
-    status, path = extract.extract_video(clip, tmp_path / "streamed", model, extraction, workers=1)
+    status, path = _run(clip, tmp_path / "streamed", extraction, model)
     assert sum(uploaded) == 50 and max(uploaded) == 32  # each frame goes to the device once, a block at a time
     streamed = np.load(path)
     cache = tmp_path / "streamed" / "cache" / "walk"
@@ -83,38 +95,36 @@ def test_streamed_extraction_equals_the_cached_route(make_clip, tmp_path, model,
     assert not list(cache.glob("frames-*")), "the device route writes no frames cache"
 
     # the cached route, stage by stage: frames cache -> flow from it -> I3D from both memmaps
-    paths = extract.VideoPaths(clip, DataLayout(tmp_path / "cached"))
-    identity = extract.video_identity(clip)
-    frames_path, frames_meta = extract.ensure_frames(paths, identity, extraction.decode)
-    flow_path = extract.write_flow(paths, frames_path, frames_meta["key"], TORCH_FLOW, 1)
+    plan = _plan(clip, tmp_path / "cached", extraction, model)
+    frames_path, frames_record = stages.ensure_frames(plan)
+    flow_path = stages.write_flow(plan, frames_path, workers=1)
     frames, flows = np.load(frames_path), np.load(flow_path)
-    cached = features_from_arrays(frames, flows, model, 16, batch_size)
+    cached = features_from_arrays(frames, flows, model, chunk=16, batch_size=batch_size)
 
     assert np.array_equal(streamed, cached)
     (streamed_flow,) = cache.glob("flow-*.npy")
     assert streamed_flow.name == flow_path.name and np.array_equal(np.load(streamed_flow), flows)
     record = json.loads(path.with_suffix(".json").read_text())
-    assert record["n_frames"] == 50 and record["coverage"] == frames_meta["coverage"]
-    assert record["keys"]["flow"] == stage_key("flow", frames_meta["key"], TORCH_FLOW)
+    assert record["n_frames"] == 50 and record["coverage"] == dataclasses.asdict(frames_record.coverage)
+    assert record["keys"]["flow"] == stage_key("flow", frames_record.key, TORCH_FLOW)
 
 
 def test_a_frames_cache_feeds_the_stream_and_a_flow_cache_is_reused(make_clip, tmp_path, model, monkeypatch):
     clip = make_clip("walk.mp4", seconds=2.0, size=(64, 48))
     data = tmp_path / "data"
-    paths = extract.VideoPaths(clip, DataLayout(data))
-    extract.ensure_frames(paths, extract.video_identity(clip), _extraction(2).decode)
+    stages.ensure_frames(_plan(clip, data, _extraction(2), model))
     decoded = []
-    monkeypatch.setattr(extract.decode, "iter_frames", lambda *a, **k: decoded.append(1) or iter(()))
-    _, path = extract.extract_video(clip, data, model, _extraction(2), workers=1)
+    monkeypatch.setattr(stages.decode, "iter_frames", lambda *a, **k: decoded.append(1) or iter(()))
+    _, path = _run(clip, data, _extraction(2), model)
     first = np.load(path)
     assert not decoded and first.shape == (3, 2048)  # read from the frames cache, not decoded again
 
     def no_flow(*args, **kwargs):
         raise AssertionError("the cached flow was computed again")
 
-    monkeypatch.setattr(extract, "stream_features", no_flow)
-    monkeypatch.setattr(extract, "write_flow", no_flow)
-    status, path = extract.extract_video(clip, data, model, _extraction(2), workers=1, force=frozenset({"features"}))
+    monkeypatch.setattr(stages, "stream_features", no_flow)
+    monkeypatch.setattr(stages.flow, "compute_flow", no_flow)
+    status, path = _run(clip, data, _extraction(2), model, force=frozenset({"features"}))
     assert status == "done" and np.array_equal(np.load(path), first)
 
 
@@ -131,7 +141,7 @@ def test_a_failure_mid_stream_leaves_no_flow_cache_and_no_temporary(make_clip, t
     monkeypatch.setattr(model, "features", fail_second_batch)
     threads = threading.active_count()
     with pytest.raises(VideoError, match="device lost") as failure:
-        extract.extract_video(clip, tmp_path / "data", model, _extraction(2), workers=1)
+        _run(clip, tmp_path / "data", _extraction(2), model)
     cache = tmp_path / "data" / "cache" / "walk"
     assert [p.name for p in cache.iterdir()] == [] and not (tmp_path / "data" / "features").exists()
     # the decoding thread ended with the stream, even while the error (and its frames) is kept, as Dask keeps it
@@ -144,10 +154,10 @@ def test_a_truncated_video_keeps_its_flow_for_allow_partial(tmp_path, model, mon
     cut.write_bytes(cut.read_bytes()[: cut.stat().st_size * 6 // 10])  # decodes 26 of 100 frames
     data = tmp_path / "data"
     with pytest.raises(VideoError, match="decoded only .* --allow-partial"):
-        extract.extract_video(cut, data, model, _extraction(2), workers=1)
+        _run(cut, data, _extraction(2), model)
     assert len(list((data / "cache" / "cut").glob("flow-*.npy"))) == 1 and not (data / "features").exists()
-    monkeypatch.setattr(extract, "stream_features", lambda *a, **k: pytest.fail("flow computed again"))
-    status, path = extract.extract_video(cut, data, model, _extraction(2), workers=1, allow_partial=True)
+    monkeypatch.setattr(stages, "stream_features", lambda *a, **k: pytest.fail("flow computed again"))
+    status, path = _run(cut, data, _extraction(2), model, allow_partial=True)
     record = json.loads(path.with_suffix(".json").read_text())
     assert status == "done" and record["coverage"]["partial"] and np.load(path).shape[0] == record["n_frames"] // 16
 
@@ -202,7 +212,7 @@ def test_frame_blocks_group_in_order():
 def test_compute_flow_on_a_frames_cache_matches_the_stream(tmp_path):
     frames = np.stack(list(render_frames(0.4, 25.0, 40, 32, [PlantedAction(ACTION_STYLES[3], 0, 1)])))
     np.save(tmp_path / "frames.npy", frames)
-    compute_flow(tmp_path / "frames.npy", tmp_path / "flow.npy", TORCH_FLOW, 1, batch_pairs=3)
+    compute_flow(tmp_path / "frames.npy", tmp_path / "flow.npy", TORCH_FLOW, workers=1, batch_pairs=3)
     flow = DeviceFlow(TORCH_FLOW, torch.device("cpu"), batch_pairs=3)
     expected = torch.cat([flow.push(torch.from_numpy(frames)), flow.finish()]).numpy()
     assert np.array_equal(np.load(tmp_path / "flow.npy"), expected)

@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from tests.motion import end_point_error, known_motion_pairs
-from wtal_pipe.config import FLOW_PRESETS, DecodeConfig, ExtractionConfig, FeatureConfig, FlowConfig
+from wtal_pipe.config import DecodeConfig, ExtractionConfig, FeatureConfig, FlowConfig
 from wtal_pipe.video import tvl1_torch
-from wtal_pipe.video.flow import make_flow_fn
-from wtal_pipe.video.tvl1_torch import TVL1, TVL1Params
+from wtal_pipe.video.flow_engines import TVL1Params, make_flow_engine
+from wtal_pipe.video.tvl1_torch import TVL1
 
-PARAMS = TVL1Params.from_preset(FLOW_PRESETS["tvl1-torch"])
+PARAMS = TVL1Params.from_params(FlowConfig("tvl1-torch").params)
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +25,7 @@ def pairs():
 @pytest.fixture(scope="module")
 def flows(pairs):
     """name -> (OpenCV flow, our flow, true flow); ours computed for all pairs in one batch."""
-    opencv = make_flow_fn(FLOW_PRESETS["tvl1"])
+    opencv = make_flow_engine("tvl1").pair  # type: ignore[attr-defined]
     first = torch.stack([torch.from_numpy(a).float() for a, _, _ in pairs.values()])
     second = torch.stack([torch.from_numpy(b).float() for _, b, _ in pairs.values()])
     ours = TVL1(PARAMS)(first, second).numpy()
@@ -110,7 +110,7 @@ def test_a_pairs_flow_does_not_depend_on_its_batch(pairs, flows):
 
 
 def test_i3d_flow_features_agree_between_presets(make_clip, tmp_path):
-    from wtal_pipe.features.extract import extract_video
+    from wtal_pipe.features.extract import ExtractJob, extract_video
     from wtal_pipe.features.two_stream import I3DPair
 
     clip = make_clip("moving.mp4", seconds=1.3, size=(160, 120))
@@ -118,8 +118,8 @@ def test_i3d_flow_features_agree_between_presets(make_clip, tmp_path):
     rows = {}
     for preset in ("tvl1", "tvl1-torch"):
         extraction = ExtractionConfig(DecodeConfig(short_side=112, crop=112), FlowConfig(preset))
-        _, path = extract_video(clip, tmp_path / preset, model, extraction, workers=1)
-        rows[preset] = np.load(path)
+        outcome = extract_video(clip, ExtractJob.of(tmp_path / preset, extraction, workers=1), model)
+        rows[preset] = np.load(outcome.features)
     half = rows["tvl1"].shape[1] // 2
     a, b = rows["tvl1"][:, half:], rows["tvl1-torch"][:, half:]
     cosine = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))

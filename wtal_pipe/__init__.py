@@ -1,3 +1,3 @@
 """wtal-pipe: weakly-supervised temporal action localization from raw video to mAP."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

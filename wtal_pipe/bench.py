@@ -22,15 +22,16 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any
 
 import numpy as np
 
-from .config import DecodeConfig, ExtractionConfig, FeatureConfig, FlowConfig, FlowPreset
+from .bench_sections import BENCH_SECTIONS, BenchSection
+from .config import DecodeConfig, ExtractionConfig, FeatureConfig, FlowConfig
 from .errors import WtalError
+from .provenance import DEFAULT_FPS, DEFAULT_FRAMES_PER_ROW, DEFAULT_SECONDS_PER_ROW
 
 PrintFn = Callable[[str], None]
-BenchSection = Literal["decode", "flow", "i3d", "end-to-end", "memory", "train", "localize"]
 
 
 @dataclass
@@ -73,7 +74,7 @@ class Sizes:
     end_to_end_crop: int
     memory_seconds: tuple[float, float]
     memory_crop: int
-    memory_flow: FlowPreset
+    memory_flow: str  # a flow preset
     train_steps: int
     thumos_train: bool
     localize_videos: int
@@ -166,16 +167,16 @@ def decoded_frames(clip: Path, crop: int) -> np.ndarray:
 def naive_features(clip: Path, extraction: ExtractionConfig) -> np.ndarray:
     """Decode everything into memory, OpenCV TV-L1 pair by pair in this process, I3D fp32 one chunk at a
     time: the same arithmetic as the pipeline, none of its engineering."""
-    import cv2
-
     from .features.two_stream import I3DPair
     from .video.decode import iter_frames
-    from .video.flow import make_flow_fn, quantize
+    from .video.flow import quantize
+    from .video.flow_engines import make_flow_engine
 
     frames = [frame.rgb for frame in iter_frames(clip, extraction.decode)]
-    grey = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
-    engine = make_flow_fn(FlowConfig("tvl1").params)
-    flows = [quantize(engine(grey[i], grey[i + 1]), extraction.flow.bound) for i in range(len(grey) - 1)]
+    engine = make_flow_engine("tvl1")
+    flows = [
+        quantize(engine.pairs(np.stack(frames[i : i + 2]))[0], extraction.flow.bound) for i in range(len(frames) - 1)
+    ]
     flows.append(flows[-1])
     model = I3DPair.load(FeatureConfig(precision="fp32"), "cpu")
     chunk = extraction.features.chunk
@@ -213,9 +214,8 @@ def bench_decode(clip: Path, sizes: Sizes) -> Section:
 
 def bench_flow(frames: np.ndarray, sizes: Sizes, device: str) -> Section:
     """OpenCV presets in 1..N worker processes and tvl1-torch per batch size, all on the same pairs."""
-    import cv2
-
-    from .video.flow import compute_flow, default_workers, make_flow_fn
+    from .video.flow import compute_flow, default_workers
+    from .video.flow_engines import make_flow_engine
 
     pairs = frames[: sizes.flow_pairs + 1]
     section = Section(
@@ -223,28 +223,32 @@ def bench_flow(frames: np.ndarray, sizes: Sizes, device: str) -> Section:
         f"{len(pairs) - 1} consecutive pairs of the generated clip at {sizes.flow_crop}x{sizes.flow_crop}; "
         "naive: OpenCV TV-L1 in one process with OpenCV's default threads",
     )
-    grey = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in pairs]
-    engine = make_flow_fn(FlowConfig("tvl1").params)
+    engine = make_flow_engine("tvl1")
     with timer() as naive:
-        for i in range(len(grey) - 1):
-            engine(grey[i], grey[i + 1])
-    naive_rate = (len(grey) - 1) / naive[0]
+        for i in range(len(pairs) - 1):
+            engine.pairs(pairs[i : i + 2])
+    naive_rate = (len(pairs) - 1) / naive[0]
     with tempfile.TemporaryDirectory() as tmp:
         source = Path(tmp) / "frames.npy"
         np.save(source, pairs)
         for preset in ("tvl1", "tvl1-fast", "dis"):
             for workers in range(1, default_workers() + 1):
                 # the worker pool lives across videos: start it before timing, as the second video finds it
-                compute_flow(source, Path(tmp) / "flow.npy", FlowConfig("dis"), workers)
+                compute_flow(source, Path(tmp) / "flow.npy", FlowConfig("dis"), workers=workers)
                 with timer() as took:
-                    compute_flow(source, Path(tmp) / "flow.npy", FlowConfig(preset), workers)
+                    compute_flow(source, Path(tmp) / "flow.npy", FlowConfig(preset), workers=workers)
                 baseline = naive_rate if preset == "tvl1" else None
                 rate = (len(pairs) - 1) / took[0]
                 section.measures.append(Measure(f"{preset}, {workers} worker(s)", rate, "pairs/s", baseline))
         for batch in sizes.torch_batches:
             with timer() as took:
                 compute_flow(
-                    source, Path(tmp) / "flow.npy", FlowConfig("tvl1-torch"), 1, device=device, batch_pairs=batch
+                    source,
+                    Path(tmp) / "flow.npy",
+                    FlowConfig("tvl1-torch"),
+                    workers=1,
+                    device=device,
+                    batch_pairs=batch,
                 )
             rate = (len(pairs) - 1) / took[0]
             section.measures.append(Measure(f"tvl1-torch on {device}, batch {batch}", rate, "pairs/s", naive_rate))
@@ -301,7 +305,7 @@ def bench_i3d(sizes: Sizes, device: str) -> Section:
 def bench_end_to_end(clip: Path, sizes: Sizes, device: str, workdir: Path) -> Section:
     """The pipeline (streamed decode, flow workers, batched I3D) against the naive script, on one clip
     with the published settings (TV-L1); the features must come out the same."""
-    from .features.extract import extract_video
+    from .features.extract import ExtractJob, extract_video
     from .features.two_stream import I3DPair
     from .video.flow import default_workers
 
@@ -314,8 +318,10 @@ def bench_end_to_end(clip: Path, sizes: Sizes, device: str, workdir: Path) -> Se
         reference = naive_features(clip, extraction)
     model = I3DPair.load(extraction.features, device)
     with timer() as ours:
-        _, path = extract_video(clip, workdir / "e2e", model, extraction, default_workers())
-    rows = np.load(path)
+        outcome = extract_video(clip, ExtractJob.of(workdir / "e2e", extraction, workers=default_workers()), model)
+    if outcome.features is None:
+        raise WtalError(f"benchmark extraction failed: {outcome.error}")
+    rows = np.load(outcome.features)
     same = rows.shape == reference.shape and bool(np.array_equal(rows, reference))
     gap = float(np.abs(rows - reference).max()) if rows.shape == reference.shape else float("inf")
     section = Section(
@@ -327,7 +333,7 @@ def bench_end_to_end(clip: Path, sizes: Sizes, device: str, workdir: Path) -> Se
     if model.device.type == "cuda":  # flow and I3D on the GPU, fed from the decoder
         torch_extraction = extraction.replace(preset="tvl1-torch")
         with timer() as gpu:
-            extract_video(clip, workdir / "e2e-torch", model, torch_extraction, default_workers())
+            extract_video(clip, ExtractJob.of(workdir / "e2e-torch", torch_extraction), model)
         timings["tvl1-torch"] = gpu[0]
     for preset, seconds in timings.items():
         section.measures.append(
@@ -340,15 +346,15 @@ def bench_end_to_end(clip: Path, sizes: Sizes, device: str, workdir: Path) -> Se
 
 def _peak_rss_of_extraction(clip: str, data_dir: str, extraction: dict, device: str) -> float:
     """In a fresh process: extract one clip and return this process's peak RSS in MiB."""
-    from .features.extract import extract_video
+    from joblib.externals.loky import get_reusable_executor
+
+    from .features.extract import ExtractJob, extract_video
     from .features.two_stream import I3DPair
     from .video.flow import default_workers
 
     config = ExtractionConfig.from_dict(extraction)
     model = I3DPair.load(config.features, device)
-    from joblib.externals.loky import get_reusable_executor
-
-    extract_video(Path(clip), Path(data_dir), model, config, default_workers())
+    extract_video(Path(clip), ExtractJob.of(Path(data_dir), config, workers=default_workers()), model)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     get_reusable_executor().shutdown(wait=True)  # else this pool process waits out the idle flow workers
     return peak
@@ -395,7 +401,7 @@ def _training_data(folder: Path, videos: int, rows: int, dim: int, classes: int,
         vid = f"v{index:03d}"
         np.save(layout.features(vid), rng.normal(size=(rows, dim)).astype(np.float32))
         label = f"class{index % classes}"
-        seconds = rows * 0.64
+        seconds = rows * DEFAULT_SECONDS_PER_ROW
         database[vid] = {
             "subset": "train",
             "duration": seconds,
@@ -408,6 +414,7 @@ def _training_data(folder: Path, videos: int, rows: int, dim: int, classes: int,
 def bench_training(sizes: Sizes, device: str, workdir: Path) -> Section:
     """Optimizer steps per second of the real trainer, each method at its official batch, on random
     features: THUMOS size (750 rows, 2048-d, hidden 2048) and the quick CPU size (64-d, hidden 64)."""
+    from .methods import get_method
     from .methods.names import METHOD_NAMES
     from .train import TrainOptions, train
 
@@ -422,7 +429,7 @@ def bench_training(sizes: Sizes, device: str, workdir: Path) -> Section:
     for label, dim, hidden in shapes:
         data = _training_data(workdir / f"train_{dim}", 32, 750, dim, 4)
         for method in METHOD_NAMES:
-            overrides = {"iterations": sizes.train_steps + 1, "hidden_dim": hidden}
+            overrides = {"iterations": sizes.train_steps + 1, **get_method(method).narrow(hidden)}
             run = workdir / f"run_{method}_{dim}"
             options = TrainOptions(method, data, run, device=device, simulate_clicks=True, overrides=overrides)
             checkpoint = train(options)
@@ -441,12 +448,35 @@ def thumos_like_durations(count: int, gt: Path | None) -> list[float]:
     return list(np.random.default_rng(0).lognormal(np.log(150.0), 0.8, count).clip(20.0, 1600.0))
 
 
+def _localize_test_set(durations: list[float], classes: list[str], dim: int) -> tuple[list[str], dict, dict, dict]:
+    """Video ids, ground truth (one segment each), random features and timings of a test set."""
+    from .data.dataset import VideoTiming
+
+    rng = np.random.default_rng(0)
+    vids = [f"v{i}" for i in range(len(durations))]
+    database, features, timings = {}, {}, {}
+    for i, (vid, d) in enumerate(zip(vids, durations, strict=True)):
+        database[vid] = {
+            "subset": "test",
+            "duration": d,
+            "annotations": [{"label": classes[i % len(classes)], "segment": [0.1 * d, 0.3 * d]}],
+        }
+        features[vid] = rng.normal(size=(max(2, int(d / DEFAULT_SECONDS_PER_ROW)), dim)).astype(np.float32)
+        timings[vid] = VideoTiming.of(
+            len(features[vid]),
+            seconds_per_row=DEFAULT_SECONDS_PER_ROW,
+            duration=d,
+            frame_rate=DEFAULT_FPS,
+            frames_per_row=DEFAULT_FRAMES_PER_ROW,
+        )
+    return vids, database, features, timings
+
+
 def bench_localize(sizes: Sizes, device: str, gt: Path | None) -> Section:
     """Model -> scores, scores -> detections and detections -> mAP for a test set of THUMOS14 length,
     every method with its official test settings, random weights and features (many proposals)."""
     import torch
 
-    from .data.dataset import VideoTiming
     from .evaluate import THUMOS_TIOU, evaluate
     from .localize import detections_json, localize
     from .methods import get_method
@@ -454,24 +484,8 @@ def bench_localize(sizes: Sizes, device: str, gt: Path | None) -> Section:
     from .pipeline import infer
 
     durations = thumos_like_durations(sizes.localize_videos, gt)
-    rng = np.random.default_rng(0)
     classes = [f"class{c}" for c in range(min(20, len(durations)))]  # every class has ground truth
-    vids = [f"v{i}" for i in range(len(durations))]
-    database = {
-        vid: {
-            "subset": "test",
-            "duration": d,
-            "annotations": [{"label": classes[i % len(classes)], "segment": [0.1 * d, 0.3 * d]}],
-        }
-        for i, (vid, d) in enumerate(zip(vids, durations, strict=True))
-    }
-    features = {
-        vid: rng.normal(size=(max(2, int(d / 0.64)), sizes.localize_dim)).astype(np.float32)
-        for vid, d in zip(vids, durations, strict=True)
-    }
-    timings = {
-        vid: VideoTiming(len(features[vid]), 0.64, d, round(d * 25), 16) for vid, d in zip(vids, durations, strict=True)
-    }
+    vids, database, features, timings = _localize_test_set(durations, classes, sizes.localize_dim)
     source = "real durations from " + Path(gt).name if gt else "durations drawn like THUMOS14's"
     section = Section(
         "Localize and evaluate",
@@ -481,8 +495,7 @@ def bench_localize(sizes: Sizes, device: str, gt: Path | None) -> Section:
     for method in METHOD_NAMES:
         cls = get_method(method)
         torch.manual_seed(0)
-        config = cls.Config() if sizes.localize_dim == 2048 else cls.Config(hidden_dim=sizes.localize_dim)
-        model = cls(sizes.localize_dim, len(classes), config).to(device)
+        model = cls(sizes.localize_dim, len(classes), cls.configure(cls.narrow(sizes.localize_dim))).to(device)
         with timer() as inference:
             scores = {vid: infer(model, rows) for vid, rows in features.items()}
         # a trained model selects the video's action class (THUMOS14: mostly one); random weights select
@@ -490,7 +503,7 @@ def bench_localize(sizes: Sizes, device: str, gt: Path | None) -> Section:
         for i, vid in enumerate(vids):
             scores[vid].video_scores = np.eye(len(classes), dtype=np.float32)[i % len(classes)]
         with timer() as localizing:
-            per_video = {vid: localize(scores[vid], model.config, timings[vid]) for vid in vids}
+            per_video = {vid: localize(scores[vid], model.config.localization, timings[vid]) for vid in vids}
         detections = detections_json(per_video, classes)
         with timer() as evaluating:
             evaluate(database, detections, "test", THUMOS_TIOU)
@@ -558,12 +571,10 @@ def run_benchmarks(
     resolved = str(resolve_device(device))
     sizes = Sizes.pick(quick, resolved == "cuda")
     info = machine()
-    unknown = set(only or []) - set(get_args(BenchSection))
+    unknown = set(only or []) - set(BENCH_SECTIONS)
     if unknown:
-        raise WtalError(
-            f"no benchmark section {sorted(unknown)[0]!r}", f"choose from {', '.join(get_args(BenchSection))}"
-        )
-    wanted = set(only or get_args(BenchSection))
+        raise WtalError(f"no benchmark section {sorted(unknown)[0]!r}", f"choose from {', '.join(BENCH_SECTIONS)}")
+    wanted = set(only or BENCH_SECTIONS)
     sections: list[Section] = []
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)

@@ -13,27 +13,18 @@ local format and the others go on.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .cache import reusable, stage_key
-from .config import ExtractionConfig
 from .errors import WtalError
-from .features.extract import (
-    ExtractOutcome,
-    Stage,
-    VideoPaths,
-    assemble_flow,
-    checked_frames,
-    ensure_flow_part,
-    extract_video,
-    video_identity,
-)
-from .layout import DataLayout
+from .features.extract import ExtractJob, ExtractOutcome, OnResult, run_plan
+from .features.plan import FeatureIdentity, VideoPlan
+from .features.stages import assemble_flow, checked_frames, ensure_flow_part, flow_is_cached
 from .video.flow import split_ranges
 
 if TYPE_CHECKING:
@@ -49,19 +40,22 @@ RETRIES = 2  # re-runs of a task that raised an unexpected error (a worker that 
 class ClusterJob:
     """What every task needs to know (sent to the workers)."""
 
-    data_dir: str
-    extraction: dict[str, Any]
-    device: str
-    force: bool = False
-    allow_partial: bool = False
+    job: ExtractJob
+    device: str  # where the I3D workers run it
+    identity: FeatureIdentity | None = None  # of the I3D workers' model (asked once, see probe)
     split_frames: int = 15000  # flow of a longer video is split into ranges of about this many frames
 
-    @property
-    def config(self) -> ExtractionConfig:
-        return ExtractionConfig.from_dict(self.extraction)
+    @classmethod
+    def probe(cls, client: Client, job: ExtractJob, *, device: str, split_frames: int) -> ClusterJob:
+        """The job, with the feature identity (precision, weights) of the workers that take the I3D tasks."""
+        unprobed = cls(job, device, None, split_frames)
+        identity = client.submit(identity_task, unprobed, resources=gpu_resources(client), pure=False).result()
+        return dataclasses.replace(unprobed, identity=identity)
 
-    def paths(self, video: str) -> VideoPaths:
-        return VideoPaths(Path(video), DataLayout(Path(self.data_dir)))
+    def plan(self, video: str) -> VideoPlan:
+        if self.identity is None:
+            raise RuntimeError("ClusterJob.probe first")
+        return VideoPlan.build(Path(video), self.job.data_dir, self.job.extraction, self.identity, self.job.force)
 
 
 def check_scheduler(scheduler: str) -> int | None:
@@ -113,61 +107,58 @@ def connect(scheduler: str) -> Iterator[Client]:
 _models: dict[str, I3DPair] = {}
 
 
-def _model(job: ClusterJob) -> I3DPair:
+def _model(cluster_job: ClusterJob) -> I3DPair:
     """One loaded I3D per worker process and setting, reused by every video it extracts."""
     from .features.two_stream import I3DPair
 
-    key = json.dumps([job.extraction["features"], job.device], sort_keys=True)
+    features = cluster_job.job.extraction.features
+    key = json.dumps([dataclasses.asdict(features), cluster_job.device], sort_keys=True)
     if key not in _models:
-        _models[key] = I3DPair.load(job.config.features, job.device)
+        _models[key] = I3DPair.load(features, cluster_job.device)
     return _models[key]
 
 
-def decode_task(video: str, job: ClusterJob) -> dict[str, Any]:
-    """Decode (or reuse) the frames; what the flow tasks need, or the one-line error."""
+def identity_task(cluster_job: ClusterJob) -> FeatureIdentity:
+    return _model(cluster_job).identity
+
+
+def decode_task(video: str, cluster_job: ClusterJob) -> dict[str, Any]:
+    """The video's plan and its decoded (or reused) frames, or the one-line error."""
     try:
-        paths = job.paths(video)
-        config = job.config
-        frames_path, meta = checked_frames(
-            paths, video_identity(paths.video), config, job.force, None, job.allow_partial
-        )
+        plan = cluster_job.plan(video)
+        frames_path, record = checked_frames(plan, None, cluster_job.job.allow_partial)
     except WtalError as exc:
         return {"error": exc.one_line()}
-    flow_path, marker = paths.layout.flow(paths.stem, stage_key("flow", meta["key"], config.flow))
-    return {
-        "frames": str(frames_path),
-        "frames_key": meta["key"],
-        "n_frames": meta["n_frames"],
-        "flow_cached": not job.force and reusable(flow_path, marker) is not None,
-    }
+    return {"plan": plan, "frames": frames_path, "n_frames": record.n_frames, "flow_cached": flow_is_cached(plan)}
 
 
-def flow_part_task(video: str, job: ClusterJob, decoded: dict[str, Any], start: int, stop: int) -> str:
-    config = job.config.flow
-    part = ensure_flow_part(
-        job.paths(video), Path(decoded["frames"]), decoded["frames_key"], config, start, stop, job.force
-    )
-    return str(part)
+def flow_part_task(decoded: dict[str, Any], start: int, stop: int) -> str:
+    return str(ensure_flow_part(decoded["plan"], decoded["frames"], start, stop))
 
 
-def assemble_task(
-    video: str, job: ClusterJob, decoded: dict[str, Any], ranges: list[tuple[int, int]], *parts: str
-) -> None:
+def assemble_task(decoded: dict[str, Any], ranges: list[tuple[int, int]], *parts: str) -> None:
     """Join the flow parts into the video's flow entry (``parts`` only orders this after them)."""
-    assemble_flow(job.paths(video), Path(decoded["frames"]), decoded["frames_key"], job.config.flow, ranges)
+    assemble_flow(decoded["plan"], decoded["frames"], ranges)
 
 
-def features_task(video: str, job: ClusterJob, n_frames: int, *after: Any) -> dict[str, Any]:
-    """I3D on the cached frames and flow (computing the flow here only for ``tvl1-torch``, on this
+def features_task(decoded: dict[str, Any], cluster_job: ClusterJob, *after: Any) -> dict[str, Any]:
+    """I3D on the cached frames and flow (computing the flow here only for an ``on_device`` engine, on this
     worker's device); ``after`` orders it after the flow tasks."""
+    plan: VideoPlan = decoded["plan"]
     try:
-        force: frozenset[Stage] = frozenset({"features"} if job.force else ())
-        status, path = extract_video(
-            Path(video), Path(job.data_dir), _model(job), job.config, 1, force, None, job.allow_partial
-        )
+        model = _model(cluster_job)
+        if model.identity != cluster_job.identity:
+            raise WtalError(
+                f"this worker's I3D runs in {model.identity.precision} where the cluster's first I3D worker runs "
+                f"{cluster_job.identity.precision if cluster_job.identity else '?'}: the features would not match",
+                "give every I3D worker the same device, or pass --precision fp32",
+                plan.video,
+            )
+        features_only = dataclasses.replace(plan, forced=plan.forced & {"features"})  # frames, flow: done above
+        status = run_plan(features_only, model, workers=1, allow_partial=cluster_job.job.allow_partial)
     except WtalError as exc:
         return {"status": "failed", "error": exc.one_line()}
-    return {"status": status, "features": str(path), "frames": n_frames}
+    return {"status": status, "features": str(plan.features.data), "frames": decoded["n_frames"]}
 
 
 # --- the driver ----------------------------------------------------------------------------------------
@@ -179,18 +170,15 @@ def flow_ranges(n_frames: int, split_frames: int) -> list[tuple[int, int]]:
 
 
 def extract_on_cluster(
-    client: Client,
-    videos: list[Path],
-    job: ClusterJob,
-    on_result: Callable[[ExtractOutcome, int], None] | None = None,
+    client: Client, videos: list[Path], job: ClusterJob, on_result: OnResult | None = None
 ) -> list[ExtractOutcome]:
     """Extract every video on the cluster; ``on_result(outcome, frames)`` as each video finishes (in
     completion order). Returns the outcomes in the order of ``videos``."""
     from distributed import as_completed
 
     run = uuid.uuid4().hex[:8]
-    gpu = {"GPU": 1} if _cluster_has_gpu(client) else None
-    flow_here = job.config.flow.on_device  # computed by the I3D worker
+    gpu = gpu_resources(client)
+    flow_here = job.job.extraction.flow.on_device  # computed by the I3D worker
     decoding = {
         client.submit(decode_task, str(video), job, key=f"decode-{video.stem}-{run}", retries=RETRIES): video
         for video in videos
@@ -212,18 +200,17 @@ def extract_on_cluster(
             finish(video, ExtractOutcome(video, "failed", error=f"{video}: {exc.__class__.__name__}: {exc}"))
             continue
         if future in featuring:
-            status = result["status"]
             features = Path(result["features"]) if "features" in result else None
-            finish(video, ExtractOutcome(video, status, features, result.get("error")), result.get("frames", 0))
+            outcome = ExtractOutcome(video, result["status"], features, result.get("error"))
+            finish(video, outcome, result.get("frames", 0))
         elif "error" in result:
             finish(video, ExtractOutcome(video, "failed", error=result["error"]))
         else:
-            after = [] if flow_here else _submit_flow(client, video, job, result, run)
+            after = [] if flow_here else _submit_flow(client, result, job, f"{video.stem}-{run}")
             task = client.submit(
                 features_task,
-                str(video),
+                result,
                 job,
-                result["n_frames"],
                 *after,
                 key=f"features-{video.stem}-{run}",
                 retries=RETRIES,
@@ -234,24 +221,16 @@ def extract_on_cluster(
     return [outcomes[video] for video in videos]
 
 
-def _submit_flow(client: Client, video: Path, job: ClusterJob, decoded: dict[str, Any], run: str) -> list[Any]:
+def _submit_flow(client: Client, decoded: dict[str, Any], job: ClusterJob, name: str) -> list[Any]:
     """The flow tasks of one decoded video (none when its flow is cached and intact)."""
     if decoded["flow_cached"]:
         return []
     ranges = flow_ranges(decoded["n_frames"], job.split_frames)
-    parts = [
-        client.submit(
-            flow_part_task, str(video), job, decoded, a, b, key=f"flow-{video.stem}-{a}-{run}", retries=RETRIES
-        )
-        for a, b in ranges
-    ]
-    return [
-        client.submit(
-            assemble_task, str(video), job, decoded, ranges, *parts, key=f"assemble-{video.stem}-{run}", retries=RETRIES
-        )
-    ]
+    parts = [client.submit(flow_part_task, decoded, a, b, key=f"flow-{name}-{a}", retries=RETRIES) for a, b in ranges]
+    return [client.submit(assemble_task, decoded, ranges, *parts, key=f"assemble-{name}", retries=RETRIES)]
 
 
-def _cluster_has_gpu(client: Client) -> bool:
+def gpu_resources(client: Client) -> dict[str, int] | None:
+    """``{"GPU": 1}`` when a worker advertises a GPU (I3D tasks go there), else None."""
     workers = client.scheduler_info().get("workers", {}).values()
-    return any(worker.get("resources", {}).get("GPU") for worker in workers)
+    return {"GPU": 1} if any(worker.get("resources", {}).get("GPU") for worker in workers) else None

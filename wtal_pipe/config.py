@@ -12,36 +12,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, get_args
 
 from .errors import WtalError
+from .video.flow_engines import engine_class, flow_preset
 
-FlowPreset = Literal["tvl1", "tvl1-torch", "tvl1-fast", "dis"]
 Precision = Literal["auto", "fp32", "bf16"]  # auto: bf16 on CUDA and on CPUs with native bf16, else fp32
 DeviceName = Literal["auto", "cpu", "cuda"]
 PRECISIONS: tuple[str, ...] = get_args(Precision)
-
-#: OpenCV's default Dual TV-L1 parameters (the published THUMOS14 convention)
-OPENCV_TVL1 = {
-    "tau": 0.25,
-    "lambda_": 0.15,
-    "theta": 0.3,
-    "nscales": 5,
-    "warps": 5,
-    "epsilon": 0.01,
-    "inner_iterations": 30,
-    "outer_iterations": 10,
-    "scale_step": 0.8,
-    "gamma": 0.0,
-    "median_filtering": 5,
-}
-
-#: Flow presets. ``tvl1`` is OpenCV's TV-L1 in CPU worker processes; ``tvl1-torch`` the same algorithm
-#: and parameters in PyTorch, batched over frame pairs, on the extraction device (a GPU when present).
-FLOW_PRESETS: dict[str, dict[str, Any]] = {
-    "tvl1": {"algorithm": "tvl1", **OPENCV_TVL1},
-    "tvl1-torch": {"algorithm": "tvl1-torch", **OPENCV_TVL1},
-    "tvl1-fast": {"algorithm": "tvl1", **OPENCV_TVL1, "nscales": 3, "warps": 3, "scale_step": 0.5},
-    "dis": {"algorithm": "dis", "preset": "medium"},
-}
-assert tuple(FLOW_PRESETS) == get_args(FlowPreset)
 
 
 @dataclass(frozen=True)
@@ -66,21 +41,22 @@ class DecodeConfig:
 
 @dataclass(frozen=True)
 class FlowConfig:
-    preset: FlowPreset = "tvl1"
+    preset: str = "tvl1"  # a name of video.flow_engines.flow_presets(): an engine and its parameters
     bound: float = 20.0  # flow is clipped to +-bound pixels, then scaled to [-1, 1]
 
     def __post_init__(self) -> None:
-        if self.preset not in FLOW_PRESETS:
-            raise WtalError(f"unknown flow preset {self.preset!r}", f"choose one of {', '.join(FLOW_PRESETS)}")
+        flow_preset(self.preset)  # an unknown name is a one-line error listing the presets
 
     @property
     def params(self) -> dict[str, Any]:
-        return FLOW_PRESETS[self.preset]
+        """The engine's name (``algorithm``) and parameters, as the provenance records them."""
+        chosen = flow_preset(self.preset)
+        return {"algorithm": chosen.engine, **chosen.params}
 
     @property
     def on_device(self) -> bool:
-        """Computed on the extraction device (PyTorch) rather than in OpenCV worker processes."""
-        return self.params["algorithm"] == "tvl1-torch"
+        """Computed on the extraction device (PyTorch) rather than in CPU worker processes."""
+        return engine_class(flow_preset(self.preset).engine).on_device
 
 
 @dataclass(frozen=True)

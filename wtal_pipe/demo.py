@@ -12,11 +12,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .config import DecodeConfig, ExtractionConfig, FlowConfig
 from .video.synthetic import ACTION_STYLES, PlantedAction, render_frames, write_video
+
+if TYPE_CHECKING:
+    from .evaluate import EvaluationResult
 
 DEMO_CLASSES = ACTION_STYLES[:3]
 FPS = 25.0
@@ -66,29 +70,20 @@ def make_video_set(out: Path, n_videos: int, seconds: float, seed: int, size=(12
 
 def run_demo(
     out: str | Path,
+    *,
     n_videos: int = 24,
     seconds: float = 14.0,
     iterations: int = 400,
     seed: int = 0,
     print_fn: Callable = print,
     warn_fn: Callable = print,
-):
+) -> EvaluationResult:
     """Generate, extract, build negatives, train CMCS, test, localize one clip and plot; returns the
     test-set :class:`EvaluationResult`."""
     from .cache import atomic_write_json
-    from .data.dataset import load_annotations
-    from .errors import WtalError
-    from .evaluate import THUMOS_TIOU, evaluate
-    from .features.extract import extract_all
-    from .features.two_stream import I3DPair
     from .layout import DataLayout
-    from .localize import detections_json
     from .negatives import build_negatives
-    from .pipeline import localize_clips, localize_dataset
-    from .plot import plot_saved_scores, plot_video
-    from .run import load_run
     from .train import TrainOptions, train
-    from .video.flow import default_workers
 
     out = Path(out)
     data, run, videos = out / "data", out / "run", out / "videos"
@@ -105,67 +100,23 @@ def run_demo(
         "the demo's I3D runs on RANDOM weights (none can be downloaded here); the planted actions differ in "
         "colour, shape and motion so even random features separate them."
     )
-    extraction = DEMO_EXTRACTION
-    extractor = I3DPair.load(extraction.features, "auto")
     clips = sorted(videos.glob("*.mp4"))
-    outcomes = extract_all(clips, data, extractor, extraction, default_workers())
-    failed = [o for o in outcomes if o.status == "failed"]
-    if failed:
-        raise WtalError(f"demo extraction failed: {failed[0].error}")
+    _extract(clips, data)
 
     print_fn("[3/6] hard negatives from the camera's pauses")
-    negatives = build_negatives(data)
-    print_fn(
-        f"      {sum(r.status != 'skipped' for r in negatives)} pseudo videos from {len(negatives)} training videos"
-    )
+    made = [r.status != "skipped" for r in build_negatives(data)]
+    print_fn(f"      {sum(made)} pseudo videos from {len(made)} training videos")
 
-    print_fn(
-        f"[4/6] training CMCS ({iterations} steps, lr 1e-3, 2 videos per step, standardized features: "
-        "CPU-quick settings)"
-    )
-    options = TrainOptions(
-        "cmcs",
-        data,
-        run,
-        seed=seed,
-        device="cpu",
-        overrides={"iterations": iterations, "lr": 1e-3, "accumulate": 2, "normalize_features": True},
-    )
-    train(options)
+    print_fn(f"[4/6] training CMCS ({iterations} steps, lr 1e-3, 2 videos per step, standardized features)")
+    overrides = {"iterations": iterations, "lr": 1e-3, "accumulate": 2, "normalize_features": True}
+    train(TrainOptions("cmcs", data, run, seed=seed, device="cpu", overrides=overrides))
 
     print_fn("[5/6] testing on the held-out videos")
-    model, meta = load_run(run)
-    detections = localize_dataset(model, meta, data, "test", scores_out=out / "dets_test.cas.npz")
-    atomic_write_json(out / "dets_test.json", detections)
-    result = evaluate(load_annotations(DataLayout(data).annotations), detections, "test", THUMOS_TIOU)
-    plot_saved_scores(out / "dets_test.cas.npz", detections, model.config, meta.classes, data, "test", out / "plots")
+    result = _test(run, data, out)
 
     clip = next(c for c in clips if database[c.stem]["subset"] == "test")
     print_fn(f"[6/6] wtal localize {clip.name} (decode -> flow -> I3D through the cache -> model)")
-    [clip_result] = localize_clips([clip], model, meta, data, extraction, default_workers(), "auto")
-    if clip_result.scores is None or clip_result.timing is None:
-        raise WtalError(f"demo localization failed: {clip_result.error}")
-    atomic_write_json(out / "localize_clip.json", detections_json({clip.stem: clip_result.detections}, meta.classes))
-    index = {name: i for i, name in enumerate(meta.classes)}
-    truth = [(a["segment"][0], a["segment"][1], index[a["label"]]) for a in database[clip.stem]["annotations"]]
-    plot_video(
-        out / "localize_clip.png",
-        clip.name,
-        clip_result.scores,
-        clip_result.detections,
-        meta.classes,
-        model.config,
-        clip_result.timing,
-        truth,
-    )
-    for c, score, start, end in sorted(clip_result.detections, key=lambda d: -d[1])[:5]:
-        print_fn(f"      {meta.classes[c]:<24} {start:6.2f} - {end:6.2f} s  score {score:.3f}")
-    print_fn(
-        "      truth: "
-        + ", ".join(
-            f"{a['label']} {a['segment'][0]:g}-{a['segment'][1]:g} s" for a in database[clip.stem]["annotations"]
-        )
-    )
+    _localize_clip(clip, run, data, out, database[clip.stem], print_fn)
     print_fn(
         f"\nCMCS on the demo's {len(result.classes)} classes, {sum(v['subset'] == 'test' for v in database.values())} "
         f"test videos:\n{result.table()}"
@@ -175,3 +126,73 @@ def run_demo(
         f"{time.perf_counter() - started:.0f} s"
     )
     return result
+
+
+def _extract(clips: list[Path], data: Path) -> None:
+    from .errors import WtalError
+    from .features.extract import ExtractJob, extract_all
+    from .features.two_stream import I3DPair
+    from .video.flow import default_workers
+
+    extractor = I3DPair.load(DEMO_EXTRACTION.features, "auto")
+    outcomes = extract_all(clips, ExtractJob.of(data, DEMO_EXTRACTION, workers=default_workers()), extractor)
+    failed = [o for o in outcomes if o.status == "failed"]
+    if failed:
+        raise WtalError(f"demo extraction failed: {failed[0].error}")
+
+
+def _test(run: Path, data: Path, out: Path) -> EvaluationResult:
+    """``wtal test`` of the demo's run: detections, raw scores, plots and the mAP table."""
+    from .cache import atomic_write_json
+    from .data.dataset import Dataset, load_annotations
+    from .evaluate import THUMOS_TIOU, evaluate
+    from .layout import DataLayout
+    from .pipeline import localize_dataset
+    from .plot import plot_saved_scores
+    from .run import load_run
+
+    model, meta = load_run(run)
+    scores = out / "dets_test.cas.npz"
+    detections = localize_dataset(model, meta, data, "test", scores_out=scores)
+    atomic_write_json(out / "dets_test.json", detections)
+    dataset = Dataset(data, "test", classes=meta.classes)
+    settings = model.config.localization
+    plot_saved_scores(
+        scores, detections, settings=settings, classes=meta.classes, dataset=dataset, out_dir=out / "plots"
+    )
+    return evaluate(load_annotations(DataLayout(data).annotations), detections, "test", THUMOS_TIOU)
+
+
+def _localize_clip(clip: Path, run: Path, data: Path, out: Path, entry: dict, print_fn: Callable) -> None:
+    """``wtal localize`` of one held-out clip from its raw video, with a plot."""
+    from .cache import atomic_write_json
+    from .data.dataset import class_index, segments_of
+    from .errors import WtalError
+    from .localize import detections_json
+    from .pipeline import localize_clips
+    from .plot import plot_video
+    from .run import load_run
+    from .video.flow import default_workers
+
+    model, meta = load_run(run)
+    [clip_result] = localize_clips(
+        [clip], model, meta, DEMO_EXTRACTION, cache_dir=data, workers=default_workers(), device="auto"
+    )
+    if clip_result.result is None:
+        raise WtalError(f"demo localization failed: {clip_result.error}")
+    detections = clip_result.result.detections
+    atomic_write_json(out / "localize_clip.json", detections_json({clip.stem: detections}, meta.classes))
+    plot_video(
+        out / "localize_clip.png",
+        title=clip.name,
+        localized=clip_result.result,
+        classes=meta.classes,
+        settings=model.config.localization,
+        truth=segments_of(entry, class_index(meta.classes)),
+    )
+    for c, score, start, end in sorted(detections, key=lambda d: -d[1])[:5]:
+        print_fn(f"      {meta.classes[c]:<24} {start:6.2f} - {end:6.2f} s  score {score:.3f}")
+    print_fn(
+        "      truth: "
+        + ", ".join(f"{a['label']} {a['segment'][0]:g}-{a['segment'][1]:g} s" for a in entry["annotations"])
+    )

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .data.dataset import load_annotations
+from .data.dataset import class_index, load_annotations
 from .errors import DataError
 from .intervals import tiou
 
@@ -149,52 +149,63 @@ def evaluate(
     of ``known_classes`` (the run's). Any other label is an error (a typo would silently score 0).
     """
     thresholds = np.asarray(thresholds, float)
-    classes: list[str] = []
-    class_index: dict[str, int] = {}
-    video_index: dict[str, int] = {}
-    gt_rows = []
-    for vid, video in ground_truth.items():
-        if video.get("subset") != subset:
-            continue
-        video_index.setdefault(vid, len(video_index))
-        for ann in video.get("annotations", []):
-            if ann["label"] not in class_index:
-                class_index[ann["label"]] = len(classes)
-                classes.append(ann["label"])
-            gt_rows.append((class_index[ann["label"]], video_index[vid], *map(float, ann["segment"])))
-    if not classes:
-        raise DataError(f"no ground truth in subset {subset!r}", "check --subset")
-    results = detections.get("results")
-    if not isinstance(results, dict):
-        raise DataError('no "results" object', "pass ActivityNet-format detections", detections_path)
+    classes, video_index, gt = _ground_truth_rows(ground_truth, subset)
     known = set(known_classes or []) | {a["label"] for v in ground_truth.values() for a in v.get("annotations", [])}
-    ignored: dict[str, int] = {}
-    det_rows = []
-    for vid, dets in results.items():
-        vindex = video_index.setdefault(vid, len(video_index))  # videos outside the GT: their detections are FPs
-        if not isinstance(dets, list):
-            raise DataError(f"video {vid}: detections are not a list", DETECTIONS_FORMAT, detections_path)
-        for det in dets:
-            start, end, score = _detection(vid, det, detections_path)
-            label = det.get("label")
-            if label not in class_index:
-                if label not in known:
-                    raise DataError(
-                        f"video {vid}: label {label!r} is not a class of the ground truth",
-                        "fix the label, or pass the annotation file it belongs to",
-                        detections_path,
-                    )
-                ignored[label] = ignored.get(label, 0) + 1
-                continue
-            det_rows.append((class_index[label], vindex, start, end, score))
-    gt = np.asarray(gt_rows, float).reshape(-1, 4)
-    det = np.asarray(det_rows, float).reshape(-1, 5)
+    det, ignored = _detection_rows(detections, classes, video_index, known, detections_path)
     ap = np.zeros((len(classes), len(thresholds)))
     for c in range(len(classes)):
         g = gt[gt[:, 0] == c]
         d = det[det[:, 0] == c]
         ap[c] = average_precision(g[:, 1].astype(int), g[:, 2:4], d[:, 1].astype(int), d[:, 2:4], d[:, 4], thresholds)
     return EvaluationResult(thresholds, classes, ap, ignored)
+
+
+def _ground_truth_rows(ground_truth: dict, subset: str) -> tuple[list[str], dict[str, int], np.ndarray]:
+    """The subset's classes (in order of appearance), an index of its videos, and its segments as rows
+    (class, video, start, end)."""
+    classes: dict[str, int] = {}
+    video_index: dict[str, int] = {}
+    rows = []
+    for vid, video in ground_truth.items():
+        if video.get("subset") != subset:
+            continue
+        video_index.setdefault(vid, len(video_index))
+        for ann in video.get("annotations", []):
+            c = classes.setdefault(ann["label"], len(classes))
+            rows.append((c, video_index[vid], *map(float, ann["segment"])))
+    if not classes:
+        raise DataError(f"no ground truth in subset {subset!r}", "check --subset")
+    return list(classes), video_index, np.asarray(rows, float).reshape(-1, 4)
+
+
+def _detection_rows(
+    detections: dict, classes: list[str], video_index: dict[str, int], known: set[str], path: str | Path | None
+) -> tuple[np.ndarray, dict[str, int]]:
+    """Detections as rows (class, video, start, end, score), and the count of those ignored by class."""
+    results = detections.get("results")
+    if not isinstance(results, dict):
+        raise DataError('no "results" object', "pass ActivityNet-format detections", path)
+    index = class_index(classes)
+    ignored: dict[str, int] = {}
+    rows = []
+    for vid, dets in results.items():
+        vindex = video_index.setdefault(vid, len(video_index))  # videos outside the GT: their detections are FPs
+        if not isinstance(dets, list):
+            raise DataError(f"video {vid}: detections are not a list", DETECTIONS_FORMAT, path)
+        for det in dets:
+            start, end, score = _detection(vid, det, path)
+            label = det.get("label")
+            if label in index:
+                rows.append((index[label], vindex, start, end, score))
+            elif label in known:
+                ignored[label] = ignored.get(label, 0) + 1
+            else:
+                raise DataError(
+                    f"video {vid}: label {label!r} is not a class of the ground truth",
+                    "fix the label, or pass the annotation file it belongs to",
+                    path,
+                )
+    return np.asarray(rows, float).reshape(-1, 5), ignored
 
 
 DETECTIONS_FORMAT = 'expected {"results": {vid: [{"label": ..., "score": number, "segment": [start_s, end_s]}]}}'

@@ -7,7 +7,7 @@
     DATA_DIR/clicks.json                 optional background clicks {vid: [seconds, ...]} (BackTAL);
     DATA_DIR/clicks.<annotator>.json     one file per annotator when several click
     DATA_DIR/features/<vid>.npy          float32 (T, D) + <vid>.json provenance
-    DATA_DIR/cache/<vid>/                decoded frames and flow, keyed by content and parameters
+    DATA_DIR/cache/<vid>/                decoded frames and flow, keyed by content and parameters (features/plan.py)
     DATA_DIR/negatives/<vid>_bg.*        CMCS hard negatives (pseudo videos, their masks and records)
 
 Video ids, labels and annotator names come from files strangers write (annotations, ground truth,
@@ -87,20 +87,6 @@ class DataLayout:
 
     def cache(self, vid: str, source: str | Path | None = None) -> Path:
         return inside(self.cache_dir, vid, source=source)
-
-    def frames(self, vid: str, key: str) -> tuple[Path, Path]:
-        """Decoded frames (.npy) and their record (.json) for one decode key."""
-        folder = self.cache(vid)
-        return folder / f"frames-{key}.npy", folder / f"frames-{key}.json"
-
-    def flow(self, vid: str, key: str) -> tuple[Path, Path]:
-        """8-bit flow (.npy) and its completion record (.json) for one flow key."""
-        folder = self.cache(vid)
-        return folder / f"flow-{key}.npy", folder / f"flow-{key}.json"
-
-    def flow_part(self, vid: str, key: str, start: int, stop: int) -> Path:
-        """Flow of frames ``start..stop-1`` of one flow key (a long video split over cluster workers)."""
-        return self.cache(vid) / f"flow-{key}.{start}-{stop}.npy"
 
     def negative(self, vid: str, source: str | Path | None = None) -> tuple[Path, Path, Path]:
         """A hard negative's features, record and static mask: ``<vid>_bg.npy``, ``.json``, ``.mask.npy``."""

@@ -17,13 +17,14 @@ and a class without proposals does not crash.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 
 from .data.dataset import VideoTiming
 from .intervals import runs_2d
-from .methods.base import MethodConfig
+from .methods.settings import LocalizationSettings
 
 Detection = tuple[int, float, float, float]  # (class index, score, start_s, end_s)
 
@@ -66,7 +67,7 @@ class GridTime:
         return np.asarray(index, np.float64) / self.divisor * self.scale
 
 
-def resample(signal: np.ndarray, config: MethodConfig, timing: VideoTiming) -> tuple[np.ndarray, GridTime]:
+def resample(signal: np.ndarray, config: LocalizationSettings, timing: VideoTiming) -> tuple[np.ndarray, GridTime]:
     """(T_in, K) scores -> (N, K) on the localization grid, and how grid indices map to seconds.
 
     ``starts-extrapolated`` (BaS-Net/UM ``upgrade_resolution``): rows are chunk starts, ``factor * T``
@@ -147,7 +148,7 @@ def proposals(
     thresholds: np.ndarray,
     score_signal: np.ndarray,
     thresholded_scores: bool,
-    config: MethodConfig,
+    config: LocalizationSettings,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(start, end inclusive, contrast) of every proposal of one class from one signal.
 
@@ -197,15 +198,23 @@ def nms(segments: np.ndarray, scores: np.ndarray, threshold: float, plus_one: bo
     return np.asarray(keep, np.int64)
 
 
-def selected_classes(video_scores: np.ndarray, config: MethodConfig) -> np.ndarray:
+def selected_classes(video_scores: np.ndarray, config: LocalizationSettings) -> np.ndarray:
+    """The classes a video is localized for: those at or above the class threshold, else (UM) the top one."""
     classes = np.flatnonzero(video_scores >= config.class_threshold)
     if classes.size == 0 and config.argmax_fallback:
         classes = np.array([int(np.argmax(video_scores))])
     return classes
 
 
+def shown_classes(video_scores: np.ndarray, config: LocalizationSettings, also: Iterable[int] = ()) -> np.ndarray:
+    """The classes a picture of a video shows: the selected ones and ``also`` (detected, annotated), else
+    the top-scoring one, so there is always something to look at."""
+    shown = sorted(set(selected_classes(video_scores, config).tolist()) | set(also))
+    return np.asarray(shown or [int(np.argmax(video_scores))], np.int64)
+
+
 def localization_signals(
-    scores: VideoScores, config: MethodConfig, timing: VideoTiming, classes: np.ndarray
+    scores: VideoScores, config: LocalizationSettings, timing: VideoTiming, classes: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray | None, GridTime]:
     """The normalized CAS of ``classes`` and the actionness, on the grid (N, len(classes)) / (N,), and
     the grid's time mapping (what the localizer thresholds, and what the plots draw)."""
@@ -216,7 +225,7 @@ def localization_signals(
     return cas, actionness, time
 
 
-def localize(scores: VideoScores, config: MethodConfig, timing: VideoTiming) -> list[Detection]:
+def localize(scores: VideoScores, config: LocalizationSettings, timing: VideoTiming) -> list[Detection]:
     """Detections (class index, score, start_s, end_s) for one video, per class in NMS order."""
     classes = selected_classes(scores.video_scores, config)
     if classes.size == 0:

@@ -17,13 +17,15 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from scipy.signal import medfilt
 
 from .cache import atomic_save_npy, atomic_write_json, file_digest, file_identity, read_json, reusable, stage_key
-from .data.dataset import load_annotations
+from .data.dataset import load_annotations, read_feature_rows
 from .errors import DataError, WtalError
+from .features.plan import video_cache
 from .intervals import runs
 from .layout import DataLayout
 from .provenance import Provenance
@@ -72,78 +74,77 @@ def static_mask(intensity: np.ndarray, ratio: float, fps: float) -> np.ndarray:
 @dataclass
 class NegativeResult:
     vid: str
-    status: str  # "written" | "cached" | "skipped"
+    status: Literal["written", "cached", "skipped"]
     reason: str = ""
     rows: int = 0
 
 
-def _flow_intensity(layout: DataLayout, vid: str, provenance: Provenance) -> np.ndarray:
+@dataclass(frozen=True)
+class Motion:
+    """A video's motion intensity per position (frame, or row), with what it was measured on."""
+
+    intensity: np.ndarray
+    fps: float  # positions per second
+    per_row: int  # positions per feature row
+    source: str  # in words, for the record
+    upstream: str | None  # the flow cache key it was read from
+
+
+def motion(layout: DataLayout, vid: str, features: np.ndarray, from_features: bool) -> Motion:
+    """Per frame from the video's flow cache, or (``from_features``) per row from the flow half of its
+    features, an approximation for imported features."""
+    provenance = Provenance.read(layout.features(vid))
+    if from_features:
+        flow_half = np.asarray(features[:, features.shape[1] // 2 :], np.float32)
+        spr = provenance.seconds_per_row
+        return Motion(np.linalg.norm(flow_half, axis=1), 1 / spr, 1, "flow-feature norm (approximation)", None)
     flow_key = provenance.keys.get("flow")
-    path = layout.flow(vid, str(flow_key))[0]
+    path = video_cache(layout, vid).flow(str(flow_key)).data
     if not flow_key or not path.exists():
         raise DataError(
             f"no flow cache for video {vid} (imported features?)",
             "re-run with --from-features to rank chunks by flow-feature magnitude (an approximation)",
             layout.cache(vid),
         )
-    return flow_intensity(np.load(path, mmap_mode="r"))
+    preset = provenance.extraction.flow.preset if provenance.extraction else "imported"
+    intensity = flow_intensity(np.load(path, mmap_mode="r"))
+    source = f"8-bit {preset} flow intensity per frame (flow cache)"
+    return Motion(intensity, provenance.grid_fps, provenance.frames_per_row, source, flow_key)
+
+
+def static_rows(mask: np.ndarray, per_row: int, n_rows: int, whole_chunk: bool) -> np.ndarray:
+    """Indices of the feature rows a static mask makes hard negatives: rows whose first position is static
+    (the official rule), or (``whole_chunk``) rows whose positions all are."""
+    n_rows = min(n_rows, -(-mask.size // per_row))
+    if whole_chunk:
+        n_rows = min(n_rows, mask.size // per_row)
+        return np.flatnonzero(mask[: n_rows * per_row].reshape(n_rows, per_row).all(axis=1))
+    return np.flatnonzero(mask[::per_row][:n_rows])
 
 
 def build_negative(layout: DataLayout, vid: str, config: NegativesConfig) -> NegativeResult:
+    """One training video's pseudo video (or why it has none), reused while its inputs are unchanged."""
     features_path = layout.features(vid)
-    if not features_path.exists():
-        raise DataError("features file missing", f"run wtal extract on the video {vid}", features_path)
-    try:
-        features = np.load(features_path, mmap_mode="r")
-    except (OSError, ValueError) as exc:
-        raise DataError(
-            f"unreadable features ({exc.__class__.__name__})", "re-extract this video", features_path
-        ) from exc
-    if features.ndim != 2 or features.shape[0] == 0:
-        raise DataError(
-            f"features must be a non-empty (T, D) array, got shape {features.shape}",
-            "re-extract this video",
-            features_path,
-        )
+    features = read_feature_rows(features_path, f"run wtal extract on the video {vid}")
     out, marker, mask_path = layout.negative(vid)
-    provenance = Provenance.read(features_path)
-    spr = provenance.seconds_per_row
-    if config.from_features:
-        flow_half = np.asarray(features[:, features.shape[1] // 2 :], np.float32)
-        intensity, fps, chunk, source = (
-            np.linalg.norm(flow_half, axis=1),
-            1 / spr,
-            1,
-            "flow-feature norm (approximation)",
-        )
-        upstream = None
-    else:
-        intensity = _flow_intensity(layout, vid, provenance)
-        fps, chunk = provenance.grid_fps, provenance.frames_per_row
-        source, upstream = "8-bit TV-L1 flow intensity per frame (flow cache)", provenance.keys["flow"]
-    key = stage_key("negatives", RULES, config, file_identity(features_path), upstream)
+    moving = motion(layout, vid, features, config.from_features)
+    key = stage_key("negatives", RULES, config, file_identity(features_path), moving.upstream)
     previous = read_json(marker)
     if isinstance(previous, dict) and previous.get("key") == key and (previous.get("skipped") or reusable(out, marker)):
-        return NegativeResult(
-            vid, "skipped" if previous.get("skipped") else "cached", previous.get("reason", ""), previous.get("rows", 0)
-        )
-    mask = static_mask(intensity, config.ratio, fps)
+        status: Literal["skipped", "cached"] = "skipped" if previous.get("skipped") else "cached"
+        return NegativeResult(vid, status, previous.get("reason", ""), previous.get("rows", 0))
+    mask = static_mask(moving.intensity, config.ratio, moving.fps)
     share = float(mask.mean())
     record = {
         "key": key,
         "source_video": vid,
-        "source": source,
+        "source": moving.source,
         "config": asdict(config),
         "static_share": share,
-        "seconds_per_row": spr,
+        "seconds_per_row": Provenance.read(features_path).seconds_per_row,
         "labels": "background only",
     }
-    n_rows = min(features.shape[0], -(-mask.size // chunk))
-    if config.whole_chunk:
-        n_rows = min(n_rows, mask.size // chunk)
-        rows = np.flatnonzero(mask[: n_rows * chunk].reshape(n_rows, chunk).all(axis=1))
-    else:
-        rows = np.flatnonzero(mask[::chunk][:n_rows])
+    rows = static_rows(mask, moving.per_row, features.shape[0], config.whole_chunk)
     reason = ""
     if not config.min_static <= share <= config.max_static:
         reason = f"static share {share:.3f} outside [{config.min_static}, {config.max_static}]"
@@ -155,16 +156,9 @@ def build_negative(layout: DataLayout, vid: str, config: NegativesConfig) -> Neg
         return NegativeResult(vid, "skipped", reason)
     atomic_save_npy(mask_path, mask)
     atomic_save_npy(out, np.asarray(features[rows], np.float32))
-    atomic_write_json(
-        marker,
-        {
-            **record,
-            "rows": int(rows.size),
-            "source_rows": rows.tolist(),
-            "digest": file_digest(out),
-            "mask_file": f"{mask_path.name} (per {'row' if chunk == 1 else 'frame'})",
-        },
-    )
+    mask_file = f"{mask_path.name} (per {'row' if moving.per_row == 1 else 'frame'})"
+    extra = {"rows": int(rows.size), "source_rows": rows.tolist(), "digest": file_digest(out), "mask_file": mask_file}
+    atomic_write_json(marker, {**record, **extra})
     return NegativeResult(vid, "written", rows=int(rows.size))
 
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,8 +16,9 @@ from .config import ExtractionConfig
 from .data.dataset import Dataset, VideoTiming
 from .data.sampling import inference_input
 from .errors import DataError
-from .localize import Detection, VideoScores, detections_json, localize
+from .localize import Detection, VideoScores, detections_json, localize, selected_classes
 from .methods.base import Method
+from .methods.settings import LocalizationSettings
 from .provenance import Provenance
 from .run import RunMeta
 
@@ -24,23 +26,38 @@ from .run import RunMeta
 @torch.inference_mode()
 def infer(model: Method, features: np.ndarray) -> VideoScores:
     """A whole video's features (T, D) -> the model's scores at its test-time input length."""
-    config = model.config
-    x = torch.from_numpy(inference_input(features, config.test_sampling, config.num_segments)).unsqueeze(0)
+    sampling, length = model.config.localization.test_sampling, model.config.network.num_segments
+    x = torch.from_numpy(inference_input(features, sampling, length)).unsqueeze(0)
     out = model.eval()(x.to(next(model.parameters()).device))
     actionness = None if out.actionness is None else out.actionness[0].float().cpu().numpy()
     return VideoScores(out.video_scores[0].float().cpu().numpy(), out.cas[0].float().cpu().numpy(), actionness)
 
 
-def save_scores(path: Path, scores: dict[str, VideoScores], timings: dict[str, VideoTiming]) -> None:
+@dataclass
+class Localized:
+    """One video through a model: its raw scores, timing and detections."""
+
+    scores: VideoScores
+    timing: VideoTiming
+    detections: list[Detection]
+
+
+def localize_rows(model: Method, rows: np.ndarray, timing: VideoTiming) -> Localized:
+    """A whole video's feature rows -> scores -> detections (``wtal test``, ``wtal localize``, the annotation page)."""
+    scores = infer(model, rows)
+    return Localized(scores, timing, localize(scores, model.config.localization, timing))
+
+
+def save_scores(path: Path, results: dict[str, Localized]) -> None:
     """Raw scores and timing of every video (.npz), so thresholds and NMS can be re-tuned and plots drawn
     without the model."""
     raw: dict[str, Any] = {}
-    for vid, s in scores.items():
+    for vid, result in results.items():
+        s = result.scores
         raw[f"{vid}/cas"], raw[f"{vid}/video_scores"] = s.cas, s.video_scores
         if s.actionness is not None:
             raw[f"{vid}/actionness"] = s.actionness
-        t = timings[vid]
-        raw[f"{vid}/timing"] = np.array([t.rows, t.seconds_per_row, t.duration, t.frame_count, t.frames_per_row])
+        raw[f"{vid}/timing"] = result.timing.to_array()
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         np.savez_compressed(fh, **raw)
 
@@ -52,37 +69,64 @@ def load_scores(path: Path) -> tuple[dict[str, VideoScores], dict[str, VideoTimi
     for vid in vids:
         actionness = raw[f"{vid}/actionness"] if f"{vid}/actionness" in raw.files else None
         scores[vid] = VideoScores(raw[f"{vid}/video_scores"], raw[f"{vid}/cas"], actionness)
-        rows, spr, duration, frames, per_row = raw[f"{vid}/timing"].tolist()
-        timings[vid] = VideoTiming(int(rows), spr, duration, int(frames), int(per_row))
+        timings[vid] = VideoTiming.from_array(raw[f"{vid}/timing"])
     return scores, timings
 
 
-def localize_dataset(model: Method, meta: RunMeta, data_dir: Path, subset: str, scores_out: Path | None = None) -> dict:
-    """Detections (ActivityNet JSON dict) for every video of a subset; optionally saves the raw scores."""
-    dataset = Dataset(data_dir, subset, classes=meta.classes)
+def check_feature_dim(dataset: Dataset, meta: RunMeta) -> None:
     if dataset.feature_dim != meta.feature_dim:
         raise DataError(
             f"features are {dataset.feature_dim}-d but the model was trained on {meta.feature_dim}-d",
             "use features from the extractor the run was trained with",
-            data_dir,
+            dataset.data_dir,
         )
-    per_video: dict[str, list[Detection]] = {}
-    scores, timings = {}, {}
+
+
+def unselected(results: dict[str, Localized], settings: LocalizationSettings) -> str | None:
+    """When some videos got no class at all (none reached the class threshold), a sentence saying how many,
+    the highest video score seen among them, and the setting to change; else None."""
+    quiet = [vid for vid, r in results.items() if selected_classes(r.scores.video_scores, settings).size == 0]
+    if not quiet:
+        return None
+    top = max(float(results[vid].scores.video_scores.max()) for vid in quiet)
+    where = "any video" if len(quiet) == len(results) else f"{len(quiet)} of {len(results)} videos"
+    lower = max(0.0, np.floor(top * 90) / 100)
+    return (
+        f"no class reached class_threshold {settings.class_threshold:g} in {where} (highest video score there "
+        f"{top:.3g}), so {'they have' if len(quiet) > 1 else 'it has'} no detections: try --set "
+        f"class_threshold={lower:g}"
+    )
+
+
+def localize_dataset(
+    model: Method,
+    meta: RunMeta,
+    data_dir: Path,
+    subset: str,
+    scores_out: Path | None = None,
+    report: Callable[[str], None] | None = None,
+) -> dict:
+    """Detections (ActivityNet JSON dict) for every video of a subset; optionally saves the raw scores.
+    ``report`` hears why videos have no detections, if some have none for want of a class."""
+    dataset = Dataset(data_dir, subset, classes=meta.classes)
+    check_feature_dim(dataset, meta)
+    results = {}
     for video in dataset.videos:
         rows = video.load()
-        scores[video.vid], timings[video.vid] = infer(model, rows), video.timing(rows.shape[0])
-        per_video[video.vid] = localize(scores[video.vid], model.config, timings[video.vid])
+        results[video.vid] = localize_rows(model, rows, video.timing(rows.shape[0]))
     if scores_out is not None:
-        save_scores(scores_out, scores, timings)
+        save_scores(scores_out, results)
+    why = unselected(results, model.config.localization)
+    if why and report:
+        report(why)
+    per_video = {vid: result.detections for vid, result in results.items()}
     return detections_json(per_video, meta.classes, {"method": meta.method, "subset": subset})
 
 
 @dataclass
 class ClipResult:
     clip: Path
-    scores: VideoScores | None
-    detections: list[Detection]
-    timing: VideoTiming | None
+    result: Localized | None
     error: str | None = None
 
 
@@ -96,17 +140,17 @@ def localize_clips(
     clips: list[Path],
     model: Method,
     meta: RunMeta,
-    cache_dir: Path,
     extraction: ExtractionConfig,
+    *,
+    cache_dir: Path,
     workers: int,
     device: str = "auto",
-    progress=None,
 ) -> list[ClipResult]:
     """Raw clips -> decode -> flow -> I3D (through the extraction cache in ``cache_dir``) -> detections.
 
     A clip that fails to decode is reported in its result and the others go on.
     """
-    from .features.extract import extract_all
+    from .features.extract import ExtractJob, extract_all
     from .features.i3d import FEATURE_DIM
     from .features.two_stream import I3DPair
 
@@ -119,20 +163,18 @@ def localize_clips(
         )
     extractor = I3DPair.load(extraction.features, device)
     results = []
-    for outcome in extract_all(clips, cache_dir, extractor, extraction, workers, progress=progress):
+    for outcome in extract_all(clips, ExtractJob.of(cache_dir, extraction, workers=workers), extractor):
         if outcome.features is None:
-            results.append(ClipResult(outcome.video, None, [], None, error=outcome.error))
+            results.append(ClipResult(outcome.video, None, error=outcome.error))
             continue
         features = np.load(outcome.features)
         provenance = Provenance.read(outcome.features)
-        duration = float(provenance.duration or features.shape[0] * provenance.seconds_per_row)
-        timing = VideoTiming(
+        timing = VideoTiming.of(
             features.shape[0],
-            provenance.seconds_per_row,
-            duration,
-            max(1, round(duration * provenance.frame_rate)),
-            provenance.frames_per_row,
+            seconds_per_row=provenance.seconds_per_row,
+            duration=float(provenance.duration or features.shape[0] * provenance.seconds_per_row),
+            frame_rate=provenance.frame_rate,
+            frames_per_row=provenance.frames_per_row,
         )
-        scores = infer(model, features)
-        results.append(ClipResult(outcome.video, scores, localize(scores, model.config, timing), timing))
+        results.append(ClipResult(outcome.video, localize_rows(model, features, timing)))
     return results

@@ -8,11 +8,12 @@ from pathlib import Path
 import numpy as np
 
 from .cache import atomic_path
-from .data.dataset import VideoTiming
+from .data.dataset import Dataset, class_index
 from .errors import WtalError
 from .layout import inside
-from .localize import Detection, VideoScores, localization_signals
-from .methods.base import MethodConfig
+from .localize import localization_signals, shown_classes
+from .methods.settings import LocalizationSettings
+from .pipeline import Localized
 
 
 def _pyplot():
@@ -28,37 +29,35 @@ def _pyplot():
 
 def plot_video(
     path: str | Path,
+    *,
     title: str,
-    scores: VideoScores,
-    detections: list[Detection],
+    localized: Localized,
     classes: list[str],
-    config: MethodConfig,
-    timing: VideoTiming,
-    ground_truth: list[tuple[float, float, int]] | None = None,
+    settings: LocalizationSettings,
+    truth: list[tuple[float, float, int]] | None = None,
     top: int = 5,
 ) -> Path:
-    """One panel per class that was detected or annotated: the signal the localizer thresholds (normalized
-    and resampled as the method's config says), its thresholds, the detections as bars, the truth."""
+    """One panel per class that was selected, detected or annotated: the signal the localizer thresholds
+    (normalized and resampled as the settings say), its thresholds, the detections as bars, the truth."""
     plt = _pyplot()
-    shown = sorted({d[0] for d in detections} | {g[2] for g in ground_truth or []})
-    if not shown:
-        shown = [int(np.argmax(scores.video_scores))]
-    cas, actionness, grid_time = localization_signals(scores, config, timing, np.asarray(shown))
+    scores, detections = localized.scores, localized.detections
+    shown = shown_classes(scores.video_scores, settings, [d[0] for d in detections] + [g[2] for g in truth or []])
+    cas, actionness, grid_time = localization_signals(scores, settings, localized.timing, shown)
     time = grid_time(np.arange(cas.shape[0]) + 0.5)
     fig, axes = plt.subplots(len(shown), 1, figsize=(11, 2.2 * len(shown) + 0.6), sharex=True, squeeze=False)
     for column, (ax, c) in enumerate(zip(axes[:, 0], shown, strict=True)):
-        ax.plot(time, cas[:, column], color="tab:blue", lw=1.2, label=f"CAS ({config.cas_normalization})")
+        ax.plot(time, cas[:, column], color="tab:blue", lw=1.2, label=f"CAS ({settings.cas_normalization})")
         if actionness is not None:
             ax.plot(time, actionness, color="tab:purple", lw=0.8, alpha=0.6, label="actionness")
-        if not config.thresholds_relative_to_mean:
-            for threshold in (min(config.cas_thresholds), max(config.cas_thresholds)):
+        if not settings.thresholds_relative_to_mean:
+            for threshold in (min(settings.cas_thresholds), max(settings.cas_thresholds)):
                 ax.axhline(threshold, color="grey", ls=":", lw=0.8)
         mine = sorted((d for d in detections if d[0] == c), key=lambda d: -d[1])[:top]
         for rank, (_, score, start, end) in enumerate(mine):
             y = 1.08 + 0.1 * rank
             ax.plot([start, end], [y, y], color="tab:red", lw=4, solid_capstyle="butt")
             ax.text(end, y, f" {score:.2f}", va="center", fontsize=7, color="tab:red")
-        for start, end, gc in ground_truth or []:
+        for start, end, gc in truth or []:
             if gc == c:
                 ax.axvspan(start, end, color="tab:green", alpha=0.18, lw=0)
         ax.set_ylim(-0.05, 1.12 + 0.1 * max(1, len(mine)))
@@ -78,29 +77,25 @@ def plot_video(
 def plot_saved_scores(
     scores_path: Path,
     detections: dict,
-    config: MethodConfig,
+    *,
+    settings: LocalizationSettings,
     classes: list[str],
-    data_dir: Path,
-    subset: str,
+    dataset: Dataset,
     out_dir: Path,
 ) -> int:
     """One plot per video of a ``wtal test`` run, from the raw scores it saved (no model needed)."""
-    from .data.dataset import Dataset
     from .pipeline import load_scores
 
     scores, timings = load_scores(scores_path)
-    dataset = Dataset(data_dir, subset, classes=classes)
-    index = {name: i for i, name in enumerate(classes)}
+    index = class_index(classes)
     for video in dataset.videos:
         dets = [(index[d["label"]], d["score"], *d["segment"]) for d in detections["results"].get(video.vid, [])]
         plot_video(
             inside(out_dir, video.vid, ".png"),
-            video.vid,
-            scores[video.vid],
-            dets,
-            classes,
-            config,
-            timings[video.vid],
-            video.segments,
+            title=video.vid,
+            localized=Localized(scores[video.vid], timings[video.vid], dets),
+            classes=classes,
+            settings=settings,
+            truth=video.segments,
         )
     return len(dataset.videos)

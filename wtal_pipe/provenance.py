@@ -6,15 +6,23 @@ can always tell which convention a feature file follows.
 from __future__ import annotations
 
 import platform
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .cache import read_json
 from .config import ExtractionConfig
 
-DEFAULT_SECONDS_PER_ROW = ExtractionConfig().seconds_per_row  # the THUMOS14 I3D convention: 16 frames at 25 fps
+if TYPE_CHECKING:
+    from .features.plan import VideoPlan
+    from .features.stages import FramesRecord
+    from .features.two_stream import I3DPair
+
+_CONVENTION = ExtractionConfig()  # the THUMOS14 I3D convention: 16-frame rows at 25 fps
+DEFAULT_SECONDS_PER_ROW = _CONVENTION.seconds_per_row
+DEFAULT_FRAMES_PER_ROW = _CONVENTION.features.chunk
+DEFAULT_FPS = _CONVENTION.decode.fps
 
 
 @dataclass(frozen=True)
@@ -22,7 +30,7 @@ class Provenance:
     """What a feature file's record says, with the THUMOS14 convention for whatever it does not."""
 
     seconds_per_row: float = DEFAULT_SECONDS_PER_ROW
-    frames_per_row: int = 16
+    frames_per_row: int = DEFAULT_FRAMES_PER_ROW
     source_fps: float | None = None  # frame rate of the source video, when known
     duration: float | None = None  # seconds decoded (extracted features)
     extraction: ExtractionConfig | None = None  # None for imported or generated features
@@ -54,7 +62,9 @@ class Provenance:
                 seconds_per_row=extraction.seconds_per_row
                 if extraction
                 else float(raw.get("seconds_per_row", DEFAULT_SECONDS_PER_ROW)),
-                frames_per_row=extraction.features.chunk if extraction else int(raw.get("chunk", 16)),
+                frames_per_row=extraction.features.chunk
+                if extraction
+                else int(raw.get("chunk", DEFAULT_FRAMES_PER_ROW)),
                 source_fps=source.get("fps"),
                 duration=raw.get("duration"),
                 extraction=extraction,
@@ -95,33 +105,24 @@ def library_versions() -> dict[str, str]:
 
 
 def extracted_record(
-    extraction: ExtractionConfig,
-    keys: dict[str, str],
-    video: Path,
-    fingerprint: str,
-    shape: tuple[int, ...],
-    digest: dict,
-    frames: dict,
-    weights: dict[str, Any],
-    precision: str,
-    device: str,
+    *, plan: VideoPlan, frames: FramesRecord, model: I3DPair, shape: tuple[int, ...], digest: dict
 ) -> dict[str, Any]:
     """The record ``wtal extract`` writes beside a feature file (``frames``: the decode stage's record)."""
-    source = frames["source"]
+    extraction, source = plan.extraction, frames.source
     return {
         "extraction": extraction.to_dict(),
         "seconds_per_row": extraction.seconds_per_row,
-        "keys": keys,
-        "video": str(video.resolve()),
-        "video_fingerprint": fingerprint,
+        "keys": asdict(plan.keys),
+        "video": str(plan.video.resolve()),
+        "video_fingerprint": plan.fingerprint,
         "shape": list(shape),
         "digest": digest,
         "layout": "row k = frames [k * chunk, (k + 1) * chunk) at fps; columns [0:D/2] RGB I3D, [D/2:D] flow I3D",
-        "n_frames": frames["n_frames"],
-        "duration": frames["duration"],
-        "tail_frames_dropped": frames["n_frames"] % extraction.features.chunk,
-        "coverage": frames["coverage"],
-        "rotation": frames["rotation"],
+        "n_frames": frames.n_frames,
+        "duration": frames.duration,
+        "tail_frames_dropped": frames.n_frames % extraction.features.chunk,
+        "coverage": asdict(frames.coverage),
+        "rotation": frames.rotation,
         "source": {
             "width": source["width"],
             "height": source["height"],
@@ -134,8 +135,8 @@ def extracted_record(
             "rgb_scale": "x / 127.5 - 1",
             "flow_scale": "clip(f, -bound, bound) / bound, stored as uint8",
         },
-        "weights": weights,
-        "precision": precision,
-        "device": device,
+        "weights": {stream: info.record() for stream, info in model.weights.items()},
+        "precision": model.precision,
+        "device": str(model.device),
         "versions": library_versions(),
     }

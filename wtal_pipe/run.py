@@ -27,12 +27,14 @@ from .device import resolve_device
 from .errors import DataError
 from .methods import get_method
 from .methods.base import Method
+from .methods.settings import MethodConfig
 from .state_files import load_trusted_types
 
 CHECKPOINT = "checkpoint.pt"
 CONFIG = "config.json"
 LOG = "train_log.jsonl"
-FORMAT = "wtal-pipe/2"
+FORMAT = "wtal-pipe/3"  # settings grouped by purpose (training, network, localization)
+READABLE = (FORMAT, "wtal-pipe/2")  # /2: one flat dict of settings
 
 
 @dataclass
@@ -40,7 +42,7 @@ class RunMeta:
     """What a run records about its model."""
 
     method: str
-    config: dict[str, Any]  # the method's settings, plain values
+    config: dict[str, Any]  # the method's settings, plain values, by group (MethodConfig.to_dict)
     feature_dim: int
     classes: list[str]
     data_dir: str  # the dataset it was trained on (or imported next to)
@@ -92,12 +94,12 @@ def save_checkpoint(path: Path, meta: RunMeta, model: Method) -> None:
 
 def load_run(run_dir: str | Path, device: str = "cpu", overrides: dict | None = None) -> tuple[Method, RunMeta]:
     """The trained model (eval mode) and its metadata from RUN_DIR/checkpoint.pt; ``overrides`` change
-    settings that do not touch the weights (e.g. localization thresholds)."""
+    localization settings only (a setting that changes what the weights mean is refused)."""
     path = Path(run_dir) / CHECKPOINT
     if not path.exists():
         raise DataError("no checkpoint in this run directory", "train first: wtal train --out RUN_DIR", run_dir)
     saved = load_trusted_types(path, "re-train the run")
-    if not isinstance(saved, dict) or saved.get("format") != FORMAT:
+    if not isinstance(saved, dict) or saved.get("format") not in READABLE:
         found = saved.get("format") if isinstance(saved, dict) else None
         fix = (
             "it was written by an older wtal-pipe whose methods were not yet the official ones: re-train it"
@@ -115,21 +117,29 @@ def load_run(run_dir: str | Path, device: str = "cpu", overrides: dict | None = 
         )
     meta = RunMeta.from_dict(record)
     cls = get_method(meta.method)
-    config = cls.Config.from_settings({**meta.config, **(overrides or {})})
+    config = cls.configure(overrides or {}, base=cls.from_saved(meta.config), only=("localization",))
     model = cls(meta.feature_dim, len(meta.classes), config)
     model.load_state_dict(state)
     return model.to(resolve_device(device)).eval(), meta
 
 
 def run_meta(
-    method: str, config: Any, classes: list[str], feature_dim: int, data_dir: Path, features: Path | None, **extra: Any
+    method: str,
+    config: MethodConfig,
+    *,
+    classes: list[str],
+    feature_dim: int,
+    data_dir: Path,
+    features: Path | None,
+    **extra: Any,
 ) -> RunMeta:
     """The metadata of a run trained or imported on DATA_DIR; ``features`` is one of its feature files,
     whose provenance says how they were extracted."""
     from .provenance import Provenance
 
     extraction = Provenance.read(features).extraction if features else None
-    return RunMeta(method, asdict(config), feature_dim, classes, str(Path(data_dir).resolve()), extraction, **extra)
+    data = str(Path(data_dir).resolve())
+    return RunMeta(method, config.to_dict(), feature_dim, classes, data, extraction, **extra)
 
 
 @dataclass

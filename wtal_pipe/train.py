@@ -6,7 +6,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,8 @@ from .device import resolve_device
 from .errors import DataError, WtalError
 from .layout import DataLayout
 from .methods import get_method
-from .methods.base import Batch, MethodConfig
+from .methods.base import Batch, Method, MethodOutput
+from .methods.settings import MethodConfig
 from .run import Run, run_meta, save_checkpoint
 
 
@@ -37,7 +39,7 @@ class TrainOptions:
     simulate_clicks: bool = False
     annotator: str | None = None  # read clicks.<annotator>.json instead of clicks.json
     log_every: int = 10
-    overrides: dict = dataclasses.field(default_factory=dict)  # MethodConfig fields to change, e.g. lr
+    overrides: dict = dataclasses.field(default_factory=dict)  # settings to change by name, e.g. {"lr": 1e-3}
 
 
 def parse_settings(pairs: list[str]) -> dict:
@@ -55,18 +57,11 @@ def parse_settings(pairs: list[str]) -> dict:
     return settings
 
 
-def build_config(method: str, overrides: dict) -> MethodConfig:
-    config = get_method(method).Config.from_settings(overrides)
-    if config.train_sampling == "whole" and config.batch_size != 1:
-        raise WtalError("whole-video training (train_sampling whole) needs --batch-size 1")
-    return config
-
-
-def _use_negatives(options: TrainOptions, config: MethodConfig) -> bool:
+def _use_negatives(options: TrainOptions, method: type[Method]) -> bool:
     exists = DataLayout(Path(options.data_dir)).negatives_dir.is_dir()
     if options.negatives is None:
-        return config.negatives_by_default and exists
-    if options.negatives and not config.has_background_class:
+        return method.negatives_by_default and exists
+    if options.negatives and not method.has_background_class:
         raise WtalError(
             f"{options.method} has no background class, so it cannot train on hard negatives",
             "drop --negatives or use basnet, cmcs or backtal",
@@ -99,26 +94,44 @@ def training_entries(videos: list[Video], single_label_copies: bool) -> list[Ent
 
 
 class BatchSampler:
-    """Epochs of shuffled entries, each turned into a training input by the method's sampling."""
+    """Batches of training entries, each turned into a training input by the method's sampling.
+
+    ``batch_order`` says how entries are drawn, as the official training loops draw them: ``epochs``
+    goes through shuffled epochs, the last batch of an epoch holding what is left (PyTorch's DataLoader
+    with ``shuffle=True``: UM, BackTAL, CMCS); ``fresh`` does one such epoch, then takes every batch as
+    the first batch of a new shuffle (BaS-Net's loop: its ``train()`` catches the exhausted iterator and
+    draws from a new one it does not keep).
+    """
 
     def __init__(self, entries: list[Entry], config: MethodConfig, rng: np.random.Generator):
-        self.entries, self.config, self.rng = entries, config, rng
+        self.entries, self.training, self.rng = entries, config.training, rng
+        self.num_segments = config.network.num_segments
         self.order: list[int] = []
+        self.epochs = 0  # shuffles drawn so far
+
+    def _draw(self) -> list[int]:
+        """The entry indices of the next batch."""
+        if not self.order or (self.training.batch_order == "fresh" and self.epochs > 1):
+            self.order = list(self.rng.permutation(len(self.entries)))
+            self.epochs += 1
+        size = min(self.training.batch_size, len(self.order))
+        return [self.order.pop() for _ in range(size)]
 
     def next(self) -> Batch:
-        chosen = []
-        for _ in range(self.config.batch_size):
-            if not self.order:
-                self.order = list(self.rng.permutation(len(self.entries)))
-            chosen.append(self.entries[self.order.pop()])
+        chosen = [self.entries[i] for i in self._draw()]
         features, clicks = [], []
         for entry in chosen:
             video, rows = entry.video, entry.video.load()
-            sample, source = training_input(rows, self.config.train_sampling, self.config.num_segments, self.rng)
+            sample, source = training_input(rows, self.training.train_sampling, self.num_segments, self.rng)
             features.append(sample)
             clicks.append(
                 click_mask(
-                    video.clicks, rows.shape[0], video.seconds_per_row, video.duration, source, self.config.num_segments
+                    video.clicks,
+                    length=rows.shape[0],
+                    seconds_per_row=video.seconds_per_row,
+                    duration=video.duration,
+                    source_rows=source,
+                    num_segments=self.num_segments,
                 )
             )
         return Batch(
@@ -130,66 +143,125 @@ class BatchSampler:
         )
 
 
+def _attach_clicks(options: TrainOptions, dataset: Dataset, rng: np.random.Generator) -> None:
+    """Simulated clicks (``--simulate-clicks``), or a one-line error when a click-trained method has none."""
+    if options.simulate_clicks:
+        for video in dataset.videos:
+            if not video.background_only:
+                video.clicks = simulate_clicks(video, rng)
+    elif not dataset.has_clicks:
+        raise DataError(
+            f"{options.method} is trained with background clicks, and there are none",
+            "add clicks (wtal annotate, or wtal import clicks ...) or pass --simulate-clicks",
+            dataset.clicks_path,
+        )
+
+
+def _standardize(model: Method, dataset: Dataset) -> None:
+    """``normalize_features``: the model's input statistics from every training row."""
+    rows = np.concatenate([np.asarray(v.load(), np.float64) for v in dataset.videos])
+    model.feature_mean.copy_(torch.from_numpy(rows.mean(0)))
+    model.feature_std.copy_(torch.from_numpy(rows.std(0) + 1e-6))
+
+
 def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -> Path:
     """Train ``options.method`` on DATA_DIR's training subset; returns the checkpoint path."""
-    config = build_config(options.method, options.overrides)
+    method = get_method(options.method)
+    config = method.configure(options.overrides)
     dataset = Dataset(
-        options.data_dir, options.subset, negatives=_use_negatives(options, config), annotator=options.annotator
+        options.data_dir, options.subset, negatives=_use_negatives(options, method), annotator=options.annotator
     )
     rng = np.random.default_rng(options.seed)
     torch.manual_seed(options.seed)
-    if config.uses_clicks:
-        if options.simulate_clicks:
-            for video in dataset.videos:
-                if not video.background_only:
-                    video.clicks = simulate_clicks(video, rng)
-        elif not dataset.has_clicks:
-            raise DataError(
-                f"{options.method} is trained with background clicks, and there are none",
-                "add clicks (wtal annotate, or wtal import clicks ...) or pass --simulate-clicks",
-                dataset.clicks_path,
-            )
+    if method.uses_clicks:
+        _attach_clicks(options, dataset, rng)
     device = resolve_device(options.device)
-    model = get_method(options.method)(dataset.feature_dim, dataset.num_classes, config)
-    if config.normalize_features:
-        rows = np.concatenate([np.asarray(v.load(), np.float64) for v in dataset.videos])
-        model.feature_mean.copy_(torch.from_numpy(rows.mean(0)))
-        model.feature_std.copy_(torch.from_numpy(rows.std(0) + 1e-6))
+    model = method(dataset.feature_dim, dataset.num_classes, config)
+    if config.training.normalize_features:
+        _standardize(model, dataset)
     model = model.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    sampler = BatchSampler(training_entries(dataset.videos, config.single_label_copies), config, rng)
+    sampler = BatchSampler(training_entries(dataset.videos, config.training.single_label_copies), config, rng)
     out_dir = Path(options.out_dir)
     if out_dir.parent.exists():
         sweep_stale_tmp(out_dir.parent, f".{out_dir.name}")
     meta = run_meta(
         options.method,
         config,
-        dataset.classes,
-        dataset.feature_dim,
-        dataset.data_dir,
-        dataset.videos[0].features,
+        classes=dataset.classes,
+        feature_dim=dataset.feature_dim,
+        data_dir=dataset.data_dir,
+        features=dataset.videos[0].features,
         seed=options.seed,
         subset=options.subset,
         videos=len(dataset.videos),
         negatives=sum(v.background_only for v in dataset.videos),
-        clicks="simulated" if options.simulate_clicks else ("real" if config.uses_clicks else "none"),
+        clicks="simulated" if options.simulate_clicks else ("real" if method.uses_clicks else "none"),
         device=str(device),
     )
-    model.train()
-    divisor = config.accumulate if config.gradient_accumulation == "mean" else 1
-    start = time.perf_counter()
-    with atomic_dir(out_dir) as staging, open(Run(staging).log, "w") as log:
+    with atomic_dir(out_dir) as staging:
         atomic_write_json(Run(staging).config, meta.to_dict())
-        for step in range(1, config.iterations + 1):
-            optimizer.zero_grad(set_to_none=True)
-            totals: dict[str, float] = {}
-            for _ in range(config.accumulate):
-                batch = _to(sampler.next(), device)
-                terms = model.loss(model(batch.features), batch)
-                (torch.stack(list(terms.values())).sum() / divisor).backward()
-                for name, value in terms.items():  # logged per forward pass, whatever the accumulation
-                    totals[name] = totals.get(name, 0.0) + value.item() / config.accumulate
-            optimizer.step()
+        _optimize(model, sampler, device, Run(staging).log, on_log, options.log_every)
+        save_checkpoint(Run(staging).checkpoint, meta, model)
+    return Run(out_dir).checkpoint
+
+
+class Trainer:
+    """Optimizer steps of a method with its training settings: the official optimizer (Adam, betas 0.9
+    and 0.999), ``accumulate`` forward passes per step, their gradients averaged or (CMCS) summed."""
+
+    def __init__(self, model: Method, device: torch.device):
+        self.model, self.device = model, device
+        self.training = training = model.config.training
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=training.lr, weight_decay=training.weight_decay)
+        self.divisor = training.accumulate if training.gradient_accumulation == "mean" else 1
+        self.steps = 0
+        self.collapsed = False  # a collapse was reported (once per run)
+
+    def step(self, batches: Iterable[Batch]) -> dict[str, float]:
+        """One optimizer step over ``accumulate`` batches; the loss terms, averaged over the passes."""
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.steps += 1
+        totals: dict[str, float] = {}
+        for batch in batches:
+            batch = _to(batch, self.device)
+            outputs = self.model(batch.features)
+            self._watch(outputs)
+            terms = self.model.loss(outputs, batch)
+            (torch.stack(list(terms.values())).sum() / self.divisor).backward()
+            for name, value in terms.items():  # logged per forward pass, whatever the accumulation
+                totals[name] = totals.get(name, 0.0) + value.item() / self.training.accumulate
+        self.optimizer.step()
+        return totals
+
+    def _watch(self, outputs: MethodOutput) -> None:
+        if not self.collapsed:
+            with torch.no_grad():
+                problem = self.model.collapse(outputs)
+            if problem:
+                self.collapsed = True
+                warnings.warn(f"{self.model.name} at step {self.steps}: {problem}", TrainingWarning, stacklevel=3)
+
+
+class TrainingWarning(UserWarning):
+    """A run that goes on, but whose model will not localize well (printed as one WARNING line)."""
+
+
+def _optimize(
+    model: Method,
+    sampler: BatchSampler,
+    device: torch.device,
+    log_path: Path,
+    on_log: Callable[[dict], None] | None,
+    log_every: int,
+) -> None:
+    """The optimizer steps, one line of loss terms per step in ``log_path``."""
+    trainer = Trainer(model, device)
+    iterations, accumulate = trainer.training.iterations, trainer.training.accumulate
+    start = time.perf_counter()
+    with open(log_path, "w") as log:
+        for step in range(1, iterations + 1):
+            totals = trainer.step(sampler.next() for _ in range(accumulate))
             record: dict[str, Any] = {
                 "step": step,
                 "loss": sum(totals.values()),
@@ -199,11 +271,8 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
             if not np.isfinite(record["loss"]):
                 raise WtalError(f"loss became {record['loss']} at step {step}", "lower --lr")
             log.write(json.dumps(record) + "\n")
-            if on_log and (step % options.log_every == 0 or step == config.iterations):
+            if on_log and (step % log_every == 0 or step == iterations):
                 on_log(record)
-        log.close()
-        save_checkpoint(Run(staging).checkpoint, meta, model)
-    return Run(out_dir).checkpoint
 
 
 def _to(batch: Batch, device: torch.device) -> Batch:

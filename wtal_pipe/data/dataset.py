@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import math
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +16,7 @@ import numpy as np
 from ..errors import DataError
 from ..intervals import runs
 from ..layout import DataLayout
-from ..provenance import Provenance
+from ..provenance import DEFAULT_FPS, DEFAULT_FRAMES_PER_ROW, Provenance
 
 
 def load_annotations(path: str | Path) -> dict:
@@ -62,7 +62,23 @@ class VideoTiming:
     seconds_per_row: float
     duration: float  # seconds
     frame_count: int  # frames of the video (localization grids at frame resolution)
-    frames_per_row: int = 16
+    frames_per_row: int = DEFAULT_FRAMES_PER_ROW
+
+    @classmethod
+    def of(
+        cls, rows: int, *, seconds_per_row: float, duration: float, frame_rate: float, frames_per_row: int
+    ) -> VideoTiming:
+        """The timing of a video whose frames run at ``frame_rate``."""
+        return cls(rows, seconds_per_row, duration, max(1, round(duration * frame_rate)), frames_per_row)
+
+    def to_array(self) -> np.ndarray:
+        """As one float array (the raw-scores file), fields in order."""
+        return np.array([getattr(self, f.name) for f in fields(self)], np.float64)
+
+    @classmethod
+    def from_array(cls, values: np.ndarray) -> VideoTiming:
+        rows, seconds_per_row, duration, frames, per_row = values.tolist()
+        return cls(int(rows), seconds_per_row, duration, int(frames), int(per_row))
 
 
 @dataclass
@@ -75,19 +91,19 @@ class Video:
     seconds_per_row: float
     clicks: np.ndarray = field(default_factory=lambda: np.zeros(0))  # background clicks, seconds
     background_only: bool = False
-    frame_rate: float = 25.0  # frames per second of the video (annotation "fps", else the source's)
-    frames_per_row: int = 16
+    frame_rate: float = DEFAULT_FPS  # frames per second of the video (annotation "fps", else the source's)
+    frames_per_row: int = DEFAULT_FRAMES_PER_ROW
 
     def load(self) -> np.ndarray:
         return np.load(self.features, mmap_mode="r")
 
     def timing(self, rows: int) -> VideoTiming:
-        return VideoTiming(
+        return VideoTiming.of(
             rows,
-            self.seconds_per_row,
-            self.duration,
-            max(1, round(self.duration * self.frame_rate)),
-            self.frames_per_row,
+            seconds_per_row=self.seconds_per_row,
+            duration=self.duration,
+            frame_rate=self.frame_rate,
+            frames_per_row=self.frames_per_row,
         )
 
 
@@ -113,7 +129,7 @@ class Dataset:
         database = load_annotations(self.annotations_path)
         self.subset = subset
         self.classes = classes or read_classes(self.layout, database, self.annotations_path)
-        index = {name: i for i, name in enumerate(self.classes)}
+        index = class_index(self.classes)
         self.clicks_path = self.layout.clicks(annotator)
         clicks = read_clicks(self.clicks_path) if self.clicks_path.exists() else {}
         self.videos: list[Video] = []
@@ -222,18 +238,7 @@ class Dataset:
         each file a finite (T, D) array (a NaN or inf is named by its first row)."""
         dims: dict[int, list[Video]] = {}
         for video in self.videos:
-            try:
-                rows = video.load()
-            except (OSError, ValueError) as exc:
-                raise DataError(
-                    f"unreadable features ({exc.__class__.__name__})", "re-extract this video", video.features
-                ) from exc
-            if rows.ndim != 2 or rows.shape[0] == 0:
-                raise DataError(
-                    f"features must be a non-empty (T, D) array, got shape {rows.shape}",
-                    "re-extract this video",
-                    video.features,
-                )
+            rows = read_feature_rows(video.features)
             bad = first_nonfinite_row(rows)
             if bad is not None:
                 raise DataError(f"row {bad} holds NaN or inf values", "re-extract or repair this video", video.features)
@@ -247,6 +252,20 @@ class Dataset:
                     videos[0].features,
                 )
         return majority
+
+
+def class_index(classes: list[str]) -> dict[str, int]:
+    """Class name -> its index in the model's output."""
+    return {name: i for i, name in enumerate(classes)}
+
+
+def segments_of(entry: dict, index: dict[str, int]) -> list[tuple[float, float, int]]:
+    """An annotation entry's segments as (start_s, end_s, class index), for the classes in ``index``."""
+    return [
+        (ann["segment"][0], ann["segment"][1], index[ann["label"]])
+        for ann in entry.get("annotations", [])
+        if ann["label"] in index and "segment" in ann
+    ]
 
 
 def read_classes(layout: DataLayout, database: dict, annotations_path: Path) -> list[str]:
@@ -264,6 +283,22 @@ def read_classes(layout: DataLayout, database: dict, annotations_path: Path) -> 
 
 class DataWarning(UserWarning):
     """Input that is used with a part left out (the CLI prints these as one-line warnings)."""
+
+
+def read_feature_rows(path: Path, missing_fix: str = "re-extract this video") -> np.ndarray:
+    """A feature file as a (T, D) memmap, or a one-line error naming it (missing, unreadable, or not a
+    non-empty 2-D array)."""
+    if not path.exists():
+        raise DataError("features file missing", missing_fix, path)
+    try:
+        rows = np.load(path, mmap_mode="r")
+    except (OSError, ValueError) as exc:
+        raise DataError(f"unreadable features ({exc.__class__.__name__})", "re-extract this video", path) from exc
+    if rows.ndim != 2 or rows.shape[0] == 0:
+        raise DataError(
+            f"features must be a non-empty (T, D) array, got shape {rows.shape}", "re-extract this video", path
+        )
+    return rows
 
 
 def first_nonfinite_row(rows: np.ndarray, block: int = 4096) -> int | None:

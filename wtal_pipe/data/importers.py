@@ -129,10 +129,10 @@ def import_checkpoint(files: list[Path], method: str, data_dir: Path, run_dir: P
     meta = run_meta(
         method,
         model.config,
-        classes,
-        model.feature_dim,
-        layout.root,
-        features[0] if features else None,
+        classes=classes,
+        feature_dim=model.feature_dim,
+        data_dir=layout.root,
+        features=features[0] if features else None,
         checkpoint="imported official weights",
         imported_from=[{"path": str(Path(f).resolve()), "sha256": sha256_file(f)} for f in files],
     )

@@ -65,6 +65,7 @@ def inference_input(rows: np.ndarray, mode: str, num_segments: int) -> np.ndarra
 
 def click_mask(
     click_seconds: np.ndarray,
+    *,
     length: int,
     seconds_per_row: float,
     duration: float,

@@ -99,6 +99,7 @@ def stream_features(
     blocks: Iterable[np.ndarray],
     model: I3DPair,
     flow_config: FlowConfig,
+    *,
     chunk: int,
     batch_size: int,
     flow_sink: Callable[[np.ndarray], None],

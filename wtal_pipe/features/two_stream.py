@@ -11,7 +11,9 @@ import torch
 
 from ..config import FeatureConfig
 from ..device import resolve_device, resolve_precision
+from ..video.flow import dequantize_tensor
 from .i3d import FEATURE_DIM, InceptionI3d
+from .plan import FeatureIdentity
 from .weights import WeightsInfo, load_i3d
 
 ProgressFn = Callable[[str, int, int], None]  # (stage, done, total)
@@ -46,9 +48,11 @@ class I3DPair:
     def is_random(self) -> bool:
         return any(w.is_random for w in self.weights.values())
 
-    def weights_key(self) -> dict[str, str]:
-        """What the features' cache key says about the weights (their sha256, or the random seed)."""
-        return {s: w.cache_key for s, w in self.weights.items()}
+    @property
+    def identity(self) -> FeatureIdentity:
+        """What the features' cache key says about this extractor: precision, and each stream's weights
+        (their sha256, or the random seed)."""
+        return FeatureIdentity(self.precision, self.weights["rgb"].cache_key, self.weights["flow"].cache_key)
 
     def __call__(self, rgb_u8: np.ndarray, flow_u8: np.ndarray) -> np.ndarray:
         """(B, L, H, W, 3) uint8 frames + (B, L, H, W, 2) uint8 flow -> (B, 2048) float32, RGB first."""
@@ -59,7 +63,7 @@ class I3DPair:
     def features(self, rgb_u8: torch.Tensor, flow_u8: torch.Tensor) -> np.ndarray:
         """:meth:`__call__` for uint8 tensors already on the device."""
         rgb = rgb_u8.permute(0, 4, 1, 2, 3).float().div_(127.5).sub_(1.0)  # (B, 3, L, H, W) in [-1, 1]
-        flw = flow_u8.permute(0, 4, 1, 2, 3).float().sub_(128.0).div_(127.5).clamp_(-1.0, 1.0)  # (B, 2, L, H, W)
+        flw = dequantize_tensor(flow_u8.permute(0, 4, 1, 2, 3))  # (B, 2, L, H, W) in [-1, 1]
         rgb = rgb.contiguous(memory_format=torch.channels_last_3d)
         flw = flw.contiguous(memory_format=torch.channels_last_3d)
         autocast = (
@@ -83,6 +87,7 @@ def features_from_arrays(
     frames: np.ndarray,
     flows: np.ndarray,
     model: I3DPair,
+    *,
     chunk: int,
     batch_size: int,
     progress: ProgressFn | None = None,

@@ -7,6 +7,7 @@ import math
 import os
 import re
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 import torch
@@ -92,14 +93,27 @@ class WeightsInfo:
 
 
 def models_dir() -> Path:
-    """``$WTAL_MODELS_DIR``, else the repository's ``models/`` folder beside the package."""
+    """Where registry names resolve: ``$WTAL_MODELS_DIR``, else ``$XDG_CACHE_HOME/wtal-pipe/models``
+    (``~/.cache/wtal-pipe/models``); the same wherever wtal-pipe is installed from."""
     env = os.environ.get("WTAL_MODELS_DIR")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "models"
+    if env:
+        return Path(env).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "wtal-pipe" / "models"
 
 
 def registry() -> dict:
-    path = models_dir() / "registry.json"
-    return json.loads(path.read_text())["checkpoints"] if path.exists() else {}
+    """The checkpoints the package knows, updated by the models folder's own ``registry.json``."""
+    shipped = json.loads(resources.files(__package__).joinpath("checkpoints.json").read_text())["checkpoints"]
+    local = models_dir() / "registry.json"
+    if not local.exists():
+        return shipped
+    try:
+        return shipped | json.loads(local.read_text())["checkpoints"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise DataError(
+            f"not a checkpoint registry ({exc.__class__.__name__})", 'expected {"checkpoints": {...}}', local
+        ) from exc
 
 
 def resolve_checkpoint(name_or_path: str) -> tuple[Path, dict | None]:

@@ -20,45 +20,28 @@ Deliberate fix: a batch without clicks trains without the click terms instead of
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import WtalError
-from .base import Batch, Method, MethodOutput, rename_official, steps, topk_mean
-from .basnet import FILTER_OFFICIAL_KEYS, BaSNetConfig, FilterModule, filter_l1, two_branch_targets
+from .base import Batch, Method, MethodOutput, rename_official, topk_mean, typed
+from .basnet import FILTER_OFFICIAL_KEYS, BaSNetNetwork, FilterModule, filter_collapse, filter_l1, two_branch_targets
 from .registry import register_method
+from .settings import AtLeast, Count, LocalizationSettings, MethodConfig, TrainingSettings, steps
 
 
-@dataclass
-class BackTALConfig(BaSNetConfig):
-    train_sampling: str = "interpolate"
-    test_sampling: str = "interpolate"
-    iterations: int = 520  # 40 epochs of the 200 THUMOS14 training videos in batches of 16
-    uses_clicks: bool = True
-    binarize_class_score: bool = False
-    resample: str = "centres"
-    upsample: int | str = "frames"
-    actionness_thresholds: tuple[float, ...] = steps(0.3, 0.8, 0.075)
-    outer_region: str = "backtal"
-    nms_threshold: float | None = 0.55
-    embed_hidden: int = 512
-    embed_dim: int = 32
-    affinity_operator: str = "channel-thirds"  # official code; "per-tap" = the paper's formulation
-    click_weight: float = 1.0
-    separation_weight: float = 1.0
-    affinity_weight: float = 0.8
+@dataclass(frozen=True)
+class BackTALNetwork(BaSNetNetwork):
+    embed_hidden: Count = 512
+    embed_dim: Count = 32
+    affinity_operator: Literal["channel-thirds", "per-tap"] = "channel-thirds"  # official code; per-tap: paper
+    click_weight: Annotated[float, AtLeast(0)] = 1.0
+    separation_weight: Annotated[float, AtLeast(0)] = 1.0
+    affinity_weight: Annotated[float, AtLeast(0)] = 0.8
     same_set_margin: float = 0.5  # hardest cosine within foreground (or within clicks) should be >= this
     cross_set_margin: float = 0.1  # hardest cosine between foreground and clicks should be <= this
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.affinity_operator not in ("channel-thirds", "per-tap"):
-            raise WtalError(
-                f"setting affinity_operator={self.affinity_operator!r} is not one of channel-thirds, per-tap",
-                "use --set affinity_operator=per-tap",
-            )
 
 
 def neighbour_similarity(embedding: torch.Tensor) -> torch.Tensor:
@@ -95,22 +78,37 @@ class AffinityConv(nn.Module):
 
 @register_method("backtal")
 class BackTAL(Method):
-    Config = BackTALConfig
-    config: BackTALConfig
+    Network = BackTALNetwork
+    training_defaults = TrainingSettings(
+        train_sampling="interpolate",
+        iterations=520,  # 40 epochs of the 200 THUMOS14 training videos, batch 16
+    )
+    localization_defaults = LocalizationSettings(
+        test_sampling="interpolate",
+        resample="centres",
+        upsample="frames",
+        actionness_thresholds=steps(0.3, 0.8, 0.075),
+        outer_region="backtal",
+        nms_threshold=0.55,
+    )
+    uses_clicks = True
+    has_actionness = True
+    settings: BackTALNetwork
 
-    def __init__(self, feature_dim: int, num_classes: int, config: BackTALConfig):
+    def __init__(self, feature_dim: int, num_classes: int, config: MethodConfig):
         super().__init__(feature_dim, num_classes, config)
-        self.filter = FilterModule(feature_dim, config)
-        self.embed1 = nn.Conv1d(feature_dim, config.embed_hidden, 3, padding=1)
-        self.embed2 = nn.Conv1d(config.embed_hidden, config.embed_dim, 3, padding=1)
-        self.conv1 = AffinityConv(feature_dim, config.hidden_dim, config.affinity_operator)
-        self.conv2 = AffinityConv(config.hidden_dim, config.hidden_dim, config.affinity_operator)
-        self.dropout = nn.Dropout(config.dropout)
-        self.classifier = nn.Conv1d(config.hidden_dim, num_classes + 1, 1, bias=False)
+        self.settings = settings = typed(config.network, BackTALNetwork)
+        self.filter = FilterModule(feature_dim, settings)
+        self.embed1 = nn.Conv1d(feature_dim, settings.embed_hidden, 3, padding=1)
+        self.embed2 = nn.Conv1d(settings.embed_hidden, settings.embed_dim, 3, padding=1)
+        self.conv1 = AffinityConv(feature_dim, settings.hidden_dim, settings.affinity_operator)
+        self.conv2 = AffinityConv(settings.hidden_dim, settings.hidden_dim, settings.affinity_operator)
+        self.dropout = nn.Dropout(settings.dropout)
+        self.classifier = nn.Conv1d(settings.hidden_dim, num_classes + 1, 1, bias=False)
 
     def branch(self, x: torch.Tensor, similarity: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, D, T) -> first affinity layer's features (B, hidden, T) and the CAS (B, T, C + 1)."""
-        slope = self.config.leaky_slope
+        slope = self.settings.leaky_slope
         first = F.leaky_relu(self.conv1(x, similarity), slope)
         second = F.leaky_relu(self.conv2(first, similarity), slope)
         return first, self.classifier(self.dropout(second)).transpose(1, 2)
@@ -118,11 +116,13 @@ class BackTAL(Method):
     def forward(self, features: torch.Tensor) -> MethodOutput:
         weights = self.filter(features)  # (B, T, 1)
         x = features.transpose(1, 2)  # (B, D, T)
-        embedding = F.normalize(self.embed2(F.leaky_relu(self.embed1(x), self.config.leaky_slope)), dim=1)  # (B, E, T)
+        embedding = F.normalize(
+            self.embed2(F.leaky_relu(self.embed1(x), self.settings.leaky_slope)), dim=1
+        )  # (B, E, T)
         similarity = neighbour_similarity(embedding)
         _, cas_base = self.branch(x, similarity)
         first_supp, cas_supp = self.branch((weights * features).transpose(1, 2), similarity)
-        k = features.shape[1] // self.config.topk_divisor
+        k = features.shape[1] // self.settings.topk_divisor
         logits_base, logits_supp = topk_mean(cas_base, k), topk_mean(cas_supp, k)  # (B, C + 1)
         magnitude = first_supp.norm(p=2, dim=1)  # (B, T)
         low = magnitude.min(1, keepdim=True).values.clamp_min(0)
@@ -149,16 +149,16 @@ class BackTAL(Method):
         terms = {
             "base": -(target_base * F.log_softmax(i["logits_base"], dim=1)).sum(1).mean(),
             "supp": supp[has_action].sum() / max(1, int(has_action.sum())),
-            "filter_l1": self.config.filter_l1_weight * filter_l1(i["weights"]),
+            "filter_l1": self.settings.filter_l1_weight * filter_l1(i["weights"]),
         }
         clicked = batch.clicks > 0  # (B, T)
         zero = i["cas_base"].sum() * 0.0
         terms |= {"click": zero, "separation": zero, "affinity": zero}
         if clicked.any():
             log_probs = F.log_softmax(i["cas_base"], dim=2)  # (B, T, C + 1)
-            terms["click"] = self.config.click_weight * -log_probs[..., self.num_classes][clicked].mean()
+            terms["click"] = self.settings.click_weight * -log_probs[..., self.num_classes][clicked].mean()
         separation, affinity = [], []
-        k = i["cas_supp"].shape[1] // self.config.topk_divisor
+        k = i["cas_supp"].shape[1] // self.settings.topk_divisor
         for b in (clicked.any(1) & has_action).nonzero().flatten().tolist():
             clicks = clicked[b].nonzero().flatten()
             labelled = batch.labels[b].nonzero().flatten()
@@ -168,9 +168,12 @@ class BackTAL(Method):
             foreground = i["cas_supp"][b][:, labelled].topk(k, dim=0).indices.T.flatten()  # per class, concatenated
             affinity.append(self.affinity_loss(i["embedding"][b].T, foreground, clicks))
         if separation:
-            terms["separation"] = self.config.separation_weight * torch.stack(separation).mean()
-            terms["affinity"] = self.config.affinity_weight * torch.stack(affinity).mean()
+            terms["separation"] = self.settings.separation_weight * torch.stack(separation).mean()
+            terms["affinity"] = self.settings.affinity_weight * torch.stack(affinity).mean()
         return terms
+
+    def collapse(self, outputs: MethodOutput) -> str | None:
+        return filter_collapse(outputs.internals["weights"])
 
     def affinity_loss(self, embedding: torch.Tensor, foreground: torch.Tensor, clicks: torch.Tensor) -> torch.Tensor:
         """Online hard example mining on one video's embedding (T, E): the least similar pair within the
@@ -181,7 +184,7 @@ class BackTAL(Method):
         def cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
             return (a @ b.T) / (a.norm(dim=1, keepdim=True) * b.norm(dim=1, keepdim=True).T).clamp(min=1e-8)
 
-        same, cross = self.config.same_set_margin, self.config.cross_set_margin
+        same, cross = self.settings.same_set_margin, self.settings.cross_set_margin
         fg_bg = cosine(fg, bg)
         return (
             F.relu(same - cosine(fg, fg).min(1).values).mean()

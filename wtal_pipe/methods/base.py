@@ -1,182 +1,29 @@
 """The contract every method keeps, so the trainer and the localizer never branch on method names.
 
 A method is an ``nn.Module`` whose forward maps features (B, T, D) to a :class:`MethodOutput`, plus a
-``loss(outputs, batch)`` returning named terms. How it is trained (sampling, optimizer, accumulation)
-and how its scores become detections (normalization, resampling, proposals, NMS) are settings of its
-config dataclass; each method's subclass sets the values its official code uses, and every choice
-the official code makes that one could argue with is a setting too (README: "Faithful by default").
+``loss(outputs, batch)`` returning named terms. Its settings come in three groups (``settings.py``):
+its own :class:`NetworkSettings` subclass, and the values its official code uses for the shared
+:class:`TrainingSettings` and :class:`LocalizationSettings`; every choice the official code makes that
+one could argue with is a setting too (README: "Faithful by default"). What the method *is* (needs
+clicks, has a background class, ...) is a class attribute.
 """
 
 from __future__ import annotations
 
-import math
-import typing
-from dataclasses import dataclass, field, fields
-from typing import Any, ClassVar
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar
 
-import numpy as np
 import torch
 from torch import nn
 
 from ..errors import WtalError
+from .settings import GROUPS, LocalizationSettings, MethodConfig, NetworkSettings, Settings, TrainingSettings
 
-
-def steps(start: float, stop: float, step: float) -> tuple[float, ...]:
-    """``np.arange(start, stop, step)`` as plain floats, the values the official code iterates over
-    (plain floats keep checkpoints loadable with ``weights_only=True``)."""
-    return tuple(float(v) for v in np.arange(start, stop, step))
-
-
-#: allowed values of the string settings, so a typo in ``--set`` is caught before training starts
-CHOICES: dict[str, tuple[str, ...]] = {
-    "train_sampling": ("random", "interpolate", "whole"),
-    "test_sampling": ("uniform", "uniform-if-longer", "interpolate", "whole"),
-    "gradient_accumulation": ("mean", "sum"),
-    "cas_normalization": ("relu-minmax", "relu-minmax-clip", "minmax"),
-    "resample": ("starts-extrapolated", "starts-inclusive", "centres"),
-    "outer_region": ("bas", "backtal", "cmcs"),
-}
-
-
-#: settings whose smallest sensible value is not 0
-_LOWEST: dict[str, float] = {
-    name: 1
-    for name in (
-        "num_segments",
-        "batch_size",
-        "accumulate",
-        "iterations",
-        "hidden_dim",
-        "min_proposal_length",
-        "topk_divisor",
-        "filter_dim",
-        "action_divisor",
-        "background_divisor",
-        "branches",
-        "embed_dim",
-        "branch_dim",
-        "attention_dim",
-        "embed_hidden",
-    )
-}
-
-
-def _fits(value: Any, hint: Any) -> bool:
-    """Whether a plain value fits a config field's annotation (bool is not an int here, an int is a float)."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if hint is bool:
-        return isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if hint is str:
-        return isinstance(value, str)
-    if hint is type(None):
-        return value is None
-    if origin is tuple:
-        return isinstance(value, (tuple, list)) and all(_fits(v, args[0]) for v in value)
-    if args:  # a union
-        return any(_fits(value, a) for a in args)
-    return True
-
-
-def _describe(hint: Any) -> str:
-    args = typing.get_args(hint)
-    if typing.get_origin(hint) is tuple:
-        return f"list of {_describe(args[0])}s"
-    if args:
-        return " or ".join(_describe(a) for a in args)
-    return {bool: "true/false", int: "integer", float: "number", str: "text", type(None): "none"}.get(hint, str(hint))
-
-
-@dataclass
-class MethodConfig:
-    """Settings shared by every method; each method's subclass sets its official values."""
-
-    # -- training ------------------------------------------------------------------------------
-    num_segments: int = 750  # rows per training video (and per test video, where test_sampling resamples)
-    train_sampling: str = "random"  # random: one random row per span (BaS-Net/UM); interpolate; whole video
-    test_sampling: str = "uniform"  # uniform to num_segments; uniform-if-longer; interpolate; whole
-    batch_size: int = 16  # videos per forward pass
-    accumulate: int = 1  # forward passes per optimizer step
-    gradient_accumulation: str = "mean"  # sum: gradients of the accumulated passes add up (CMCS)
-    single_label_copies: bool = False  # a video with L labels trains as L one-label copies weighted 1/L
-    iterations: int = 1500  # optimizer steps
-    lr: float = 1e-4
-    weight_decay: float = 5e-4
-    hidden_dim: int = 2048  # width of the temporal layers, whatever the input D (official: 2048)
-    leaky_slope: float = 0.01  # nn.LeakyReLU() default, as the official code uses
-    dropout: float = 0.7
-    normalize_features: bool = False  # standardize each input dimension with training-set statistics
-    uses_clicks: bool = False  # needs background clicks (BackTAL)
-    has_background_class: bool = True  # can train on background-only pseudo videos (hard negatives)
-    negatives_by_default: bool = False  # train with hard negatives whenever DATA_DIR/negatives exists
-
-    # -- localization ----------------------------------------------------------------------------
-    class_threshold: float = 0.25  # video-level score a class needs to be localized
-    argmax_fallback: bool = False  # localize the top class when none passes the threshold (UM)
-    cas_normalization: str = "relu-minmax"  # per class over time; relu-minmax = official minmax_norm
-    resample: str = "starts-extrapolated"  # grid geometry (see localize.resample); centres = half-pixel
-    upsample: int | str = 24  # grid points per input row, or "frames": one per video frame
-    cas_thresholds: tuple[float, ...] = steps(0.0, 0.25, 0.025)
-    thresholds_relative_to_mean: bool = False  # threshold = value x mean of the signal (CMCS)
-    mask_dilation: int = 0  # grid points a thresholded mask is dilated by (CMCS: 20 frames)
-    min_proposal_length: int = 1  # grid points (UM skips single-point proposals)
-    actionness_thresholds: tuple[float, ...] = ()  # second proposal set, if the method has actionness
-    contrast_on_thresholded: bool = True  # score CAS proposals on the CAS with values below threshold zeroed
-    outer_ratio: float = 0.25  # outer region length / proposal length (outer-inner contrast)
-    outer_region: str = "bas"  # which official rounding of the outer region (see localize.outer_bounds)
-    class_score_weight: float = 0.2  # weight of the video-level class score in a proposal's score
-    binarize_class_score: bool = False  # BaS-Net's test code scores with 1 instead of the probability
-    nms_threshold: float | None = 0.7  # per-class NMS tIoU; None keeps every proposal
-    nms_plus_one: bool = True  # the official NMS adds 1 to lengths and overlaps (meant for frame indices)
-    clip_to_duration: bool = False  # clip segments to [0, duration] (CMCS)
-    eval_tiou: str = "0.1:0.9:0.1"  # the tIoU range the paper reports (wtal test's default)
-
-    def __post_init__(self) -> None:
-        """One place validates every setting, whether it came from a flag, ``--set`` or a checkpoint."""
-        hints = typing.get_type_hints(type(self))
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if not _fits(value, hints[f.name]):
-                raise WtalError(
-                    f"setting {f.name}={value!r} is not a valid {_describe(hints[f.name])}",
-                    f"use --set {f.name}=<{_describe(hints[f.name])}>",
-                )
-            if isinstance(value, float) and not math.isfinite(value):
-                raise WtalError(f"setting {f.name}={value!r} must be finite")
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and value < _LOWEST.get(f.name, 0):
-                raise WtalError(f"setting {f.name}={value!r} must be at least {_LOWEST.get(f.name, 0)}")
-        for name, allowed in CHOICES.items():
-            value = getattr(self, name)
-            if value not in allowed:
-                raise WtalError(
-                    f"setting {name}={value!r} is not one of {', '.join(allowed)}", f"use --set {name}={allowed[0]}"
-                )
-        if self.upsample != "frames" and not (isinstance(self.upsample, int) and self.upsample >= 1):
-            raise WtalError(f"setting upsample={self.upsample!r} must be a positive integer or 'frames'")
-        if self.lr <= 0:
-            raise WtalError(f"setting lr={self.lr!r} must be positive", "e.g. --lr 1e-4")
-        if not 0 <= self.dropout < 1:
-            raise WtalError(f"setting dropout={self.dropout!r} must lie in [0, 1)")
-        if self.nms_threshold is not None and not 0 < self.nms_threshold <= 1:
-            raise WtalError(f"setting nms_threshold={self.nms_threshold!r} must lie in (0, 1], or be none")
-        self.cas_thresholds = tuple(float(v) for v in self.cas_thresholds)
-        self.actionness_thresholds = tuple(float(v) for v in self.actionness_thresholds)
-        if not all(math.isfinite(v) for v in self.cas_thresholds + self.actionness_thresholds):
-            raise WtalError("thresholds must be finite numbers")
-
-    @classmethod
-    def from_settings(cls, settings: dict[str, Any]) -> MethodConfig:
-        """Build from plain values (a checkpoint's config or ``--set`` overrides); unknown names are
-        a one-line error listing the known ones."""
-        known = {f.name for f in fields(cls)}
-        unknown = set(settings) - known
-        if unknown:
-            raise WtalError(f"unknown setting(s) {sorted(unknown)}", f"known: {', '.join(sorted(known))}")
-        values: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in settings.items()}
-        return cls(**values)
+#: settings a run of an earlier wtal-pipe recorded that are no settings now (method traits, or widths of
+#: modules a method does not have); dropped when such a run is loaded
+RETIRED = frozenset(
+    {"uses_clicks", "has_background_class", "negatives_by_default", "hidden_dim", "leaky_slope", "dropout"}
+)
 
 
 @dataclass
@@ -197,11 +44,18 @@ class Batch:
 
 
 class Method(nn.Module):
-    """Base class: subclasses define ``Config``, ``__init__(feature_dim, num_classes, config)``,
-    ``forward``, ``loss`` and ``official_state_dict`` (to import the authors' checkpoints)."""
+    """Base class: subclasses set ``Network`` (their settings) and the official training and localization
+    defaults, the traits below, and define ``__init__(feature_dim, num_classes, config)``, ``forward``,
+    ``loss`` and ``convert_official`` (to import the authors' checkpoints)."""
 
-    Config: ClassVar[type[MethodConfig]] = MethodConfig
     name: ClassVar[str] = ""
+    Network: ClassVar[type[NetworkSettings]] = NetworkSettings
+    training_defaults: ClassVar[TrainingSettings] = TrainingSettings()
+    localization_defaults: ClassVar[LocalizationSettings] = LocalizationSettings()
+    uses_clicks: ClassVar[bool] = False  # trained with background clicks (BackTAL)
+    has_background_class: ClassVar[bool] = True  # can train on background-only pseudo videos (hard negatives)
+    negatives_by_default: ClassVar[bool] = False  # trains with hard negatives whenever DATA_DIR/negatives exists
+    has_actionness: ClassVar[bool] = False  # outputs a class-agnostic actionness (a second proposal set)
     feature_mean: torch.Tensor  # buffers: identity unless normalize_features
     feature_std: torch.Tensor
 
@@ -214,11 +68,73 @@ class Method(nn.Module):
         self.register_buffer("feature_std", torch.ones(feature_dim))
         self.register_forward_pre_hook(lambda module, args: ((args[0] - module.feature_mean) / module.feature_std,))
 
+    @classmethod
+    def defaults(cls) -> MethodConfig:
+        return MethodConfig(cls.training_defaults, cls.Network(), cls.localization_defaults)
+
+    @classmethod
+    def narrow(cls, width: int) -> dict[str, int]:
+        """``{"hidden_dim": width}`` for a method with a hidden width (narrower networks for quick CPU runs);
+        nothing for one without (CMCS's layers are narrow already)."""
+        return {"hidden_dim": width} if "hidden_dim" in cls.Network.names() else {}
+
+    @classmethod
+    def setting_groups(cls) -> dict[str, type[Settings]]:
+        return {"training": TrainingSettings, "network": cls.Network, "localization": LocalizationSettings}
+
+    @classmethod
+    def configure(
+        cls, changes: dict[str, Any], base: MethodConfig | None = None, only: tuple[str, ...] = GROUPS
+    ) -> MethodConfig:
+        """``base`` (the official defaults) with settings changed by name, e.g. ``{"lr": 1e-3,
+        "nms_threshold": 0.5}``; ``only`` limits which groups may change (a trained run's network and
+        training are fixed). An unknown name, one of another group, or one this method does not use is a
+        one-line error."""
+        config = base or cls.defaults()
+        groups = cls.setting_groups()
+        owner = {name: group for group, settings in groups.items() for name in settings.names()}
+        unknown = sorted(set(changes) - set(owner))
+        if unknown:
+            own = ", ".join(cls.Network.names())
+            raise WtalError(
+                f"{cls.name} has no setting(s) {', '.join(unknown)}",
+                f"its network settings: {own}; the shared training and localization settings: README, Methods",
+            )
+        fixed = sorted(name for name in changes if owner[name] not in only)
+        if fixed:
+            raise WtalError(
+                f"setting(s) {', '.join(fixed)} change the trained weights' meaning, not how a run is tested",
+                f"retrain with --set, or change only {' / '.join(only)} settings here",
+            )
+        updated = {
+            group: getattr(config, group).replace(**{k: v for k, v in changes.items() if owner[k] == group})
+            for group in GROUPS
+        }
+        made = MethodConfig(**updated)
+        if made.localization.actionness_thresholds and not cls.has_actionness:
+            raise WtalError(f"{cls.name} has no actionness score: actionness_thresholds would never be used")
+        return made
+
+    @classmethod
+    def from_saved(cls, saved: dict[str, Any]) -> MethodConfig:
+        """The settings a run recorded: grouped, or (runs of wtal-pipe/2) one flat dict, whose retired
+        entries are dropped."""
+        if set(saved) <= set(GROUPS):
+            flat = {name: value for group in saved.values() for name, value in group.items()}
+        else:
+            flat = {k: v for k, v in saved.items() if k not in RETIRED or k in cls.Network.names()}
+        return cls.configure(flat)
+
     def forward(self, features: torch.Tensor) -> MethodOutput:
         raise NotImplementedError
 
     def loss(self, outputs: MethodOutput, batch: Batch) -> dict[str, torch.Tensor]:
         raise NotImplementedError
+
+    def collapse(self, outputs: MethodOutput) -> str | None:
+        """What, if anything, says this training batch's outputs have collapsed into a state the method
+        cannot localize from (the trainer warns once); None when they look healthy."""
+        return None
 
     #: how many official checkpoint files make one model (CMCS: 1 early fusion, 2 late fusion)
     official_files: ClassVar[tuple[int, ...]] = (1,)
@@ -243,13 +159,23 @@ class Method(nn.Module):
             state, feature_dim, num_classes, implied = cls.convert_official(states)
         except KeyError as exc:
             raise ValueError(f"not an official {cls.name} checkpoint: key {exc} is missing") from exc
-        model = cls(feature_dim, num_classes, cls.Config.from_settings({**implied, **settings}))
+        model = cls(feature_dim, num_classes, cls.configure({**implied, **settings}))
         ours = model.state_dict()
         for key, value in state.items():
             if ours[key].shape != value.shape:
                 raise ValueError(f"{key}: shape {tuple(value.shape)} does not fit {tuple(ours[key].shape)}")
         model.load_state_dict({**ours, **state})
         return model
+
+
+S = TypeVar("S", bound=NetworkSettings)
+
+
+def typed(settings: NetworkSettings, kind: type[S]) -> S:
+    """A method's network settings as its own class (a config built for another method is a bug)."""
+    if not isinstance(settings, kind):
+        raise TypeError(f"expected {kind.__name__}, got {type(settings).__name__}")
+    return settings
 
 
 def topk_mean(cas: torch.Tensor, k: int) -> torch.Tensor:

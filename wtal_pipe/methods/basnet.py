@@ -14,33 +14,37 @@ interpolated at chunk starts (``resample``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Batch, Method, MethodConfig, MethodOutput, normalized_targets, rename_official, topk_mean
+from .base import Batch, Method, MethodOutput, normalized_targets, rename_official, topk_mean, typed
 from .registry import register_method
+from .settings import AtLeast, Count, LocalizationSettings, MethodConfig, NetworkSettings, Share, TrainingSettings
 
 
-@dataclass
-class BaSNetConfig(MethodConfig):
-    topk_divisor: int = 8  # video score = mean of the top T // 8 CAS values
-    filter_dim: int = 512  # hidden width of the filtering module
-    filter_l1_weight: float = 1e-4  # x sum over time of |w|, mean over the batch
-    binarize_class_score: bool = True  # official test.py scores proposals with 1 for a selected class
+@dataclass(frozen=True)
+class BaSNetNetwork(NetworkSettings):
+    hidden_dim: Count = 2048  # width of the temporal layers, whatever the input D (official: 2048)
+    leaky_slope: Annotated[float, AtLeast(0)] = 0.01  # nn.LeakyReLU() default, as the official code uses
+    dropout: Share = 0.7
+    topk_divisor: Count = 8  # video score = mean of the top T // 8 CAS values
+    filter_dim: Count = 512  # hidden width of the filtering module
+    filter_l1_weight: Annotated[float, AtLeast(0)] = 1e-4  # x sum over time of |w|, mean over the batch
 
 
 class CASModule(nn.Module):
     """Two temporal convs (D -> hidden -> hidden, k=3), dropout and a bias-free classifier over C + 1."""
 
-    def __init__(self, feature_dim: int, num_classes: int, config: MethodConfig):
+    def __init__(self, feature_dim: int, num_classes: int, settings: BaSNetNetwork):
         super().__init__()
-        self.conv1 = nn.Conv1d(feature_dim, config.hidden_dim, 3, padding=1)
-        self.conv2 = nn.Conv1d(config.hidden_dim, config.hidden_dim, 3, padding=1)
-        self.dropout = nn.Dropout(config.dropout)
-        self.classifier = nn.Conv1d(config.hidden_dim, num_classes + 1, 1, bias=False)
-        self.slope = config.leaky_slope
+        self.conv1 = nn.Conv1d(feature_dim, settings.hidden_dim, 3, padding=1)
+        self.conv2 = nn.Conv1d(settings.hidden_dim, settings.hidden_dim, 3, padding=1)
+        self.dropout = nn.Dropout(settings.dropout)
+        self.classifier = nn.Conv1d(settings.hidden_dim, num_classes + 1, 1, bias=False)
+        self.slope = settings.leaky_slope
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, D) -> (B, T, C + 1)
         h = F.leaky_relu(self.conv1(x.transpose(1, 2)), self.slope)  # (B, hidden, T)
@@ -51,11 +55,11 @@ class CASModule(nn.Module):
 class FilterModule(nn.Module):
     """Per-segment foreground weight in (0, 1): Conv1d(D, 512, 1) - LeakyReLU - Conv1d(512, 1, 1) - sigmoid."""
 
-    def __init__(self, feature_dim: int, config: BaSNetConfig):
+    def __init__(self, feature_dim: int, settings: BaSNetNetwork):
         super().__init__()
-        self.conv1 = nn.Conv1d(feature_dim, config.filter_dim, 1)
-        self.conv2 = nn.Conv1d(config.filter_dim, 1, 1)
-        self.slope = config.leaky_slope
+        self.conv1 = nn.Conv1d(feature_dim, settings.filter_dim, 1)
+        self.conv2 = nn.Conv1d(settings.filter_dim, 1, 1)
+        self.slope = settings.leaky_slope
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, D) -> (B, T, 1)
         h = F.leaky_relu(self.conv1(x.transpose(1, 2)), self.slope)
@@ -73,6 +77,19 @@ def filter_l1(weights: torch.Tensor) -> torch.Tensor:
     return weights.abs().sum(dim=1).mean()
 
 
+def filter_collapse(weights: torch.Tensor) -> str | None:
+    """The filtering module's foreground weights near 0 everywhere (the suppression branch then sees only
+    zeros and scores every video alike) or near 1 everywhere (nothing is suppressed)."""
+    low, high, mean = float(weights.min()), float(weights.max()), float(weights.mean())
+    if high < 0.05 or low > 0.95:
+        return (
+            f"the filtering module's foreground weights are near {0 if high < 0.05 else 1} everywhere "
+            f"(mean {mean:.4f}, range {low:.4f}-{high:.4f}): the suppression branch cannot localize "
+            "(lower --lr, or --set filter_l1_weight=1e-5)"
+        )
+    return None
+
+
 def two_branch_targets(batch: Batch, eps: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Targets [y, 1] (base) and [y, 0] (suppression), normalized; and which videos hold an action.
     Background-only pseudo videos (hard negatives, not in the official code) train the base branch
@@ -86,19 +103,23 @@ def two_branch_targets(batch: Batch, eps: float = 0.0) -> tuple[torch.Tensor, to
 
 @register_method("basnet")
 class BaSNet(Method):
-    Config = BaSNetConfig
-    config: BaSNetConfig
+    Network = BaSNetNetwork
+    # official main.py: after the first epoch every step takes the first batch of a new shuffle
+    training_defaults = TrainingSettings(batch_order="fresh")
+    localization_defaults = LocalizationSettings(binarize_class_score=True)  # official test.py scores with 1
+    settings: BaSNetNetwork
 
-    def __init__(self, feature_dim: int, num_classes: int, config: BaSNetConfig):
+    def __init__(self, feature_dim: int, num_classes: int, config: MethodConfig):
         super().__init__(feature_dim, num_classes, config)
-        self.filter = FilterModule(feature_dim, config)
-        self.cas_module = CASModule(feature_dim, num_classes, config)
+        self.settings = typed(config.network, BaSNetNetwork)
+        self.filter = FilterModule(feature_dim, self.settings)
+        self.cas_module = CASModule(feature_dim, num_classes, self.settings)
 
     def forward(self, features: torch.Tensor) -> MethodOutput:
         weights = self.filter(features)  # (B, T, 1)
         cas_base = self.cas_module(features)  # (B, T, C + 1)
         cas_supp = self.cas_module(weights * features)
-        k = features.shape[1] // self.config.topk_divisor
+        k = features.shape[1] // self.settings.topk_divisor
         score_base = F.softmax(topk_mean(cas_base, k), dim=1)  # (B, C + 1)
         score_supp = F.softmax(topk_mean(cas_supp, k), dim=1)
         return MethodOutput(
@@ -115,8 +136,11 @@ class BaSNet(Method):
         return {
             "base": F.binary_cross_entropy(i["score_base"], target_base),
             "supp": loss_supp / max(1, target_supp[has_action].numel()),
-            "filter_l1": self.config.filter_l1_weight * filter_l1(i["weights"]),
+            "filter_l1": self.settings.filter_l1_weight * filter_l1(i["weights"]),
         }
+
+    def collapse(self, outputs: MethodOutput) -> str | None:
+        return filter_collapse(outputs.internals["weights"])
 
     @classmethod
     def convert_official(cls, states: list[dict[str, torch.Tensor]]) -> tuple[dict[str, torch.Tensor], int, int, dict]:

@@ -16,69 +16,45 @@ resolution, each detection dilated by 20 frames, score = inner - outer + 0.25 x 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..errors import WtalError
-from .base import Batch, Method, MethodConfig, MethodOutput, normalize_rows
+from .base import Batch, Method, MethodOutput, normalize_rows, typed
 from .registry import register_method
+from .settings import AtLeast, Count, LocalizationSettings, MethodConfig, NetworkSettings, Share, TrainingSettings
 
 
-@dataclass
-class CMCSConfig(MethodConfig):
-    train_sampling: str = "whole"
-    test_sampling: str = "whole"
-    batch_size: int = 1  # one whole video per forward pass
-    accumulate: int = 24
-    gradient_accumulation: str = "sum"  # official: loss.backward() per video, one step per 24
-    single_label_copies: bool = True
-    iterations: int = 15000
-    weight_decay: float = 1e-3
-    dropout: float = 0.5  # on whole input channels
-    negatives_by_default: bool = True
-    class_threshold: float = 0.1
-    cas_normalization: str = "minmax"
-    resample: str = "starts-inclusive"
-    upsample: int | str = "frames"
-    cas_thresholds: tuple[float, ...] = (1.0,)
-    thresholds_relative_to_mean: bool = True
-    mask_dilation: int = 20  # int(1.25 x 16) frames
-    contrast_on_thresholded: bool = False
-    outer_region: str = "cmcs"
-    class_score_weight: float = 0.25
-    nms_threshold: float | None = None
-    nms_plus_one: bool = False
-    clip_to_duration: bool = True
-    eval_tiou: str = "0.1:0.5:0.1"
-    fusion: str = "late"  # late: one network per feature half (RGB, flow), logits averaged; early: one network
-    branches: int = 4
-    embed_dim: int = 32  # ActivityNet: 256
-    branch_dim: int = 16  # ActivityNet: 128
-    attention_dim: int = 16  # ActivityNet: 128
-    diversity_weight: float = 0.2
-    norm_weight: float = 0.2
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.fusion not in ("late", "early"):
-            raise WtalError(f"setting fusion={self.fusion!r} is not one of late, early", "use --set fusion=early")
+@dataclass(frozen=True)
+class CMCSNetwork(NetworkSettings):
+    dropout: Share = 0.5  # on whole input channels
+    fusion: Literal["late", "early"] = "late"  # late: one network per feature half (RGB, flow), logits averaged
+    branches: Count = 4
+    embed_dim: Count = 32  # ActivityNet: 256
+    branch_dim: Count = 16  # ActivityNet: 128
+    attention_dim: Count = 16  # ActivityNet: 128
+    diversity_weight: Annotated[float, AtLeast(0)] = 0.2
+    norm_weight: Annotated[float, AtLeast(0)] = 0.2
 
 
 class Backbone(nn.Module):
     """One CMCS network: (B, T, D) -> per-branch CAS (B, K, T, C + 1) and video logits (B, C + 1)."""
 
-    def __init__(self, feature_dim: int, num_classes: int, config: CMCSConfig):
+    def __init__(self, feature_dim: int, num_classes: int, settings: CMCSNetwork):
         super().__init__()
-        self.input_dropout = nn.Dropout1d(config.dropout)  # drops whole feature channels
-        self.embed = nn.Conv1d(feature_dim, config.embed_dim, 1)
+        self.input_dropout = nn.Dropout1d(settings.dropout)  # drops whole feature channels
+        self.embed = nn.Conv1d(feature_dim, settings.embed_dim, 1)
         self.branch_convs = nn.ModuleList(
-            nn.Conv1d(config.embed_dim, config.branch_dim, 3, padding=1) for _ in range(config.branches)
+            nn.Conv1d(settings.embed_dim, settings.branch_dim, 3, padding=1) for _ in range(settings.branches)
         )
-        self.branch_heads = nn.ModuleList(nn.Linear(config.branch_dim, num_classes + 1) for _ in range(config.branches))
-        self.attention_conv = nn.Conv1d(config.embed_dim, config.attention_dim, 1)
-        self.attention_head = nn.Linear(config.attention_dim, 1)
+        self.branch_heads = nn.ModuleList(
+            nn.Linear(settings.branch_dim, num_classes + 1) for _ in range(settings.branches)
+        )
+        self.attention_conv = nn.Conv1d(settings.embed_dim, settings.attention_dim, 1)
+        self.attention_head = nn.Linear(settings.attention_dim, 1)
 
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         embedded = F.relu(self.embed(self.input_dropout(features.transpose(1, 2))))  # (B, embed, T)
@@ -115,19 +91,47 @@ def norm_regularizer(branch_cas: torch.Tensor) -> torch.Tensor:
 
 @register_method("cmcs")
 class CMCS(Method):
-    Config = CMCSConfig
-    config: CMCSConfig
+    Network = CMCSNetwork
+    training_defaults = TrainingSettings(
+        train_sampling="whole",
+        batch_size=1,  # one whole video per forward pass
+        accumulate=24,
+        gradient_accumulation="sum",  # official: loss.backward() per video, one step per 24
+        single_label_copies=True,
+        iterations=15000,
+        weight_decay=1e-3,
+    )
+    localization_defaults = LocalizationSettings(
+        test_sampling="whole",
+        class_threshold=0.1,
+        cas_normalization="minmax",
+        resample="starts-inclusive",
+        upsample="frames",
+        cas_thresholds=(1.0,),
+        thresholds_relative_to_mean=True,
+        mask_dilation=20,  # int(1.25 x 16) frames
+        contrast_on_thresholded=False,
+        outer_region="cmcs",
+        class_score_weight=0.25,
+        nms_threshold=None,
+        nms_plus_one=False,
+        clip_to_duration=True,
+        eval_tiou="0.1:0.5:0.1",
+    )
+    negatives_by_default = True
     official_files = (1, 2)
+    settings: CMCSNetwork
 
-    def __init__(self, feature_dim: int, num_classes: int, config: CMCSConfig):
+    def __init__(self, feature_dim: int, num_classes: int, config: MethodConfig):
         super().__init__(feature_dim, num_classes, config)
-        if config.fusion == "late" and feature_dim % 2:
+        self.settings = settings = typed(config.network, CMCSNetwork)
+        if settings.fusion == "late" and feature_dim % 2:
             raise WtalError(
                 f"late fusion splits each {feature_dim}-d row into RGB and flow halves, and {feature_dim} is odd",
                 "use --set fusion=early for single-stream features",
             )
-        widths = [feature_dim // 2] * 2 if config.fusion == "late" else [feature_dim]
-        self.streams = nn.ModuleList(Backbone(width, num_classes, config) for width in widths)
+        widths = [feature_dim // 2] * 2 if settings.fusion == "late" else [feature_dim]
+        self.streams = nn.ModuleList(Backbone(width, num_classes, settings) for width in widths)
 
     def forward(self, features: torch.Tensor) -> MethodOutput:
         outputs = [
@@ -157,8 +161,10 @@ class CMCS(Method):
             cross_entropy = -(target * F.log_softmax(logits, dim=1)).sum(1)  # (B,)
             terms["cls"] = terms["cls"] + (cross_entropy * batch.weights).mean()
             weight = batch.weights.mean()  # batch_size 1 in the official code: the video's weight
-            terms["diversity"] = terms["diversity"] + self.config.diversity_weight * diversity_loss(branch_cas) * weight
-            terms["norm"] = terms["norm"] + self.config.norm_weight * norm_regularizer(branch_cas) * weight
+            terms["diversity"] = (
+                terms["diversity"] + self.settings.diversity_weight * diversity_loss(branch_cas) * weight
+            )
+            terms["norm"] = terms["norm"] + self.settings.norm_weight * norm_regularizer(branch_cas) * weight
         return terms
 
     @classmethod

@@ -16,47 +16,65 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Batch, Method, MethodConfig, MethodOutput, normalize_rows, rename_official, steps, topk_mean
+from .base import Batch, Method, MethodOutput, normalize_rows, rename_official, topk_mean, typed
 from .registry import register_method
+from .settings import (
+    Above,
+    AtLeast,
+    Count,
+    LocalizationSettings,
+    MethodConfig,
+    NetworkSettings,
+    Share,
+    TrainingSettings,
+    steps,
+)
 
 
-@dataclass
-class UMConfig(MethodConfig):
-    test_sampling: str = "uniform-if-longer"
-    iterations: int = 10000
-    class_threshold: float = 0.2
-    argmax_fallback: bool = True
-    cas_normalization: str = "relu-minmax-clip"
-    min_proposal_length: int = 2
-    actionness_thresholds: tuple[float, ...] = steps(0.4, 0.625, 0.025)
-    nms_threshold: float | None = 0.6
-    has_background_class: bool = False
-    eval_tiou: str = "0.1:0.7:0.1"
-    action_divisor: int = 9  # pseudo action = top T // 9 magnitudes; video score from the top T // 9 CAS
-    background_divisor: int = 4  # pseudo background = bottom T // 4
-    margin: float = 100.0  # magnitude margin at hidden_dim 2048, scaled by sqrt(hidden_dim / 2048)
-    alpha: float = 5e-4  # uncertainty (magnitude) loss weight
-    beta: float = 1.0  # background entropy loss weight
-    selection_dropout: float = 0.7  # segments are picked among a random 30% while training
+@dataclass(frozen=True)
+class UMNetwork(NetworkSettings):
+    hidden_dim: Count = 2048  # width of the embedding, whatever the input D (official: 2048)
+    dropout: Share = 0.7
+    action_divisor: Count = 9  # pseudo action = top T // 9 magnitudes; video score from the top T // 9 CAS
+    background_divisor: Count = 4  # pseudo background = bottom T // 4
+    margin: Annotated[float, Above(0)] = 100.0  # magnitude margin at hidden_dim 2048, x sqrt(hidden_dim / 2048)
+    alpha: Annotated[float, AtLeast(0)] = 5e-4  # uncertainty (magnitude) loss weight
+    beta: Annotated[float, AtLeast(0)] = 1.0  # background entropy loss weight
+    selection_dropout: Share = 0.7  # segments are picked among a random 30% while training
 
 
 @register_method("um")
 class UM(Method):
-    Config = UMConfig
-    config: UMConfig
+    Network = UMNetwork
+    training_defaults = TrainingSettings(iterations=10000)
+    localization_defaults = LocalizationSettings(
+        test_sampling="uniform-if-longer",
+        class_threshold=0.2,
+        argmax_fallback=True,
+        cas_normalization="relu-minmax-clip",
+        min_proposal_length=2,
+        actionness_thresholds=steps(0.4, 0.625, 0.025),
+        nms_threshold=0.6,
+        eval_tiou="0.1:0.7:0.1",
+    )
+    has_background_class = False
+    has_actionness = True
+    settings: UMNetwork
 
-    def __init__(self, feature_dim: int, num_classes: int, config: UMConfig):
+    def __init__(self, feature_dim: int, num_classes: int, config: MethodConfig):
         super().__init__(feature_dim, num_classes, config)
-        self.embed = nn.Conv1d(feature_dim, config.hidden_dim, 3, padding=1)
-        self.dropout = nn.Dropout(config.dropout)
-        self.classifier = nn.Conv1d(config.hidden_dim, num_classes, 1, bias=False)
-        self.selection = nn.Dropout(config.selection_dropout)
-        self.margin = config.margin * math.sqrt(config.hidden_dim / 2048)
+        self.settings = settings = typed(config.network, UMNetwork)
+        self.embed = nn.Conv1d(feature_dim, settings.hidden_dim, 3, padding=1)
+        self.dropout = nn.Dropout(settings.dropout)
+        self.classifier = nn.Conv1d(settings.hidden_dim, num_classes, 1, bias=False)
+        self.selection = nn.Dropout(settings.selection_dropout)
+        self.margin = settings.margin * math.sqrt(settings.hidden_dim / 2048)
 
     def forward(self, features: torch.Tensor) -> MethodOutput:
         embedded = F.relu(self.embed(features.transpose(1, 2)))  # (B, hidden, T)
@@ -65,8 +83,8 @@ class UM(Method):
         magnitudes = embedded.norm(p=2, dim=2)  # (B, T)
         length = features.shape[1]
         # at least one segment each (the official code divides by zero on videos under 9 rows)
-        k_act = max(1, length // self.config.action_divisor)
-        k_bkg = max(1, length // self.config.background_divisor)
+        k_act = max(1, length // self.settings.action_divisor)
+        k_bkg = max(1, length // self.settings.background_divisor)
         eligible = self.selection(torch.ones_like(magnitudes))  # 0 or 1 / (1 - p) while training, 1 at test
         idx_act = (magnitudes * eligible).sort(dim=1, descending=True).indices[:, :k_act]  # (B, k_act)
         reverse = magnitudes.max(dim=1, keepdim=True).values - magnitudes
@@ -96,9 +114,22 @@ class UM(Method):
         loss_um = ((F.relu(self.margin - norm_act) + norm_bkg) ** 2).mean()
         return {
             "cls": F.binary_cross_entropy(i["score_act"], target),
-            "uncertainty": self.config.alpha * loss_um,
-            "background": self.config.beta * F.binary_cross_entropy(i["score_bkg"], uniform),
+            "uncertainty": self.settings.alpha * loss_um,
+            "background": self.settings.beta * F.binary_cross_entropy(i["score_bkg"], uniform),
         }
+
+    def collapse(self, outputs: MethodOutput) -> str | None:
+        """Feature magnitudes all equal: the pseudo action and background rows are then picked at random
+        and the magnitude no longer tells action from background."""
+        act = outputs.internals["feat_act"].norm(dim=2)  # (B, k_act)
+        bkg = outputs.internals["feat_bkg"].norm(dim=2)
+        gap, scale = float((act.mean() - bkg.mean()).abs()), float(act.mean() + bkg.mean()) / 2
+        if gap <= 1e-3 * max(scale, 1e-12):
+            return (
+                f"the feature magnitudes are all equal (pseudo action {float(act.mean()):.4g}, pseudo background "
+                f"{float(bkg.mean()):.4g}): magnitudes no longer separate action from background (lower --lr)"
+            )
+        return None
 
     @classmethod
     def convert_official(cls, states: list[dict[str, torch.Tensor]]) -> tuple[dict[str, torch.Tensor], int, int, dict]:

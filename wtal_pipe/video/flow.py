@@ -1,10 +1,11 @@
-"""Optical flow between consecutive frames, one single-threaded worker process per core.
+"""A video's flow stage: any engine (:mod:`.flow_engines`) over every pair of consecutive frames, in
+single-threaded worker processes (CPU engines) or batched on the extraction device, stored as uint8.
 
-Flow is clipped to +-bound and stored as uint8 ``round(128 + f * 127.5 / bound)`` - the community's
-8-bit format (for bound 20 this is ``128 + f*255/40``). Measured on 224x224 TV-L1 flow it halves
-the cache against float16 while the dequantized error (<= bound/255 px, 0.078 px at bound 20) is
-below TV-L1's own noise. The hard-negative stage reads its motion intensity from this 8-bit flow, as
-the official CMCS tool reads its flow images.
+Storage (this module owns it): flow clipped to +-bound and stored as ``round(128 + f * 127.5 / bound)``,
+the community's 8-bit format (for bound 20 this is ``128 + f*255/40``). Measured on 224x224 TV-L1 flow
+it halves the cache against float16 while the dequantized error (<= bound/255 px, 0.078 px at bound 20)
+is below TV-L1's own noise. The I3D flow stream reads it back as ``(u8 - 128) / 127.5``, and the
+hard-negative stage reads its motion intensity from it, as the official CMCS tool reads its flow images.
 """
 
 from __future__ import annotations
@@ -18,60 +19,44 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import cv2
 import numpy as np
 
 from ..config import FlowConfig
 from ..errors import WtalError
+from .flow_engines import FlowEngine, make_flow_engine
 
 if TYPE_CHECKING:  # torch is imported only where flow runs on the device
     import torch
+
+ZERO = 128.0  # the uint8 value of no motion
+HALF_RANGE = 127.5  # uint8 steps from ZERO to +-bound
+#: what the flow records say about the storage
+STORAGE = f"uint8 round({ZERO:g} + clip(f, -bound, bound) * {HALF_RANGE} / bound)"
+#: block of frames a worker hands its engine at once (each frame converted once per block)
+WORKER_BLOCK = 16
 
 
 def default_workers() -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
-def make_flow_fn(params: dict) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-    """A function (prev_gray_u8, next_gray_u8) -> float32 (H, W, 2) flow in pixels (dx, dy)."""
-    if params["algorithm"] == "dis":
-        presets = {
-            "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
-            "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
-            "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
-        }
-        engine = cv2.DISOpticalFlow_create(presets[params["preset"]])  # type: ignore[attr-defined]  # not in the stubs
-    else:
-        engine = cv2.optflow.DualTVL1OpticalFlow_create(  # type: ignore[attr-defined]  # contrib, not in the stubs
-            tau=params["tau"],
-            lambda_=params["lambda_"],
-            theta=params["theta"],
-            nscales=params["nscales"],
-            warps=params["warps"],
-            epsilon=params["epsilon"],
-            innnerIterations=params["inner_iterations"],  # sic: OpenCV's spelling
-            outerIterations=params["outer_iterations"],
-            scaleStep=params["scale_step"],
-            gamma=params["gamma"],
-            medianFiltering=params["median_filtering"],
-            useInitialFlow=False,
-        )
-    return lambda prev, nxt: engine.calc(prev, nxt, None)
-
-
 def quantize(flow: np.ndarray, bound: float) -> np.ndarray:
     """float pixels -> uint8, clipped at +-bound."""
-    scaled = 128.0 + np.clip(flow, -bound, bound) * (127.5 / bound)
+    scaled = ZERO + np.clip(flow, -bound, bound) * (HALF_RANGE / bound)
     return np.clip(np.round(scaled), 0, 255).astype(np.uint8)
 
 
-def dequantize(flow_u8: np.ndarray) -> np.ndarray:
-    """uint8 -> float32 in [-1, 1] (flow / bound), the I3D flow-stream input scale."""
-    return np.clip((flow_u8.astype(np.float32) - 128.0) / 127.5, -1.0, 1.0)
+def quantize_tensor(flow: torch.Tensor, bound: float) -> torch.Tensor:
+    """:func:`quantize` for a torch tensor on any device (the same float32 operations, the same bytes)."""
+    import torch
+
+    scaled = ZERO + flow.clamp(-bound, bound) * (HALF_RANGE / bound)
+    return scaled.round().clamp(0, 255).to(torch.uint8)
 
 
-def _gray(rgb: np.ndarray) -> np.ndarray:
-    return cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
+def dequantize_tensor(flow_u8: torch.Tensor) -> torch.Tensor:
+    """uint8 -> float32 in [-1, 1] (flow / bound), the I3D flow stream's input scale."""
+    return flow_u8.float().sub_(ZERO).div_(HALF_RANGE).clamp_(-1.0, 1.0)
 
 
 def exit_with_parent(parent: int) -> None:
@@ -87,34 +72,36 @@ def exit_with_parent(parent: int) -> None:
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
-def flow_range(
-    frames_path: str, out_path: str, start: int, stop: int, n_frames: int, config: FlowConfig, offset: int = 0
-) -> int:
+def flow_range(frames_path: str, out_path: str, config: FlowConfig, *, start: int, stop: int, offset: int = 0) -> int:
     """Worker: flow for frames ``start..stop-1`` written into the output memmap at row ``i - offset``
     (0 for the whole video's file, ``start`` for a part of its own).
 
     Flow ``i`` is from frame i to frame i+1; the last frame (no successor) repeats the previous flow
     so every frame has one and a 16-frame chunk always has 16 flow fields.
     """
+    import cv2
+
     cv2.setNumThreads(1)
     frames = np.load(frames_path, mmap_mode="r")
     out = np.load(out_path, mmap_mode="r+")
-    flow_fn = make_flow_fn(config.params)
-    prev_flow = None
+    n_frames = len(frames)
     if n_frames == 1:  # a single frame has no motion
         out[0] = quantize(np.zeros((*frames.shape[1:3], 2), np.float32), config.bound)
         return 1
-    nxt = _gray(frames[start])
-    for i in range(start, stop):
-        if i + 1 < n_frames:
-            cur, nxt = nxt, _gray(frames[i + 1])
-            flow = flow_fn(cur, nxt)
-        else:
-            flow = prev_flow if prev_flow is not None else flow_fn(_gray(frames[i - 1]), nxt)
-        out[i - offset] = quantize(flow, config.bound)
-        prev_flow = flow
+    engine = make_flow_engine(config.preset)
+    for first in range(start, stop, WORKER_BLOCK):
+        last = min(stop, first + WORKER_BLOCK)  # flows first..last-1 need frames first..last
+        flows = engine.pairs(np.asarray(frames[first : min(last + 1, n_frames)]))
+        if last == n_frames:  # the last frame has no successor: it repeats the previous flow
+            flows = np.concatenate([flows, flows[-1:]]) if len(flows) else _last_pair(engine, frames)
+        out[first - offset : last - offset] = quantize(flows, config.bound)
     out.flush()
     return stop - start
+
+
+def _last_pair(engine: FlowEngine, frames: np.ndarray) -> np.ndarray:
+    """The flow into the last frame, repeated as the last frame's own (a range holding only that frame)."""
+    return engine.pairs(np.asarray(frames[-2:]))
 
 
 def split_ranges(n: int, parts: int) -> list[tuple[int, int]]:
@@ -127,33 +114,35 @@ def compute_flow(
     frames_path: Path,
     out_path: Path,
     config: FlowConfig,
+    *,
     workers: int,
     progress: Callable[[int], None] | None = None,
     device: str = "cpu",
     batch_pairs: int | None = None,
 ) -> None:
-    """Fill ``out_path`` (N, H, W, 2) uint8 from a frames .npy; the caller made the path atomic. OpenCV
-    presets run in ``workers`` processes writing disjoint row ranges; ``tvl1-torch`` runs here on
+    """Fill ``out_path`` (N, H, W, 2) uint8 from a frames .npy; the caller made the path atomic. A CPU
+    engine runs in ``workers`` processes writing disjoint row ranges; an ``on_device`` one runs here on
     ``device``, ``batch_pairs`` frame pairs per call."""
     frames = np.load(frames_path, mmap_mode="r")
     n_frames, height, width = frames.shape[:3]
     np.lib.format.open_memmap(out_path, mode="w+", dtype=np.uint8, shape=(n_frames, height, width, 2)).flush()
     reserve_disk(out_path)
     if config.on_device:
-        flow_on_device(frames, out_path, config, device, batch_pairs, progress)
+        flow_on_device(frames, out_path, config, device=device, batch_pairs=batch_pairs, progress=progress)
     else:
-        flow_in_workers(frames_path, out_path, config, workers, n_frames, progress)
+        flow_in_workers(frames_path, out_path, config, workers=workers, progress=progress)
 
 
 def flow_on_device(
     frames: np.ndarray,
     out_path: Path,
     config: FlowConfig,
+    *,
     device: str,
     batch_pairs: int | None,
     progress: Callable[[int], None] | None,
 ) -> None:
-    """``tvl1-torch`` on a frames cache: a few TV-L1 batches of frames at a time go to the device, so
+    """An ``on_device`` engine on a frames cache: a few batches of frames at a time go to the device, so
     memory stays flat whatever the length."""
     import torch
 
@@ -177,7 +166,7 @@ def flow_on_device(
 
 
 class DeviceFlow:
-    """``tvl1-torch`` over frames that arrive in blocks of any size, already on the device.
+    """An ``on_device`` engine (``tvl1-torch``) over frames that arrive in blocks of any size, already on the device.
 
     Pairs are computed ``batch_pairs`` at a time in frame order whatever the blocks, so the flow is the
     same however the frames are fed (a frames cache, or the decoder); each flow is quantized on the device
@@ -186,12 +175,10 @@ class DeviceFlow:
     """
 
     def __init__(self, config: FlowConfig, device: torch.device, batch_pairs: int | None = None):
-        from .tvl1_torch import TVL1, TVL1Params
-
         self.device = device
         self.bound = config.bound
         self.batch_pairs = batch_pairs or default_batch_pairs(device)
-        self.tvl1 = TVL1(TVL1Params.from_preset(config.params))
+        self.engine = make_flow_engine(config.preset, str(device))
         self._waiting: torch.Tensor | None = None  # frames whose flow to the next frame is not computed yet
         self._last: torch.Tensor | None = None  # the last flow computed
 
@@ -222,18 +209,8 @@ class DeviceFlow:
         return torch.cat([*done, self._last[-1:]])
 
     def _pairs(self, frames: torch.Tensor) -> torch.Tensor:
-        from .tvl1_torch import flow_batch
-
-        self._last = quantize_tensor(flow_batch(self.tvl1, frames), self.bound)
+        self._last = quantize_tensor(self.engine.pairs(frames), self.bound)
         return self._last
-
-
-def quantize_tensor(flow: torch.Tensor, bound: float) -> torch.Tensor:
-    """:func:`quantize` for a torch tensor on any device (the same float32 operations, the same bytes)."""
-    import torch
-
-    scaled = 128.0 + flow.clamp(-bound, bound) * (127.5 / bound)
-    return scaled.round().clamp(0, 255).to(torch.uint8)
 
 
 def default_batch_pairs(device: torch.device) -> int:
@@ -243,19 +220,14 @@ def default_batch_pairs(device: torch.device) -> int:
 
 
 def flow_in_workers(
-    frames_path: Path,
-    out_path: Path,
-    config: FlowConfig,
-    workers: int,
-    n_frames: int,
-    progress: Callable[[int], None] | None,
+    frames_path: Path, out_path: Path, config: FlowConfig, *, workers: int, progress: Callable[[int], None] | None
 ) -> None:
-    """OpenCV presets: several row ranges per worker process (balance, progress)."""
+    """A CPU engine: several row ranges per worker process (balance, progress)."""
     from joblib import Parallel, delayed
     from joblib.externals.loky.process_executor import TerminatedWorkerError
 
-    ranges = split_ranges(n_frames, workers * 4)
-    tasks = (delayed(flow_range)(str(frames_path), str(out_path), a, b, n_frames, config) for a, b in ranges)
+    ranges = split_ranges(len(np.load(frames_path, mmap_mode="r")), workers * 4)
+    tasks = (delayed(flow_range)(str(frames_path), str(out_path), config, start=a, stop=b) for a, b in ranges)
     try:
         if workers == 1:
             results = (task[0](*task[1], **task[2]) for task in tasks)

@@ -16,45 +16,19 @@ Everything is float32 and batched over pairs (B, H, W); there is no Python loop 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 
 from ..errors import WtalError
+from .flow_engines import TVL1Params
 
 #: OpenCV's fixed-point RGB -> grey weights (0.299, 0.587, 0.114 in units of 2^-15)
 GRAY_WEIGHTS = (9798, 19235, 3735)
 GRAY_SHIFT = 15
 MIN_PYRAMID_SIDE = 16
-
-
-@dataclass(frozen=True)
-class TVL1Params:
-    """The Dual TV-L1 parameters, named as in ``cv2.optflow.DualTVL1OpticalFlow_create``."""
-
-    tau: float = 0.25
-    lambda_: float = 0.15
-    theta: float = 0.3
-    nscales: int = 5
-    warps: int = 5
-    epsilon: float = 0.01
-    inner_iterations: int = 30
-    outer_iterations: int = 10
-    scale_step: float = 0.8
-    gamma: float = 0.0
-    median_filtering: int = 5
-
-    @classmethod
-    def from_preset(cls, params: dict[str, Any]) -> TVL1Params:
-        values = {k: v for k, v in params.items() if k != "algorithm"}
-        made = cls(**values)
-        if made.gamma != 0.0:
-            raise WtalError("tvl1-torch supports gamma = 0 only (OpenCV's default)", "use the tvl1 preset for gamma")
-        if made.median_filtering not in (0, 1, 5):
-            raise WtalError("tvl1-torch median filtering is 5x5 (OpenCV's default) or off")
-        return made
 
 
 def rgb_to_gray(rgb: torch.Tensor) -> torch.Tensor:
@@ -277,10 +251,23 @@ class TVL1:
         return state[0], state[1]
 
 
-def flow_batch(tvl1: TVL1, frames: torch.Tensor) -> torch.Tensor:
-    """(N, H, W, 3) uint8 frames on any device -> (N - 1, H, W, 2) flow from each frame to the next."""
-    gray = rgb_to_gray(frames)
-    return tvl1(gray[:-1], gray[1:])
+class TorchTVL1:
+    """The ``tvl1-torch`` flow engine: this TV-L1 on the extraction device, a batch of pairs per call."""
+
+    on_device: ClassVar[bool] = True
+
+    def __init__(self, params: Mapping[str, Any], device: str = "cpu"):
+        chosen = TVL1Params.from_params(params)
+        if chosen.gamma != 0.0:
+            raise WtalError("tvl1-torch supports gamma = 0 only (OpenCV's default)", "use the tvl1 preset for gamma")
+        if chosen.median_filtering not in (0, 1, 5):
+            raise WtalError("tvl1-torch median filtering is 5x5 (OpenCV's default) or off")
+        self.tvl1 = TVL1(chosen)
+
+    def pairs(self, frames: torch.Tensor) -> torch.Tensor:
+        """(N, H, W, 3) uint8 frames on any device -> (N - 1, H, W, 2) flow from each frame to the next."""
+        gray = rgb_to_gray(frames)
+        return self.tvl1(gray[:-1], gray[1:])
 
 
-__all__ = ["TVL1", "TVL1Params", "flow_batch", "pyramid_sizes", "remap_cubic", "resize_linear", "rgb_to_gray"]
+__all__ = ["TVL1", "TorchTVL1", "pyramid_sizes", "remap_cubic", "resize_linear", "rgb_to_gray"]

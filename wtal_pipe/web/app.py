@@ -95,8 +95,8 @@ class Workspace:
 
     def model_outputs(self, vid: str, subset: str | None) -> dict[str, Any]:
         """The run's detections and normalized per-class scores of one video, computed once on demand."""
-        from ..localize import localization_signals, localize, selected_classes
-        from ..pipeline import infer
+        from ..localize import localization_signals, shown_classes
+        from ..pipeline import localize_rows
         from ..run import load_run
 
         if self.run_dir is None:
@@ -106,19 +106,17 @@ class Workspace:
                 if self._run is None:
                     self._run = load_run(self.run_dir, "cpu")
                 model, meta = self._run
-                video = next(
-                    v for v in Dataset(self.data_dir, str(subset), classes=meta.classes).videos if v.vid == vid
-                )
+                dataset = Dataset(self.data_dir, str(subset), classes=meta.classes)
+                video = next(v for v in dataset.videos if v.vid == vid)
                 rows = video.load()
-                scores, timing = infer(model, rows), video.timing(rows.shape[0])
-                classes = selected_classes(scores.video_scores, model.config)
-                if classes.size == 0:
-                    classes = np.argsort(scores.video_scores)[-1:]
-                cas, _, time = localization_signals(scores, model.config, timing, classes)
+                result = localize_rows(model, rows, video.timing(rows.shape[0]))
+                settings = model.config.localization
+                classes = shown_classes(result.scores.video_scores, settings)
+                cas, _, time = localization_signals(result.scores, settings, result.timing, classes)
                 self._model_outputs[vid] = {
                     "detections": [
                         {"label": meta.classes[c], "score": score, "segment": [start, end]}
-                        for c, score, start, end in localize(scores, model.config, timing)
+                        for c, score, start, end in result.detections
                     ],
                     "scores": {
                         "times": np.round(time(np.arange(cas.shape[0])), 3).tolist(),
@@ -132,6 +130,7 @@ class Workspace:
 
 
 def create_app(workspace: Workspace) -> Flask:
+    """The page and its JSON API over one workspace (one function: the routes are closures over it)."""
     try:
         from flask import Flask, abort, jsonify, request, send_file
     except ImportError as exc:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import cast
 
 from ..cache import atomic_path, file_identity
+from ..features.plan import video_cache
 from ..layout import DataLayout
 from ..video.decode import probe
 
@@ -30,7 +31,7 @@ def browser_video(video: Path, vid: str, layout: DataLayout, report: Callable[[s
     """(file to serve, MIME type): the video, or its cached H.264 proxy (made now if needed)."""
     if playable(video):
         return video, "video/webm" if video.suffix.lower() == ".webm" else "video/mp4"
-    proxy = layout.cache(vid) / f"browser-{file_identity(video)}.mp4"
+    proxy = video_cache(layout, vid).browser_copy(file_identity(video))
     with _proxy_locks.setdefault(vid, threading.Lock()):
         if not proxy.exists():
             transcode(video, proxy, report)

@@ -1,0 +1,163 @@
+"""``wtal test`` (a subset of DATA_DIR), ``wtal localize`` (raw clips) and ``wtal evaluate`` (a detections file)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.markup import escape
+
+from ..video.flow_engines import flow_presets
+
+if TYPE_CHECKING:
+    from ..methods.settings import LocalizationSettings
+    from ..pipeline import ClipResult
+from .app import Data, Device, Run, Settings, Workers, app, console, err_console, random_weights_warning, warn
+
+
+@app.command("test")
+def test_cli(
+    run: Run,
+    data: Data = Path("data"),
+    subset: Annotated[str, typer.Option(help="The subset to localize and evaluate.")] = "test",
+    out: Annotated[Path, typer.Option("--out", "-o", help="Detections JSON (ActivityNet format).")] = Path("dets.json"),
+    tiou: Annotated[
+        str | None,
+        typer.Option(
+            help="tIoU thresholds: start:stop:step or a comma list (default: the range the method's paper reports)."
+        ),
+    ] = None,
+    settings: Settings = None,
+    plot_dir: Annotated[Path | None, typer.Option(help="Write one PNG per video (CAS, detections, GT) here.")] = None,
+    device: Device = "cpu",
+):
+    """Localize every video of a subset from its features, write detections, print the mAP table."""
+    from ..cache import atomic_write_json
+    from ..data.dataset import Dataset, load_annotations
+    from ..evaluate import evaluate, parse_tiou
+    from ..layout import DataLayout
+    from ..pipeline import localize_dataset
+    from ..run import load_run
+    from ..train import parse_settings
+
+    model, meta = load_run(run, device, parse_settings(settings or []))
+    localization = model.config.localization
+    thresholds = parse_tiou(tiou or localization.eval_tiou)
+    scores = out.with_suffix(".cas.npz")
+    detections = localize_dataset(model, meta, data, subset, scores_out=scores, report=warn)
+    atomic_write_json(out, detections)
+    if plot_dir:
+        from ..plot import plot_saved_scores
+
+        dataset = Dataset(data, subset, classes=meta.classes)
+        count = plot_saved_scores(
+            scores, detections, settings=localization, classes=meta.classes, dataset=dataset, out_dir=plot_dir
+        )
+        console.print(f"wrote {count} plots to {plot_dir}")
+    n = sum(len(d) for d in detections["results"].values())
+    console.print(f"wrote {out} ({n} detections in {len(detections['results'])} videos; raw scores in {scores})")
+    result = evaluate(load_annotations(DataLayout(data).annotations), detections, subset, thresholds, out, meta.classes)
+    console.print(f"{meta.method} on {subset} ({len(result.classes)} classes):\n{escape(result.table())}")
+
+
+@app.command("evaluate")
+def evaluate_cli(
+    detections: Annotated[Path, typer.Argument(help="ActivityNet-format detections JSON.")],
+    gt: Annotated[Path, typer.Option(help="Ground truth (ActivityNet style; string segments fine).")],
+    subset: Annotated[str, typer.Option(help="The ground truth subset to evaluate on.")] = "test",
+    tiou: Annotated[str, typer.Option(help="THUMOS14 0.1:0.7:0.1; ActivityNet 0.5:0.95:0.05.")] = "0.1:0.7:0.1",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON with per-class AP.")] = False,
+):
+    """mAP per tIoU threshold and on average, exactly the ActivityNet protocol."""
+    import json
+
+    from ..evaluate import evaluate_files, parse_tiou
+
+    result = evaluate_files(detections, gt, subset, parse_tiou(tiou))
+    if as_json:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        console.print(escape(result.table()))
+
+
+@app.command("localize")
+def localize_cli(
+    clips: Annotated[list[Path], typer.Argument(help="Video files and/or folders.")],
+    run: Run,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Detections JSON (ActivityNet format).")] = Path("dets.json"),
+    plot: Annotated[
+        Path | None, typer.Option(help="PNG of the CAS and detections (one per clip: name_<clip>.png when several).")
+    ] = None,
+    gt: Annotated[Path | None, typer.Option(help="Annotations to draw as ground truth in the plot.")] = None,
+    data: Annotated[
+        Path | None, typer.Option("--data", "-d", help="Extraction cache (default: RUN_DIR/localize).")
+    ] = None,
+    rgb_weights: Annotated[str | None, typer.Option(help="Override the run's RGB I3D checkpoint.")] = None,
+    flow_weights: Annotated[str | None, typer.Option(help="Override the run's flow I3D checkpoint.")] = None,
+    flow: Annotated[
+        str | None, typer.Option(help=f"Override the run's flow preset ({', '.join(flow_presets())}).")
+    ] = None,
+    workers: Workers = 0,
+    device: Device = "auto",
+):
+    """Raw clips -> decode -> flow -> I3D -> trained model -> detections (seconds from the clip's start)."""
+    from ..cache import atomic_write_json
+    from ..data.dataset import load_annotations
+    from ..errors import WtalError
+    from ..localize import detections_json
+    from ..pipeline import clip_extraction, localize_clips
+    from ..run import Run as RunDir
+    from ..run import load_run
+    from ..video.discover import find_videos
+    from ..video.flow import default_workers
+
+    model, meta = load_run(run, "cpu")
+    found = find_videos(clips)
+    if not found:
+        raise WtalError(f"no videos found in {', '.join(map(str, clips))}", "pass video files or folders")
+    extraction = clip_extraction(meta, rgb_weights=rgb_weights, flow_weights=flow_weights, preset=flow)
+    if extraction.features.random_weights:
+        random_weights_warning("clip features")
+    cache = data or RunDir(run).localize_cache
+    results = localize_clips(
+        found, model, meta, extraction, cache_dir=cache, workers=workers or default_workers(), device=device
+    )
+    per_video = {r.clip.stem: r.result.detections for r in results if r.result is not None}
+    atomic_write_json(out, detections_json(per_video, meta.classes, {"method": meta.method, "run": str(run)}))
+    truth = load_annotations(gt) if gt else {}
+    for r in results:
+        target = (
+            None if plot is None or len(results) == 1 else plot.with_name(f"{plot.stem}_{r.clip.stem}{plot.suffix}")
+        )
+        _report_clip(r, model.config.localization, meta.classes, plot=target or plot, truth=truth.get(r.clip.stem, {}))
+    console.print(f"wrote {out}")
+    if any(r.result is None for r in results):
+        raise typer.Exit(1)
+
+
+def _report_clip(
+    clip: ClipResult, settings: LocalizationSettings, classes: list[str], *, plot: Path | None, truth: dict
+) -> None:
+    """A clip's ten best detections (or its failure) and, with ``plot``, its picture (``truth``: its annotations)."""
+    from ..data.dataset import class_index, segments_of
+    from ..pipeline import unselected
+
+    if clip.result is None:
+        err_console.print(f"[red]FAILED[/] {escape(str(clip.error))}")
+        return
+    found = clip.result.detections
+    console.print(f"[bold]{escape(clip.clip.name)}[/] ({clip.result.timing.duration:.1f} s): {len(found)} detections")
+    why = unselected({clip.clip.stem: clip.result}, settings)
+    if why:
+        warn(f"{clip.clip.name}: {why}")
+    for c, score, start, end in sorted(found, key=lambda d: -d[1])[:10]:
+        console.print(f"  {escape(classes[c]):<28} {start:8.2f} - {end:8.2f} s   score {score:6.3f}")
+    if plot:
+        from ..plot import plot_video
+
+        segments = segments_of(truth, class_index(classes))
+        plot_video(
+            plot, title=clip.clip.name, localized=clip.result, classes=classes, settings=settings, truth=segments
+        )
+        console.print(f"  plot: {plot}")
