@@ -19,7 +19,7 @@ import argparse
 import json
 from pathlib import Path
 
-from wtal_pipe.data.dataset import load_annotations
+from wtal_pipe.data.annotations import load_annotations
 from wtal_pipe.data.shaped import ShapedFeatures, write_shaped_dataset
 from wtal_pipe.evaluate import THUMOS_TIOU, evaluate
 from wtal_pipe.methods import get_method

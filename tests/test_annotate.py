@@ -38,12 +38,19 @@ def workspace_dirs(make_clip, tmp_path):
     return data, tmp_path / "videos"
 
 
+def page_client(workspace: Workspace):
+    """A test client that sends what the page sends: its token with every change."""
+    client = create_app(workspace).test_client()
+    token = client.get("/").get_data(as_text=True).split('name="wtal-token" content="')[1].split('"')[0]
+    client.environ_base["HTTP_X_WTAL_TOKEN"] = token
+    return client
+
+
 @pytest.fixture
 def api(workspace_dirs):
     data, videos = workspace_dirs
     reports: list[str] = []
-    workspace = Workspace(data, videos, report=reports.append)
-    client = create_app(workspace).test_client()
+    client = page_client(Workspace(data, videos, report=reports.append))
     client.reports = reports  # type: ignore[attr-defined]
     return client
 
@@ -75,8 +82,8 @@ def test_add_delete_undo_are_saved_at_once(api, workspace_dirs):
     assert clicks_on_disk(data) == {"a": [0.25, 1.5], "b": [0.7]}
     assert api.delete("/api/clicks/a", json={"seconds": 1.4}).get_json()["clicks"] == [0.25]  # the nearest one
     assert api.delete("/api/clicks/a", json={"seconds": 1.9}).get_json()["clicks"] == [0.25]  # none that close
-    assert api.post("/api/undo").get_json() == {"id": "a", "clicks": [0.25, 1.5]}  # the delete, reverted
-    assert api.post("/api/undo").get_json() == {"id": "b", "clicks": []}
+    assert api.post("/api/undo", json={}).get_json() == {"id": "a", "clicks": [0.25, 1.5]}  # the delete, reverted
+    assert api.post("/api/undo", json={}).get_json() == {"id": "b", "clicks": []}
     assert clicks_on_disk(data) == {"a": [0.25, 1.5]}
     assert api.get("/api/videos?subset=train").get_json()["videos"][0]["clicks"] == 2
     for bad in ({"seconds": -1}, {"seconds": "x"}, {}):
@@ -87,7 +94,7 @@ def test_add_delete_undo_are_saved_at_once(api, workspace_dirs):
 
 def test_concurrent_tabs_and_servers_never_lose_a_click(api, workspace_dirs):
     data, videos = workspace_dirs
-    other_server = create_app(Workspace(data, videos, report=lambda _: None)).test_client()
+    other_server = page_client(Workspace(data, videos, report=lambda _: None))
 
     def tab(client, offset: float) -> None:
         for k in range(40):
@@ -164,7 +171,7 @@ def test_clicks_from_the_page_train_backtal_and_its_detections_show(workspace_di
     database = json.loads((data / "annotations.json").read_text())["database"]
     database = {vid: entry for vid, entry in database.items() if vid in ("a", "t")}
     (data / "annotations.json").write_text(json.dumps({"database": database}))
-    page = create_app(Workspace(data, videos, annotator="ann1", report=lambda _: None)).test_client()
+    page = page_client(Workspace(data, videos, annotator="ann1", report=lambda _: None))
     page.post("/api/clicks/a", json={"seconds": 1.7})
     assert clicks_on_disk(data, "clicks.ann1.json") == {"a": [1.7]} and not (data / "clicks.json").exists()
     quick = ["--iters", "2", "--num-segments", "8", "--set", "hidden_dim=8", "--device", "cpu"]
@@ -211,6 +218,9 @@ def test_a_key_press_in_chromium_saves_a_click_at_the_playing_time(make_clip, wo
 
     data, videos = workspace_dirs
     make_clip("videos/a.mp4", seconds=6.0, size=(320, 240))
+    database = json.loads((data / "annotations.json").read_text())["database"]
+    database["a"]["duration"] = 6.0
+    (data / "annotations.json").write_text(json.dumps({"database": database}))
     driver = chromium_driver()
     server = make_server("127.0.0.1", 0, create_app(Workspace(data, videos, report=lambda _: None)), threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -243,3 +253,56 @@ def test_a_key_press_in_chromium_saves_a_click_at_the_playing_time(make_clip, wo
     finally:
         driver.quit()
         server.shutdown()
+
+
+HOSTILE = "x</title><foreignObject><img src=/nope onerror=\"fetch('/api/undo',{method:'POST'})\">"
+
+
+def test_chromium_shows_a_hostile_label_as_text_and_refuses_a_cross_site_change(workspace_dirs, tmp_path):
+    """A label from a stranger's annotation file is text on the page (it runs nothing), and a page of another
+    origin cannot change the clicks (the request reaches the server and is refused)."""
+    import http.server
+
+    from werkzeug.serving import make_server
+
+    data, videos = workspace_dirs
+    database = json.loads((data / "annotations.json").read_text())["database"]
+    database["a"]["annotations"][0]["label"] = HOSTILE
+    (data / "annotations.json").write_text(json.dumps({"database": database}))
+    (data / "clicks.json").write_text(json.dumps({"a": [0.5]}))
+    seen: list[str] = []
+    app = create_app(Workspace(data, videos, report=lambda _: None))
+    app.before_request_funcs.setdefault(None, []).insert(  # first: before the guard answers
+        0, lambda: seen.append(flask.request.method + " " + flask.request.path)
+    )
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    evil_dir = tmp_path / "evil"
+    evil_dir.mkdir()
+    (evil_dir / "index.html").write_text(
+        f"<script>fetch('http://127.0.0.1:{server.port}/api/undo', {{method: 'POST', mode: 'no-cors', "
+        "headers: {'Content-Type': 'text/plain'}, body: ''});</script>"
+    )
+    handler = lambda *a, **k: http.server.SimpleHTTPRequestHandler(*a, directory=str(evil_dir), **k)  # noqa: E731
+    evil = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=evil.serve_forever, daemon=True).start()
+    driver = chromium_driver()
+    try:
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        driver.get(f"http://127.0.0.1:{server.port}/")
+        wait = WebDriverWait(driver, 30)
+        wait.until(lambda d: d.execute_script("return document.querySelectorAll('#timeline rect title').length") > 0)
+        titles = driver.execute_script(
+            "return [...document.querySelectorAll('#timeline title')].map(t => t.textContent)"
+        )
+        assert HOSTILE in titles  # shown as the text it is
+        assert not driver.execute_script("return document.querySelector('#timeline foreignObject, #timeline img')")
+        assert "POST /api/undo" not in seen and json.loads((data / "clicks.json").read_text()) == {"a": [0.5]}
+        driver.get(f"http://127.0.0.1:{evil.server_port}/index.html")
+        wait.until(lambda d: "POST /api/undo" in seen)  # it reached the server, which refused it
+        assert json.loads((data / "clicks.json").read_text()) == {"a": [0.5]}
+    finally:
+        driver.quit()
+        server.shutdown()
+        evil.shutdown()

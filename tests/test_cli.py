@@ -74,7 +74,9 @@ def test_bench_quick_measures_every_section_next_to_its_baseline(tmp_path, run_c
     flow = {m["what"]: m for m in sections["Optical flow"]["measures"]}
     assert flow["tvl1, 1 worker(s)"]["naive"] > 0 and any(w.startswith("tvl1-torch on cpu") for w in flow)
     assert "identical to the naive script" in sections["End to end"]["setup"]
-    assert len(sections["Memory"]["measures"]) == 2 and len(sections["Training"]["measures"]) == 4
+    assert len(sections["Memory"]["measures"]) == 2 and len(sections["Training"]["measures"]) == 8
+    evaluation_shares = [m for m in sections["Training"]["measures"] if m["unit"] == "%"]
+    assert len(evaluation_shares) == 4 and all(m["value"] > 0 for m in evaluation_shares)
     detections = [m for m in sections["Localize and evaluate"]["measures"] if "localize (" in m["what"]]
     assert len(detections) == 4 and all(" 0 detections" not in m["what"] for m in detections)
     assert "## End to end" in report and "| speed-up |" in report

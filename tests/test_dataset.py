@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 
 from wtal_pipe.data import sampling
-from wtal_pipe.data.dataset import Dataset, load_annotations, simulate_clicks
+from wtal_pipe.data.annotations import load_annotations
+from wtal_pipe.data.clicks import simulate_clicks
+from wtal_pipe.data.dataset import Dataset
 from wtal_pipe.data.importers import import_bas_thumos, import_clicks, read_click_csv
 from wtal_pipe.errors import DataError
 
@@ -29,7 +31,7 @@ def test_dataset_reads_dims_and_classes_from_files(planted):
     train = Dataset(planted, "train")
     assert train.feature_dim == 16 and train.classes == ["action_0", "action_1", "action_2"]
     assert len(train.videos) == 6 and all(v.labels.sum() >= 1 for v in train.videos)
-    assert train.videos[0].seconds_per_row == pytest.approx(0.64)
+    assert train.videos[0].timing(10).seconds_per_row == pytest.approx(0.64)
     (planted / "classes.txt").write_text("action_2\naction_1\naction_0\nextra\n")
     reordered = Dataset(planted, "train")
     assert reordered.num_classes == 4 and reordered.classes[0] == "action_2"
@@ -101,7 +103,7 @@ def test_clicks_follow_the_sampling():
 
 def test_simulated_clicks_one_per_background_run(planted):
     video = Dataset(planted, "train").videos[0]
-    clicks = simulate_clicks(video, np.random.default_rng(0))
+    clicks = simulate_clicks(video.segments, video.duration, video.frame_rate, np.random.default_rng(0))
     fg = np.zeros(round(video.duration * video.frame_rate), bool)
     for s, e, _ in video.segments:
         fg[int(np.floor(s * video.frame_rate)) : int(np.ceil(e * video.frame_rate))] = True

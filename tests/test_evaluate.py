@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from wtal_pipe.data.dataset import load_annotations
+from wtal_pipe.data.annotations import load_annotations
 from wtal_pipe.errors import DataError
 from wtal_pipe.evaluate import evaluate, evaluate_files, interpolated_ap, parse_tiou
 

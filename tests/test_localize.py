@@ -7,14 +7,14 @@ import json
 import numpy as np
 import pytest
 
-from wtal_pipe.data.dataset import VideoTiming
+from wtal_pipe.data.timing import VideoTiming
 from wtal_pipe.demo import run_demo
 from wtal_pipe.intervals import runs, tiou
 from wtal_pipe.localize import VideoScores, dilate, localize, nms, normalize, outer_bounds, resample
 from wtal_pipe.methods import get_method
 from wtal_pipe.methods.settings import LocalizationSettings
 
-TIMING = VideoTiming(rows=50, seconds_per_row=0.64, duration=32.0, frame_count=800)
+TIMING = VideoTiming(rows=50, seconds_per_row=0.64, duration=32.0, frame_count=800, frames_per_step=16)
 
 
 def test_runs_nms_and_dilation():
@@ -44,7 +44,7 @@ def test_normalizations():
 
 def test_grid_geometries_and_times():
     rows = np.array([[0.0], [1.0], [3.0]], np.float32)
-    timing = VideoTiming(rows=3, seconds_per_row=0.64, duration=1.92, frame_count=48)
+    timing = VideoTiming(rows=3, seconds_per_row=0.64, duration=1.92, frame_count=48, frames_per_step=16)
     grid, time = resample(rows, LocalizationSettings(resample="starts-extrapolated", upsample=2), timing)
     np.testing.assert_allclose(grid[:, 0], [0, 0.5, 1, 2, 3, 4])  # chunk starts, last point extrapolated
     assert time(np.array([2])) == pytest.approx(0.64)
@@ -54,7 +54,7 @@ def test_grid_geometries_and_times():
     assert grid.shape == (48, 1) and grid[0, 0] == 0.0 and grid[-1, 0] == pytest.approx(3.0)  # edges held
     assert time(np.array([24])) == pytest.approx(0.96)
     # a test input resampled to 750 rows still maps to the video's own seconds
-    _, time = resample(np.zeros((750, 1), np.float32), LocalizationSettings(), VideoTiming(100, 0.64, 64.0, 1600))
+    _, time = resample(np.zeros((750, 1), np.float32), LocalizationSettings(), VideoTiming(100, 0.64, 64.0, 1600, 16))
     assert time(np.array([750 * 24])) == pytest.approx(64.0)
 
 

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from wtal_pipe.data.dataset import VideoTiming
 from wtal_pipe.data.sampling import inference_input, interpolate
+from wtal_pipe.data.timing import VideoTiming
 from wtal_pipe.localize import localization_signals, localize, selected_classes
 from wtal_pipe.methods import get_method
 from wtal_pipe.methods.base import Batch
@@ -90,7 +90,7 @@ def test_basnet_matches_the_transcription(seed):
         scores = infer(model, feat)
         assert close(ref["score_supp"][0, :-1], scores.video_scores)
         expected_dets = official.basnet_detections(ref["score_supp"][0].numpy(), ref["cas_supp"][0].numpy(), rows)
-        timing = VideoTiming(rows, 0.64, rows * 0.64, 0)
+        timing = VideoTiming(rows, 0.64, rows * 0.64, 0, 16)
         assert same_detections(expected_dets, localize(scores, model.config.localization, timing)), rows
 
 
@@ -117,7 +117,7 @@ def test_um_matches_the_transcription(seed):
             ref = official.um_forward(state, torch.from_numpy(inference_input(feat, "uniform-if-longer", 750))[None])
         scores = infer(model, feat)
         assert close(ref["score_act"][0], scores.video_scores)
-        timing = VideoTiming(rows, 0.64, rows * 0.64, 0)
+        timing = VideoTiming(rows, 0.64, rows * 0.64, 0, 16)
         assert same_detections(
             official.um_detections(ref, rows), localize(scores, model.config.localization, timing)
         ), rows
@@ -151,7 +151,7 @@ def test_backtal_matches_the_transcription(operator):
         with torch.no_grad():
             ref = official.backtal_forward(state, torch.from_numpy(interpolate(feat, 750))[None])
         scores = infer(model, feat)
-        timing = VideoTiming(rows, 0.64, frame_num / fps, frame_num)
+        timing = VideoTiming(rows, 0.64, frame_num / fps, frame_num, 16)
         expected_dets = official.backtal_detections(ref, frame_num, frame_num / fps)
         assert same_detections(expected_dets, localize(scores, model.config.localization, timing)), rows
 
@@ -183,7 +183,7 @@ def test_cmcs_matches_the_transcription(fusion):
         logits = torch.stack([o[1] for o in outs]).mean(0)[0].numpy()
         frame_cnt = 16 * rows + 7
         scores = infer(model, feat)
-        timing = VideoTiming(rows, 0.64, frame_cnt / 25, frame_cnt)
+        timing = VideoTiming(rows, 0.64, frame_cnt / 25, frame_cnt, 16)
         expected_dets = official.cmcs_detections(avg, logits, frame_cnt, 25.0)
         assert same_detections(expected_dets, localize(scores, model.config.localization, timing)), rows
 
@@ -196,7 +196,9 @@ def test_the_thresholded_cas_is_the_official_one():
     scores = infer(model, feat)
     classes = selected_classes(scores.video_scores, model.config.localization)
     assert classes.size
-    cas, _, time = localization_signals(scores, model.config.localization, VideoTiming(500, 0.64, 320.0, 0), classes)
+    cas, _, time = localization_signals(
+        scores, model.config.localization, VideoTiming(500, 0.64, 320.0, 0, 16), classes
+    )
     expected = official._upgrade(official._relu_minmax(scores.cas[:, classes]))
     np.testing.assert_array_equal(cas, expected)
     assert time(np.array([18000])) == pytest.approx(320.0)
@@ -227,7 +229,9 @@ def test_basnet_and_um_reproduce_the_official_numbers(method):
         feat = official.planted_features(200 + i, video["rows"], D, C)
         scores = infer(model, feat)
         assert close(video["video_scores"], scores.video_scores)
-        found = localize(scores, model.config.localization, VideoTiming(video["rows"], 0.64, video["rows"] * 0.64, 0))
+        found = localize(
+            scores, model.config.localization, VideoTiming(video["rows"], 0.64, video["rows"] * 0.64, 0, 16)
+        )
         assert len(found) == len(video["detections"]) and same_detections(video["detections"], found)
 
 
@@ -245,7 +249,7 @@ def test_backtal_reproduces_the_official_numbers():
     for i, video in enumerate(spec["videos"]):
         scores = infer(model, official.planted_features(200 + i, video["rows"], D, C))
         assert close(video["video_scores"], scores.video_scores)
-        timing = VideoTiming(video["rows"], 0.64, video["duration"], video["frame_num"])
+        timing = VideoTiming(video["rows"], 0.64, video["duration"], video["frame_num"], 16)
         assert same_detections(video["detections"], localize(scores, model.config.localization, timing))
 
 
@@ -262,7 +266,7 @@ def test_cmcs_late_fusion_reproduces_the_official_numbers():
     for i, video in enumerate(spec["videos"]):
         scores = infer(model, official.planted_features(200 + i, video["rows"], D, C))
         assert close(video["video_scores"], scores.video_scores)
-        timing = VideoTiming(video["rows"], 0.64, video["frame_cnt"] / video["fps"], video["frame_cnt"])
+        timing = VideoTiming(video["rows"], 0.64, video["frame_cnt"] / video["fps"], video["frame_cnt"], 16)
         assert same_detections(video["detections"], localize(scores, model.config.localization, timing))
 
 

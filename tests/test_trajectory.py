@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 import torch
 
-from wtal_pipe.data.dataset import Dataset, simulate_clicks
+from wtal_pipe.data.clicks import simulate_clicks
+from wtal_pipe.data.dataset import Dataset
 from wtal_pipe.data.sampling import random_perturb
 from wtal_pipe.methods import get_method
 from wtal_pipe.methods.base import Batch, Method
@@ -49,7 +50,7 @@ def trajectory_inputs(method: str, root: Path) -> tuple[Method, list[list[Batch]
     rng = np.random.default_rng(SAMPLER_SEED)
     if cls.uses_clicks:
         for video in dataset.videos:
-            video.clicks = simulate_clicks(video, rng)
+            video.clicks = simulate_clicks(video.segments, video.duration, video.frame_rate, rng)
     hidden = {} if method == "cmcs" else {"hidden": HIDDEN}
     state = official.seeded_state(official.layout(method, D, C, **hidden), WEIGHTS_SEED, C, classifier_scale=1.0)
     model = cls.from_official([state], **settings)

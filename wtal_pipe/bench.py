@@ -29,7 +29,7 @@ import numpy as np
 from .bench_sections import BENCH_SECTIONS, BenchSection
 from .config import DecodeConfig, ExtractionConfig, FeatureConfig, FlowConfig
 from .errors import WtalError
-from .provenance import DEFAULT_FPS, DEFAULT_FRAMES_PER_ROW, DEFAULT_SECONDS_PER_ROW
+from .provenance import DEFAULT_FPS, DEFAULT_SECONDS_PER_ROW
 
 PrintFn = Callable[[str], None]
 
@@ -389,31 +389,41 @@ def bench_memory(sizes: Sizes, device: str, workdir: Path) -> Section:
     return section
 
 
-def _training_data(folder: Path, videos: int, rows: int, dim: int, classes: int, seed: int = 0) -> Path:
+HELD_OUT_VIDEOS = 40  # THUMOS14's 200 validation videos, a fifth held out (--val 0.2)
+
+
+def _training_data(
+    folder: Path, videos: int, rows: int, dim: int, classes: int, held_out: int = 0, seed: int = 0
+) -> Path:
+    """``videos`` training videos and ``held_out`` more in subset ``val``, random rows, one segment each."""
     from .cache import atomic_write_json
+    from .data.timing import I3D_TIMING
     from .layout import DataLayout
 
     layout = DataLayout(folder)
     rng = np.random.default_rng(seed)
     layout.features_dir.mkdir(parents=True, exist_ok=True)
     database = {}
-    for index in range(videos):
+    for index in range(videos + held_out):
         vid = f"v{index:03d}"
         np.save(layout.features(vid), rng.normal(size=(rows, dim)).astype(np.float32))
         label = f"class{index % classes}"
         seconds = rows * DEFAULT_SECONDS_PER_ROW
         database[vid] = {
-            "subset": "train",
+            "subset": "train" if index < videos else "val",
             "duration": seconds,
             "annotations": [{"label": label, "segment": [0.2 * seconds, 0.6 * seconds]}],
         }
     atomic_write_json(layout.annotations, {"database": database})
+    atomic_write_json(layout.timing_declaration, I3D_TIMING.to_dict())
     return folder
 
 
 def bench_training(sizes: Sizes, device: str, workdir: Path) -> Section:
     """Optimizer steps per second of the real trainer, each method at its official batch, on random
-    features: THUMOS size (750 rows, 2048-d, hidden 2048) and the quick CPU size (64-d, hidden 64)."""
+    features: THUMOS size (750 rows, 2048-d, hidden 2048) and the quick CPU size (64-d, hidden 64); and
+    what one held-out evaluation (``--val``, 40 videos as THUMOS14's validation fifth) costs against the
+    100 training steps between two evaluations at ``--eval-every 100``."""
     from .methods import get_method
     from .methods.names import METHOD_NAMES
     from .train import TrainOptions, train
@@ -424,33 +434,45 @@ def bench_training(sizes: Sizes, device: str, workdir: Path) -> Section:
         "Training",
         f"`wtal train` on 32 random-feature videos of 750 rows, {sizes.train_steps} steps after one warm-up "
         "step; a step is one optimizer step at the method's official batch (BaS-Net, UM, BackTAL 16 videos; "
-        "CMCS 24 whole videos)",
+        "CMCS 24 whole videos); held-out evaluation: once after the last step, on 40 more such videos "
+        "(forward, localization, mAP and loss terms), as a share of 100 steps",
     )
     for label, dim, hidden in shapes:
-        data = _training_data(workdir / f"train_{dim}", 32, 750, dim, 4)
+        data = _training_data(workdir / f"train_{dim}", 32, 750, dim, 4, held_out=HELD_OUT_VIDEOS)
         for method in METHOD_NAMES:
-            overrides = {"iterations": sizes.train_steps + 1, **get_method(method).narrow(hidden)}
+            steps = sizes.train_steps + 1
+            overrides = {"iterations": steps, **get_method(method).narrow(hidden)}
             run = workdir / f"run_{method}_{dim}"
-            options = TrainOptions(method, data, run, device=device, simulate_clicks=True, overrides=overrides)
-            checkpoint = train(options)
-            log = [json.loads(line) for line in (checkpoint.parent / "train_log.jsonl").read_text().splitlines()]
+            options = TrainOptions(
+                method, data, run, device=device, simulate_clicks=True, val="val", eval_every=steps, overrides=overrides
+            )
+            run_dir = train(options).parent
+            log = [json.loads(line) for line in (run_dir / "train_log.jsonl").read_text().splitlines()]
             rate = sizes.train_steps / (log[-1]["seconds"] - log[0]["seconds"])
+            (evaluation,) = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
             section.measures.append(Measure(f"{method}, {label}", rate, "steps/s"))
+            share = 100 * evaluation["seconds"] / (100 / rate)
+            what = f"{method}, {label}: one held-out evaluation / 100 steps"
+            section.measures.append(Measure(what, share, "%", higher_is_better=False))
     return section
 
 
 def thumos_like_durations(count: int, gt: Path | None) -> list[float]:
     """Test-video durations from an annotation file with durations (e.g. THUMOS14's), or drawn like them."""
     if gt is not None:
-        database = json.loads(Path(gt).read_text())["database"]
+        from .data.annotations import load_annotations
+
+        database = load_annotations(gt)
         found = [float(v["duration"]) for v in database.values() if v.get("subset") == "test" and v.get("duration")]
+        if not found:
+            raise WtalError("no test video with a duration", "pass an annotation file with durations", gt)
         return found[:count]
     return list(np.random.default_rng(0).lognormal(np.log(150.0), 0.8, count).clip(20.0, 1600.0))
 
 
 def _localize_test_set(durations: list[float], classes: list[str], dim: int) -> tuple[list[str], dict, dict, dict]:
     """Video ids, ground truth (one segment each), random features and timings of a test set."""
-    from .data.dataset import VideoTiming
+    from .data.timing import I3D_TIMING, VideoTiming
 
     rng = np.random.default_rng(0)
     vids = [f"v{i}" for i in range(len(durations))]
@@ -462,17 +484,11 @@ def _localize_test_set(durations: list[float], classes: list[str], dim: int) -> 
             "annotations": [{"label": classes[i % len(classes)], "segment": [0.1 * d, 0.3 * d]}],
         }
         features[vid] = rng.normal(size=(max(2, int(d / DEFAULT_SECONDS_PER_ROW)), dim)).astype(np.float32)
-        timings[vid] = VideoTiming.of(
-            len(features[vid]),
-            seconds_per_row=DEFAULT_SECONDS_PER_ROW,
-            duration=d,
-            frame_rate=DEFAULT_FPS,
-            frames_per_row=DEFAULT_FRAMES_PER_ROW,
-        )
+        timings[vid] = VideoTiming.of(len(features[vid]), I3D_TIMING, d, DEFAULT_FPS)
     return vids, database, features, timings
 
 
-def bench_localize(sizes: Sizes, device: str, gt: Path | None) -> Section:
+def bench_localize(sizes: Sizes, device: str, gt: Path | None, durations: list[float] | None = None) -> Section:
     """Model -> scores, scores -> detections and detections -> mAP for a test set of THUMOS14 length,
     every method with its official test settings, random weights and features (many proposals)."""
     import torch
@@ -483,7 +499,7 @@ def bench_localize(sizes: Sizes, device: str, gt: Path | None) -> Section:
     from .methods.names import METHOD_NAMES
     from .pipeline import infer
 
-    durations = thumos_like_durations(sizes.localize_videos, gt)
+    durations = durations or thumos_like_durations(sizes.localize_videos, gt)
     classes = [f"class{c}" for c in range(min(20, len(durations)))]  # every class has ground truth
     vids, database, features, timings = _localize_test_set(durations, classes, sizes.localize_dim)
     source = "real durations from " + Path(gt).name if gt else "durations drawn like THUMOS14's"
@@ -574,6 +590,10 @@ def run_benchmarks(
     unknown = set(only or []) - set(BENCH_SECTIONS)
     if unknown:
         raise WtalError(f"no benchmark section {sorted(unknown)[0]!r}", f"choose from {', '.join(BENCH_SECTIONS)}")
+    for path in (out, json_out):  # before an hour of measuring, not after it
+        if path is not None and (Path(path).is_dir() or not Path(path).parent.is_dir()):
+            raise WtalError("cannot write the report there", "pass a file name in an existing folder", path)
+    durations = thumos_like_durations(sizes.localize_videos, gt) if gt else None
     wanted = set(only or BENCH_SECTIONS)
     sections: list[Section] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -586,7 +606,7 @@ def run_benchmarks(
             "end-to-end": lambda: bench_end_to_end(clip, sizes, resolved, workdir),
             "memory": lambda: bench_memory(sizes, resolved, workdir),
             "train": lambda: bench_training(sizes, resolved, workdir),
-            "localize": lambda: bench_localize(sizes, resolved, gt),
+            "localize": lambda: bench_localize(sizes, resolved, gt, durations),
         }
         for name, step in steps.items():
             if name in wanted:
@@ -595,10 +615,9 @@ def run_benchmarks(
                 sections[-1].seconds = took[0]
                 print_fn(markdown(info, sections[-1:], "").split("\n## ", 1)[1])
     command = "wtal " + " ".join(sys.argv[1:]) if sys.argv and "wtal" in sys.argv[0] else "wtal bench"
-    report = markdown(info, sections, command)
-    if out:
-        atomic_write_text(out, report)
     results = {"machine": info, "sizes": asdict(sizes), "sections": [asdict(s) for s in sections]}
-    if json_out:
+    if json_out:  # the numbers first: they are the measurement
         atomic_write_json(json_out, results)
+    if out:
+        atomic_write_text(out, markdown(info, sections, command))
     return results

@@ -121,10 +121,10 @@ def atomic_path(final: str | Path, keep_suffix: bool = False) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def atomic_dir(final: str | Path) -> Iterator[Path]:
-    """Yield an empty staging folder beside ``final``; when the block succeeds it replaces ``final``
-    (entries of the old folder that the new one does not write, such as a run's localize/ cache, are
-    carried over), when it fails it is removed, so readers see the old folder or the new one, whole."""
-    final = Path(final)
+    """Yield an empty staging folder beside ``final``; when the block succeeds it replaces ``final`` whole
+    (nothing of an old folder is carried over), when it fails it is removed, so readers see the old folder
+    or the new one, whole. A symbolic link is followed: its target is replaced and the link stays."""
+    final = Path(final).resolve() if Path(final).is_symlink() else Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     staging = final.with_name(f".{final.name}{_tmp_owner()}")
     shutil.rmtree(staging, ignore_errors=True)
@@ -132,9 +132,6 @@ def atomic_dir(final: str | Path) -> Iterator[Path]:
     try:
         yield staging
         if final.exists():
-            for entry in final.iterdir():
-                if not (staging / entry.name).exists():
-                    os.replace(entry, staging / entry.name)
             retired = final.with_name(f".{final.name}.old{_tmp_owner()}")
             os.replace(final, retired)
             os.replace(staging, final)

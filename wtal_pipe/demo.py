@@ -9,6 +9,7 @@ For speed the demo uses DIS flow and 64x64 frames instead of the published TV-L1
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .config import DecodeConfig, ExtractionConfig, FlowConfig
+from .device import fixed_threads
 from .video.synthetic import ACTION_STYLES, PlantedAction, render_frames, write_video
 
 if TYPE_CHECKING:
@@ -24,6 +26,9 @@ if TYPE_CHECKING:
 
 DEMO_CLASSES = ACTION_STYLES[:3]
 FPS = 25.0
+#: torch threads of every demo step, whatever the machine's cores (a sum split over another number of
+#: threads rounds differently; with this, the demo's numbers depend on the CPU type only)
+DEMO_THREADS = 2
 #: the demo's extraction: DIS flow and 64x64 frames for speed, random I3D weights
 DEMO_EXTRACTION = ExtractionConfig(DecodeConfig(short_side=64, crop=64), FlowConfig("dis"))
 
@@ -59,7 +64,7 @@ def make_video_set(out: Path, n_videos: int, seconds: float, seed: int, size=(12
             pan=1.0,
             pauses=[pause] if pause else [],
         )
-        write_video(out / f"{vid}.mp4", frames, fps=FPS)
+        write_video(out / f"{vid}.mkv", frames, fps=FPS, codec="ffv1")  # lossless: every machine decodes the same
         database[vid] = {
             "subset": subset,
             "duration": seconds,
@@ -82,11 +87,9 @@ def run_demo(
     test-set :class:`EvaluationResult`."""
     from .cache import atomic_write_json
     from .layout import DataLayout
-    from .negatives import build_negatives
-    from .train import TrainOptions, train
 
     out = Path(out)
-    data, run, videos = out / "data", out / "run", out / "videos"
+    data, videos = out / "data", out / "videos"
     started = time.perf_counter()
     print_fn(f"[1/6] generating {n_videos} labelled videos in {videos}")
     database = make_video_set(videos, n_videos, seconds, seed)
@@ -100,23 +103,9 @@ def run_demo(
         "the demo's I3D runs on RANDOM weights (none can be downloaded here); the planted actions differ in "
         "colour, shape and motion so even random features separate them."
     )
-    clips = sorted(videos.glob("*.mp4"))
-    _extract(clips, data)
-
-    print_fn("[3/6] hard negatives from the camera's pauses")
-    made = [r.status != "skipped" for r in build_negatives(data)]
-    print_fn(f"      {sum(made)} pseudo videos from {len(made)} training videos")
-
-    print_fn(f"[4/6] training CMCS ({iterations} steps, lr 1e-3, 2 videos per step, standardized features)")
-    overrides = {"iterations": iterations, "lr": 1e-3, "accumulate": 2, "normalize_features": True}
-    train(TrainOptions("cmcs", data, run, seed=seed, device="cpu", overrides=overrides))
-
-    print_fn("[5/6] testing on the held-out videos")
-    result = _test(run, data, out)
-
-    clip = next(c for c in clips if database[c.stem]["subset"] == "test")
-    print_fn(f"[6/6] wtal localize {clip.name} (decode -> flow -> I3D through the cache -> model)")
-    _localize_clip(clip, run, data, out, database[clip.stem], print_fn)
+    clips = sorted(videos.glob("*.mkv"))
+    with fixed_threads(DEMO_THREADS):
+        result = _pipeline(clips, database, out, iterations=iterations, seed=seed, print_fn=print_fn)
     print_fn(
         f"\nCMCS on the demo's {len(result.classes)} classes, {sum(v['subset'] == 'test' for v in database.values())} "
         f"test videos:\n{result.table()}"
@@ -125,6 +114,34 @@ def run_demo(
         f"\neverything is in {out}/ (videos/, data/, run/, dets_test.json, plots/, localize_clip.png); "
         f"{time.perf_counter() - started:.0f} s"
     )
+    return result
+
+
+def _pipeline(
+    clips: list[Path], database: dict, out: Path, *, iterations: int, seed: int, print_fn: Callable
+) -> EvaluationResult:
+    """Steps 2-6 on the generated clips: extract, negatives, train, test, localize one clip."""
+    from .negatives import build_negatives
+    from .train import TrainOptions, train
+
+    data, run = out / "data", out / "run"
+    _extract(clips, data)
+
+    print_fn("[3/6] hard negatives from the camera's pauses")
+    made = [r.status != "skipped" for r in build_negatives(data)]
+    print_fn(f"      {sum(made)} pseudo videos from {len(made)} training videos")
+
+    print_fn(f"[4/6] training CMCS ({iterations} steps, lr 1e-3, 2 videos per step, standardized features)")
+    overrides = {"iterations": iterations, "lr": 1e-3, "accumulate": 2, "normalize_features": True}
+    shutil.rmtree(run, ignore_errors=True)  # the demo's own run of an earlier call
+    train(TrainOptions("cmcs", data, run, seed=seed, device="cpu", overrides=overrides))
+
+    print_fn("[5/6] testing on the held-out videos")
+    result = _test(run, data, out)
+
+    clip = next(c for c in clips if database[c.stem]["subset"] == "test")
+    print_fn(f"[6/6] wtal localize {clip.name} (decode -> flow -> I3D through the cache -> model)")
+    _localize_clip(clip, run, data, out, database[clip.stem], print_fn)
     return result
 
 
@@ -144,7 +161,8 @@ def _extract(clips: list[Path], data: Path) -> None:
 def _test(run: Path, data: Path, out: Path) -> EvaluationResult:
     """``wtal test`` of the demo's run: detections, raw scores, plots and the mAP table."""
     from .cache import atomic_write_json
-    from .data.dataset import Dataset, load_annotations
+    from .data.annotations import load_annotations
+    from .data.dataset import Dataset
     from .evaluate import THUMOS_TIOU, evaluate
     from .layout import DataLayout
     from .pipeline import localize_dataset
@@ -166,7 +184,7 @@ def _test(run: Path, data: Path, out: Path) -> EvaluationResult:
 def _localize_clip(clip: Path, run: Path, data: Path, out: Path, entry: dict, print_fn: Callable) -> None:
     """``wtal localize`` of one held-out clip from its raw video, with a plot."""
     from .cache import atomic_write_json
-    from .data.dataset import class_index, segments_of
+    from .data.annotations import class_index, segments_of
     from .errors import WtalError
     from .localize import detections_json
     from .pipeline import localize_clips

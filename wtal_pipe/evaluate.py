@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .data.dataset import class_index, load_annotations
+from .data.annotations import class_index, load_annotations, scored_videos
 from .errors import DataError
 from .intervals import tiou
 
@@ -141,16 +141,24 @@ def evaluate(
     thresholds=THUMOS_TIOU,
     detections_path: str | Path | None = None,
     known_classes: list[str] | None = None,
+    videos: list[str] | None = None,
 ) -> EvaluationResult:
     """mAP of ``detections`` (ActivityNet result JSON as a dict) against a GT ``database`` dict.
 
     Detections of a class without ground truth in ``subset`` do not count (mAP is over the GT's classes)
     and are tallied in ``ignored``, when the class is known: a label of the GT file's other subsets or
     of ``known_classes`` (the run's). Any other label is an error (a typo would silently score 0).
+    ``videos`` limits the evaluation to those videos of the subset (ground truth and detections alike).
     """
     thresholds = np.asarray(thresholds, float)
+    if videos is not None:
+        chosen = set(videos)
+        ground_truth = {vid: v for vid, v in ground_truth.items() if vid in chosen or v.get("subset") != subset}
+        results = detections.get("results")
+        if isinstance(results, dict):
+            detections = {**detections, "results": {vid: d for vid, d in results.items() if vid in chosen}}
     classes, video_index, gt = _ground_truth_rows(ground_truth, subset)
-    known = set(known_classes or []) | {a["label"] for v in ground_truth.values() for a in v.get("annotations", [])}
+    known = set(known_classes or []) | {label for v in ground_truth.values() for label in _labels(v)}
     det, ignored = _detection_rows(detections, classes, video_index, known, detections_path)
     ap = np.zeros((len(classes), len(thresholds)))
     for c in range(len(classes)):
@@ -158,6 +166,10 @@ def evaluate(
         d = det[det[:, 0] == c]
         ap[c] = average_precision(g[:, 1].astype(int), g[:, 2:4], d[:, 1].astype(int), d[:, 2:4], d[:, 4], thresholds)
     return EvaluationResult(thresholds, classes, ap, ignored)
+
+
+def _labels(video: dict) -> list[str]:
+    return list(video.get("labels", [])) + [a["label"] for a in video.get("annotations", [])]
 
 
 def _ground_truth_rows(ground_truth: dict, subset: str) -> tuple[list[str], dict[str, int], np.ndarray]:
@@ -226,7 +238,11 @@ def _detection(vid: str, det: object, path: str | Path | None) -> tuple[float, f
 
 
 def evaluate_files(
-    detections_path: str | Path, gt_path: str | Path, subset: str, thresholds=THUMOS_TIOU
+    detections_path: str | Path,
+    gt_path: str | Path,
+    subset: str,
+    thresholds=THUMOS_TIOU,
+    skip_unannotated: bool = False,
 ) -> EvaluationResult:
     detections_path = Path(detections_path)
     if not detections_path.exists():
@@ -239,4 +255,8 @@ def evaluate_files(
         ) from exc
     if not isinstance(detections, dict):
         raise DataError(f"a {type(detections).__name__} at the top level", DETECTIONS_FORMAT, detections_path)
-    return evaluate(load_annotations(gt_path), detections, subset, thresholds, detections_path)
+    database = load_annotations(gt_path)
+    scored = scored_videos(database, subset, skip_unannotated, gt_path)
+    if scored is None:
+        raise DataError(f"no video of subset {subset!r} has segments: there is no ground truth to score", "", gt_path)
+    return evaluate(database, detections, subset, thresholds, detections_path, videos=scored)

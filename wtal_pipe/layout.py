@@ -72,12 +72,22 @@ class DataLayout:
         return self.root / "features"
 
     @property
+    def timing_declaration(self) -> Path:
+        """How rows of features made elsewhere are timed (``data/timing.py``)."""
+        return self.features_dir / "timing.json"
+
+    @property
     def cache_dir(self) -> Path:
         return self.root / "cache"
 
     @property
     def negatives_dir(self) -> Path:
         return self.root / "negatives"
+
+    @staticmethod
+    def check_id(vid: str, source: str | Path | None = None) -> str:
+        """``vid`` when it can name files in a DATA_DIR, else the one-line error (check before writing)."""
+        return safe_name(vid, source=source)
 
     def features(self, vid: str, source: str | Path | None = None) -> Path:
         return inside(self.features_dir, vid, ".npy", source=source)

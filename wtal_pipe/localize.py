@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .data.dataset import VideoTiming
+from .data.timing import VideoTiming
 from .intervals import runs_2d
 from .methods.settings import LocalizationSettings
 
@@ -75,15 +75,15 @@ def resample(signal: np.ndarray, config: LocalizationSettings, timing: VideoTimi
     ``interpolate``): from the first to the last chunk start, ``factor * (T - 1) + 1`` points; both with
     scipy's ``interp1d`` as the official code. ``centres`` (BackTAL): rows are chunk centres, OpenCV's
     linear resize, one class at a time as the official code. ``upsample="frames"`` gives one point per
-    video frame: ``frames_per_row`` per row, or the frame count for ``centres``.
+    video frame: ``frames_per_step`` per row (rounded), or the frame count for ``centres``.
     """
     import cv2
     from scipy.interpolate import interp1d
 
     t_in = signal.shape[0]
-    per_row = timing.frames_per_row
+    per_row = timing.frames_per_step
     fps = per_row / timing.seconds_per_row  # frame rate of the feature grid
-    factor = per_row if config.upsample == "frames" else int(config.upsample)
+    factor = max(1, round(per_row)) if config.upsample == "frames" else int(config.upsample)
     if config.resample == "centres":  # BackTAL: index / frame_num * duration
         n = max(1, timing.frame_count) if config.upsample == "frames" else factor * t_in
         span = timing.duration if config.upsample == "frames" else timing.rows * timing.seconds_per_row

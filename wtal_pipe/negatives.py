@@ -23,7 +23,9 @@ import numpy as np
 from scipy.signal import medfilt
 
 from .cache import atomic_save_npy, atomic_write_json, file_digest, file_identity, read_json, reusable, stage_key
-from .data.dataset import load_annotations, read_feature_rows
+from .data.annotations import load_annotations
+from .data.dataset import read_feature_rows
+from .data.timing import declared_timing
 from .errors import DataError, WtalError
 from .features.plan import video_cache
 from .intervals import runs
@@ -96,8 +98,11 @@ def motion(layout: DataLayout, vid: str, features: np.ndarray, from_features: bo
     provenance = Provenance.read(layout.features(vid))
     if from_features:
         flow_half = np.asarray(features[:, features.shape[1] // 2 :], np.float32)
-        spr = provenance.seconds_per_row
-        return Motion(np.linalg.norm(flow_half, axis=1), 1 / spr, 1, "flow-feature norm (approximation)", None)
+        timing = declared_timing(layout.features(vid), layout)
+        if timing.whole_video:
+            raise DataError(f"video {vid}: whole-video rows have no fixed time step", "hard negatives need timed rows")
+        rows_per_second = 1 / timing.seconds_per_step()
+        return Motion(np.linalg.norm(flow_half, axis=1), rows_per_second, 1, "flow-feature norm (approximation)", None)
     flow_key = provenance.keys.get("flow")
     path = video_cache(layout, vid).flow(str(flow_key)).data
     if not flow_key or not path.exists():
@@ -106,10 +111,11 @@ def motion(layout: DataLayout, vid: str, features: np.ndarray, from_features: bo
             "re-run with --from-features to rank chunks by flow-feature magnitude (an approximation)",
             layout.cache(vid),
         )
-    preset = provenance.extraction.flow.preset if provenance.extraction else "imported"
+    extraction = provenance.extraction
+    assert extraction is not None  # a flow cache key comes with its extraction settings
     intensity = flow_intensity(np.load(path, mmap_mode="r"))
-    source = f"8-bit {preset} flow intensity per frame (flow cache)"
-    return Motion(intensity, provenance.grid_fps, provenance.frames_per_row, source, flow_key)
+    source = f"8-bit {extraction.flow.preset} flow intensity per frame (flow cache)"
+    return Motion(intensity, extraction.decode.fps, extraction.features.chunk, source, flow_key)
 
 
 def static_rows(mask: np.ndarray, per_row: int, n_rows: int, whole_chunk: bool) -> np.ndarray:
@@ -141,7 +147,7 @@ def build_negative(layout: DataLayout, vid: str, config: NegativesConfig) -> Neg
         "source": moving.source,
         "config": asdict(config),
         "static_share": share,
-        "seconds_per_row": Provenance.read(features_path).seconds_per_row,
+        "timing": declared_timing(features_path, layout).to_dict(),
         "labels": "background only",
     }
     rows = static_rows(mask, moving.per_row, features.shape[0], config.whole_chunk)

@@ -13,22 +13,28 @@ import torch
 
 from .cache import atomic_path
 from .config import ExtractionConfig
-from .data.dataset import Dataset, VideoTiming
+from .data.dataset import Dataset
 from .data.sampling import inference_input
+from .data.timing import VideoTiming, declared_timing
 from .errors import DataError
 from .localize import Detection, VideoScores, detections_json, localize, selected_classes
 from .methods.base import Method
 from .methods.settings import LocalizationSettings
-from .provenance import Provenance
+from .provenance import DEFAULT_FPS, Provenance
 from .run import RunMeta
+
+
+def model_input(model: Method, features: np.ndarray) -> torch.Tensor:
+    """A whole video's features (T, D) as the model sees them at test time: (1, T_in, D) on its device."""
+    sampling, length = model.config.localization.test_sampling, model.config.network.num_segments
+    x = torch.from_numpy(inference_input(features, sampling, length)).unsqueeze(0)
+    return x.to(next(model.parameters()).device)
 
 
 @torch.inference_mode()
 def infer(model: Method, features: np.ndarray) -> VideoScores:
     """A whole video's features (T, D) -> the model's scores at its test-time input length."""
-    sampling, length = model.config.localization.test_sampling, model.config.network.num_segments
-    x = torch.from_numpy(inference_input(features, sampling, length)).unsqueeze(0)
-    out = model.eval()(x.to(next(model.parameters()).device))
+    out = model.eval()(model_input(model, features))
     actionness = None if out.actionness is None else out.actionness[0].float().cpu().numpy()
     return VideoScores(out.video_scores[0].float().cpu().numpy(), out.cas[0].float().cpu().numpy(), actionness)
 
@@ -120,7 +126,9 @@ def localize_dataset(
     if why and report:
         report(why)
     per_video = {vid: result.detections for vid, result in results.items()}
-    return detections_json(per_video, meta.classes, {"method": meta.method, "subset": subset})
+    return detections_json(
+        per_video, meta.classes, {"method": meta.method, "subset": subset, "checkpoint": meta.checkpoint}
+    )
 
 
 @dataclass
@@ -168,13 +176,9 @@ def localize_clips(
             results.append(ClipResult(outcome.video, None, error=outcome.error))
             continue
         features = np.load(outcome.features)
-        provenance = Provenance.read(outcome.features)
-        timing = VideoTiming.of(
-            features.shape[0],
-            seconds_per_row=provenance.seconds_per_row,
-            duration=float(provenance.duration or features.shape[0] * provenance.seconds_per_row),
-            frame_rate=provenance.frame_rate,
-            frames_per_row=provenance.frames_per_row,
-        )
+        provenance, rows_timing = Provenance.read(outcome.features), declared_timing(outcome.features)
+        duration = float(provenance.duration or rows_timing.span(features.shape[0]))
+        frame_rate = provenance.source_fps or rows_timing.fps or DEFAULT_FPS
+        timing = VideoTiming.of(features.shape[0], rows_timing, duration, frame_rate)
         results.append(ClipResult(outcome.video, localize_rows(model, features, timing)))
     return results

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from .cache import atomic_path
-from .data.dataset import Dataset, class_index
+from .data.annotations import class_index
+from .data.dataset import Dataset
 from .errors import WtalError
 from .layout import inside
 from .localize import localization_signals, shown_classes
@@ -16,7 +17,7 @@ from .methods.settings import LocalizationSettings
 from .pipeline import Localized
 
 
-def _pyplot():
+def pyplot():
     try:
         import matplotlib
 
@@ -39,7 +40,7 @@ def plot_video(
 ) -> Path:
     """One panel per class that was selected, detected or annotated: the signal the localizer thresholds
     (normalized and resampled as the settings say), its thresholds, the detections as bars, the truth."""
-    plt = _pyplot()
+    plt = pyplot()
     scores, detections = localized.scores, localized.detections
     shown = shown_classes(scores.video_scores, settings, [d[0] for d in detections] + [g[2] for g in truth or []])
     cas, actionness, grid_time = localization_signals(scores, settings, localized.timing, shown)

@@ -27,47 +27,30 @@ DEFAULT_FPS = _CONVENTION.decode.fps
 
 @dataclass(frozen=True)
 class Provenance:
-    """What a feature file's record says, with the THUMOS14 convention for whatever it does not."""
+    """What a feature file's record says (all None when it has no record)."""
 
-    seconds_per_row: float = DEFAULT_SECONDS_PER_ROW
-    frames_per_row: int = DEFAULT_FRAMES_PER_ROW
     source_fps: float | None = None  # frame rate of the source video, when known
     duration: float | None = None  # seconds decoded (extracted features)
-    extraction: ExtractionConfig | None = None  # None for imported or generated features
+    extraction: ExtractionConfig | None = None  # how ``wtal extract`` made them; None for imported ones
+    timing: dict[str, Any] | None = None  # the declared row timing of imported or generated features
     keys: dict[str, str] = field(default_factory=dict)  # cache keys of the stages (frames, flow, features)
     video: str | None = None  # the source video file
     fingerprint: str | None = None  # its content fingerprint
     digest: dict | None = None  # size and sha256 of the feature file
 
-    @property
-    def grid_fps(self) -> float:
-        """Frame rate of the frames the rows were cut from (the decode rate: 25 for the convention)."""
-        return self.frames_per_row / self.seconds_per_row
-
-    @property
-    def frame_rate(self) -> float:
-        """Frames per second of the source video, else of the feature grid."""
-        return self.source_fps or self.grid_fps
-
     @classmethod
     def read(cls, features_path: str | Path) -> Provenance:
-        """The record beside ``features_path``; a missing or unreadable one gives the defaults."""
+        """The record beside ``features_path``; a missing or unreadable one gives an empty Provenance."""
         raw = read_json(Path(features_path).with_suffix(".json"))
         if not isinstance(raw, dict):
             return cls()
         try:
-            extraction = ExtractionConfig.from_dict(raw["extraction"]) if "extraction" in raw else None
             source: dict[str, Any] = raw["source"] if isinstance(raw.get("source"), dict) else {}
             return cls(
-                seconds_per_row=extraction.seconds_per_row
-                if extraction
-                else float(raw.get("seconds_per_row", DEFAULT_SECONDS_PER_ROW)),
-                frames_per_row=extraction.features.chunk
-                if extraction
-                else int(raw.get("chunk", DEFAULT_FRAMES_PER_ROW)),
                 source_fps=source.get("fps"),
                 duration=raw.get("duration"),
-                extraction=extraction,
+                extraction=ExtractionConfig.from_dict(raw["extraction"]) if "extraction" in raw else None,
+                timing=_timing(raw),
                 keys=dict(
                     raw.get("keys")
                     or {
@@ -86,6 +69,17 @@ class Provenance:
             )
         except (TypeError, ValueError, KeyError, AttributeError):
             return cls()
+
+
+def _timing(raw: dict[str, Any]) -> dict[str, Any] | None:
+    """A record's row timing: its ``timing``, or (records of earlier versions) its ``seconds_per_row`` for
+    rows of ``chunk`` (16) frames."""
+    if isinstance(raw.get("timing"), dict):
+        return dict(raw["timing"])
+    if "seconds_per_row" in raw and "extraction" not in raw:
+        chunk = int(raw.get("chunk", DEFAULT_FRAMES_PER_ROW))
+        return {"fps": chunk / float(raw["seconds_per_row"]), "frames_per_row": chunk, "stride": chunk}
+    return None
 
 
 def library_versions() -> dict[str, str]:

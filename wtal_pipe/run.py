@@ -3,9 +3,11 @@
 
 ::
 
-    RUN_DIR/checkpoint.pt     the weights, the run metadata and a digest of both (loads with weights_only)
+    RUN_DIR/checkpoint.pt     the final step's weights, the run metadata and a digest of both (weights_only)
+    RUN_DIR/best.pt           the best step's on the held-out videos (runs trained with --val / --select-on)
     RUN_DIR/config.json       the run metadata, for people
     RUN_DIR/train_log.jsonl   one line of loss terms per step (trained runs)
+    RUN_DIR/metrics.jsonl     one line per evaluation on the held-out videos (runs trained with --val)
     RUN_DIR/localize/         wtal localize's extraction cache for new clips
 
 The directory is written whole or not at all (:func:`~wtal_pipe.cache.atomic_dir`).
@@ -17,11 +19,11 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
-from .cache import atomic_path
+from .cache import atomic_path, read_json
 from .config import ExtractionConfig
 from .device import resolve_device
 from .errors import DataError
@@ -31,8 +33,11 @@ from .methods.settings import MethodConfig
 from .state_files import load_trusted_types
 
 CHECKPOINT = "checkpoint.pt"
+BEST = "best.pt"
+FINAL = "final step (no selection)"
 CONFIG = "config.json"
 LOG = "train_log.jsonl"
+METRICS = "metrics.jsonl"
 FORMAT = "wtal-pipe/3"  # settings grouped by purpose (training, network, localization)
 READABLE = (FORMAT, "wtal-pipe/2")  # /2: one flat dict of settings
 
@@ -53,9 +58,16 @@ class RunMeta:
     negatives: int | None = None
     clicks: str | None = None  # "real", "simulated" or "none"
     device: str | None = None
-    checkpoint: str = "final (no test-set selection)"
+    checkpoint: str = FINAL  # which step these weights are, and how it was chosen, in words
     imported_from: list[dict[str, str]] | None = None  # official checkpoint files and their sha256
+    held_out: dict[str, Any] | None = None  # the videos scored during training (monitor.HeldOut)
+    best: dict[str, Any] | None = None  # the best step on them: {"step", "average_mAP"}
     format: str = FORMAT
+
+    @property
+    def selected_on_test(self) -> bool:
+        """These weights are the step that scored best on the test subset (the official protocol)."""
+        return self.checkpoint.startswith("selected on test")
 
     @property
     def random_weights(self) -> bool:
@@ -92,11 +104,24 @@ def save_checkpoint(path: Path, meta: RunMeta, model: Method) -> None:
         torch.save({**record, "state_dict": state, "digest": checkpoint_digest(record, state)}, tmp)
 
 
-def load_run(run_dir: str | Path, device: str = "cpu", overrides: dict | None = None) -> tuple[Method, RunMeta]:
-    """The trained model (eval mode) and its metadata from RUN_DIR/checkpoint.pt; ``overrides`` change
-    localization settings only (a setting that changes what the weights mean is refused)."""
-    path = Path(run_dir) / CHECKPOINT
+Checkpoint = Literal["final", "best"]
+
+
+def load_run(
+    run_dir: str | Path, device: str = "cpu", overrides: dict | None = None, checkpoint: Checkpoint | None = None
+) -> tuple[Method, RunMeta]:
+    """The trained model (eval mode) and its metadata; ``checkpoint`` picks the final step or the best one on
+    the held-out videos (default: the best when they were a validation split, else the final step);
+    ``overrides`` change localization settings only (a setting that changes what the weights mean is refused)."""
+    run = Run(Path(run_dir))
+    if checkpoint is None:
+        checkpoint = "best" if run.best.exists() and _validated(run) else "final"
+    path = run.best if checkpoint == "best" else run.checkpoint
     if not path.exists():
+        if checkpoint == "best" and run.checkpoint.exists():
+            raise DataError(
+                "has no best step", "train with --val (or --select-on test), or use --checkpoint final", run_dir
+            )
         raise DataError("no checkpoint in this run directory", "train first: wtal train --out RUN_DIR", run_dir)
     saved = load_trusted_types(path, "re-train the run")
     if not isinstance(saved, dict) or saved.get("format") not in READABLE:
@@ -121,6 +146,35 @@ def load_run(run_dir: str | Path, device: str = "cpu", overrides: dict | None = 
     model = cls(meta.feature_dim, len(meta.classes), config)
     model.load_state_dict(state)
     return model.to(resolve_device(device)).eval(), meta
+
+
+def _validated(run: Run) -> bool:
+    """The run held out a validation split (not the test subset)."""
+    meta = read_json(run.config)
+    held = meta.get("held_out") if isinstance(meta, dict) else None
+    return isinstance(held, dict) and held.get("selected_on") == "validation"
+
+
+def run_target(run_dir: str | Path, force: bool) -> tuple[Path, str | None]:
+    """Where a new run is written (a symbolic link is followed; the link stays), and what it replaces, in
+    words (None for a new folder). A folder that is not a run is never replaced; a run only with ``force``."""
+    given = Path(run_dir)
+    target = given.resolve()
+    if given.is_symlink() and not target.exists() and not target.parent.is_dir():
+        raise DataError("a symbolic link to nowhere", "pass a folder, or a link to one", given)
+    if not target.exists():
+        return target, None
+    if not target.is_dir():
+        raise DataError("exists and is not a folder", "pass a new folder for the run", given)
+    if not (target / CHECKPOINT).exists():
+        if any(target.iterdir()):
+            raise DataError("exists and holds something other than a run", "pass a new or empty folder", given)
+        return target, None
+    if not force:
+        raise DataError("already holds a run", "pass --force to replace it, or another --out", given)
+    previous = read_json(target / CONFIG)
+    when = f" ({previous.get('method')}, {previous.get('checkpoint')})" if isinstance(previous, dict) else ""
+    return target, f"the run in {given}{when}"
 
 
 def run_meta(
@@ -148,11 +202,13 @@ class Run:
 
     root: Path
     checkpoint: Path = field(init=False)
+    best: Path = field(init=False)
     config: Path = field(init=False)
     log: Path = field(init=False)
+    metrics: Path = field(init=False)
     localize_cache: Path = field(init=False)
 
     def __post_init__(self) -> None:
         self.root = Path(self.root)
-        self.checkpoint, self.config = self.root / CHECKPOINT, self.root / CONFIG
-        self.log, self.localize_cache = self.root / LOG, self.root / "localize"
+        self.checkpoint, self.best, self.config = self.root / CHECKPOINT, self.root / BEST, self.root / CONFIG
+        self.log, self.metrics, self.localize_cache = self.root / LOG, self.root / METRICS, self.root / "localize"

@@ -16,7 +16,9 @@ import numpy as np
 import torch
 
 from .cache import atomic_dir, atomic_write_json, sweep_stale_tmp
-from .data.dataset import Dataset, Video, simulate_clicks
+from .data.annotations import load_annotations
+from .data.clicks import simulate_clicks
+from .data.dataset import Dataset, Video
 from .data.sampling import click_mask, training_input
 from .device import resolve_device
 from .errors import DataError, WtalError
@@ -24,7 +26,8 @@ from .layout import DataLayout
 from .methods import get_method
 from .methods.base import Batch, Method, MethodOutput
 from .methods.settings import MethodConfig
-from .run import Run, run_meta, save_checkpoint
+from .monitor import HeldOut, Monitor, choose_held_out, tensorboard_writer
+from .run import Run, run_meta, run_target, save_checkpoint
 
 
 @dataclass
@@ -39,6 +42,10 @@ class TrainOptions:
     simulate_clicks: bool = False
     annotator: str | None = None  # read clicks.<annotator>.json instead of clicks.json
     log_every: int = 10
+    val: str | None = None  # held-out videos: a fraction of the training subset ("0.2") or a subset's name
+    select_on_test: bool = False  # hold out the test subset instead (the official protocol; labelled so)
+    eval_every: int | None = None  # steps between evaluations on the held-out videos (default: a tenth of all)
+    tensorboard: Path | None = None  # write TensorBoard scalars here
     overrides: dict = dataclasses.field(default_factory=dict)  # settings to change by name, e.g. {"lr": 1e-3}
 
 
@@ -128,7 +135,7 @@ class BatchSampler:
                 click_mask(
                     video.clicks,
                     length=rows.shape[0],
-                    seconds_per_row=video.seconds_per_row,
+                    seconds_per_row=video.timing(rows.shape[0]).seconds_per_row,
                     duration=video.duration,
                     source_rows=source,
                     num_segments=self.num_segments,
@@ -148,7 +155,7 @@ def _attach_clicks(options: TrainOptions, dataset: Dataset, rng: np.random.Gener
     if options.simulate_clicks:
         for video in dataset.videos:
             if not video.background_only:
-                video.clicks = simulate_clicks(video, rng)
+                video.clicks = simulate_clicks(video.segments, video.duration, video.frame_rate, rng)
     elif not dataset.has_clicks:
         raise DataError(
             f"{options.method} is trained with background clicks, and there are none",
@@ -164,12 +171,34 @@ def _standardize(model: Method, dataset: Dataset) -> None:
     model.feature_std.copy_(torch.from_numpy(rows.std(0) + 1e-6))
 
 
-def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -> Path:
-    """Train ``options.method`` on DATA_DIR's training subset; returns the checkpoint path."""
+@dataclass
+class Session:
+    """What a training run is made of, before its first step."""
+
+    method: type[Method]
+    dataset: Dataset
+    model: Method
+    sampler: BatchSampler
+    held_out: HeldOut | None
+    device: torch.device
+
+
+def _prepare(options: TrainOptions) -> Session:
     method = get_method(options.method)
     config = method.configure(options.overrides)
+    if options.eval_every is not None and options.val is None and not options.select_on_test:
+        raise WtalError("--eval-every scores held-out videos, and none are held out", "add --val 0.2 (or --val SUBSET)")
+    database = load_annotations(DataLayout(Path(options.data_dir)).annotations)
+    held = choose_held_out(
+        database, options.subset, options.val, select_on_test=options.select_on_test, seed=options.seed
+    )
+    exclude = set(held.videos) if held is not None and held.subset == options.subset else None
     dataset = Dataset(
-        options.data_dir, options.subset, negatives=_use_negatives(options, method), annotator=options.annotator
+        options.data_dir,
+        options.subset,
+        negatives=_use_negatives(options, method),
+        annotator=options.annotator,
+        exclude=exclude,
     )
     rng = np.random.default_rng(options.seed)
     torch.manual_seed(options.seed)
@@ -179,14 +208,21 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
     model = method(dataset.feature_dim, dataset.num_classes, config)
     if config.training.normalize_features:
         _standardize(model, dataset)
-    model = model.to(device)
     sampler = BatchSampler(training_entries(dataset.videos, config.training.single_label_copies), config, rng)
-    out_dir = Path(options.out_dir)
+    return Session(method, dataset, model.to(device), sampler, held, device)
+
+
+def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -> Path:
+    """Train ``options.method`` on DATA_DIR's training subset; returns the final checkpoint's path (with a
+    held-out set, ``best.pt`` beside it holds the best step's weights)."""
+    session = _prepare(options)
+    dataset, model = session.dataset, session.model
+    out_dir, replaced = run_target(options.out_dir, force=True)
     if out_dir.parent.exists():
         sweep_stale_tmp(out_dir.parent, f".{out_dir.name}")
     meta = run_meta(
         options.method,
-        config,
+        model.config,
         classes=dataset.classes,
         feature_dim=dataset.feature_dim,
         data_dir=dataset.data_dir,
@@ -195,14 +231,73 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
         subset=options.subset,
         videos=len(dataset.videos),
         negatives=sum(v.background_only for v in dataset.videos),
-        clicks="simulated" if options.simulate_clicks else ("real" if method.uses_clicks else "none"),
-        device=str(device),
+        clicks="simulated" if options.simulate_clicks else ("real" if session.method.uses_clicks else "none"),
+        device=str(session.device),
+        held_out=session.held_out.to_dict() if session.held_out else None,
     )
     with atomic_dir(out_dir) as staging:
-        atomic_write_json(Run(staging).config, meta.to_dict())
-        _optimize(model, sampler, device, Run(staging).log, on_log, options.log_every)
-        save_checkpoint(Run(staging).checkpoint, meta, model)
-    return Run(out_dir).checkpoint
+        run = Run(staging)
+        atomic_write_json(run.config, meta.to_dict())
+        monitor = _monitor(options, session, staging)
+        writer = tensorboard_writer(options.tensorboard, meta)
+        if monitor is not None:
+            monitor.tensorboard = writer
+        try:
+            _optimize(session, run.log, on_log, options.log_every, monitor, writer)
+        finally:
+            if writer is not None:
+                writer.close()
+        save_checkpoint(run.checkpoint, meta, model)
+        if monitor is not None:
+            meta.best = {"step": monitor.best_step, "average_mAP": monitor.best_score}
+            best = dataclasses.replace(meta, checkpoint=monitor.describe_best())
+            save_checkpoint(run.best, best, monitor.best_model(model))
+            atomic_write_json(run.config, meta.to_dict())
+    if replaced:
+        warnings.warn(f"replaced {replaced}", TrainingWarning, stacklevel=2)
+    return Run(Path(options.out_dir)).checkpoint
+
+
+def _monitor(options: TrainOptions, session: Session, run_dir: Path) -> Monitor | None:
+    if session.held_out is None:
+        return None
+    iterations = session.model.config.training.iterations
+    every = options.eval_every or max(1, iterations // 10)
+    return Monitor.open(options.data_dir, session.held_out, session.dataset.classes, every, run_dir)
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``"0,1,2"`` or ``"0-4"`` (or both, ``"0-2,7"``) -> the seeds, in order, each once."""
+    seeds: list[int] = []
+    try:
+        for part in text.split(","):
+            first, _, last = part.strip().partition("-")
+            seeds += range(int(first), int(last or first) + 1)
+    except ValueError:
+        raise WtalError(f"--seeds {text!r} is not like 0,1,2 or 0-4", "e.g. --seeds 0-4") from None
+    if not seeds:
+        raise WtalError(f"--seeds {text!r} names no seed", "e.g. --seeds 0-4")
+    return list(dict.fromkeys(seeds))
+
+
+def train_seeds(
+    options: TrainOptions,
+    seeds: list[int],
+    on_log: Callable[[dict], None] | None = None,
+    report: Callable[[str], None] = print,
+) -> list[Path]:
+    """One run per seed under ``OUT/seed-K/``; a seed whose run is finished is skipped (a run is written
+    whole or not at all, so a crashed seed is trained again)."""
+    done = []
+    for seed in seeds:
+        out = Path(options.out_dir) / f"seed-{seed}"
+        if Run(out).checkpoint.exists():
+            report(f"seed {seed}: finished in {out}, skipped")
+        else:
+            report(f"seed {seed}: training into {out}")
+            train(dataclasses.replace(options, seed=seed, out_dir=out), on_log)
+        done.append(Run(out).checkpoint)
+    return done
 
 
 class Trainer:
@@ -226,6 +321,8 @@ class Trainer:
         for batch in batches:
             batch = _to(batch, self.device)
             outputs = self.model(batch.features)
+            if not bool(torch.isfinite(outputs.video_scores).all()):  # before a loss (BCE) fails on them
+                raise WtalError(f"the model's scores became NaN or inf at step {self.steps}", "lower --lr")
             self._watch(outputs)
             terms = self.model.loss(outputs, batch)
             (torch.stack(list(terms.values())).sum() / self.divisor).backward()
@@ -248,20 +345,21 @@ class TrainingWarning(UserWarning):
 
 
 def _optimize(
-    model: Method,
-    sampler: BatchSampler,
-    device: torch.device,
+    session: Session,
     log_path: Path,
     on_log: Callable[[dict], None] | None,
     log_every: int,
+    monitor: Monitor | None,
+    writer: Any,
 ) -> None:
-    """The optimizer steps, one line of loss terms per step in ``log_path``."""
-    trainer = Trainer(model, device)
+    """The optimizer steps: one line of loss terms per step in ``log_path``; the held-out evaluations when
+    ``monitor`` says they are due; the scalars to TensorBoard (``writer``)."""
+    trainer = Trainer(session.model, session.device)
     iterations, accumulate = trainer.training.iterations, trainer.training.accumulate
     start = time.perf_counter()
     with open(log_path, "w") as log:
         for step in range(1, iterations + 1):
-            totals = trainer.step(sampler.next() for _ in range(accumulate))
+            totals = trainer.step(session.sampler.next() for _ in range(accumulate))
             record: dict[str, Any] = {
                 "step": step,
                 "loss": sum(totals.values()),
@@ -271,7 +369,20 @@ def _optimize(
             if not np.isfinite(record["loss"]):
                 raise WtalError(f"loss became {record['loss']} at step {step}", "lower --lr")
             log.write(json.dumps(record) + "\n")
-            if on_log and (step % log_every == 0 or step == iterations):
+            if writer is not None:
+                for name, value in record.items():
+                    if name not in ("step", "seconds"):
+                        writer.add_scalar(f"train/{name}", value, step)
+                writer.add_scalar("train/lr", trainer.training.lr, step)
+            held_out = monitor(session.model, step) if monitor and monitor.due(step, iterations) else None
+            if held_out is not None and monitor is not None:
+                record["held_out"] = {
+                    "name": monitor.held_out.selected_on,
+                    "average_mAP": held_out["average_mAP"],
+                    "best": monitor.best_score,
+                    "best_step": monitor.best_step,
+                }
+            if on_log and (step % log_every == 0 or step == iterations or held_out is not None):
                 on_log(record)
 
 

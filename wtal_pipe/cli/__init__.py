@@ -10,6 +10,9 @@ from . import train  # noqa: F401
 from . import localize  # noqa: F401
 
 # isort: split
+from . import report  # noqa: F401
+
+# isort: split
 from . import imports, tools  # noqa: F401
 from .app import app, main
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from .app import Data, Method, console, import_app
+from .app import Data, Method, console, import_app, warn
 
 
 @import_app.command("bas-thumos")
@@ -43,9 +43,77 @@ def import_checkpoint_cli(
     method: Method,
     data: Data = Path("data"),
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder to write.")] = Path("run"),
+    force: Annotated[bool, typer.Option(help="Replace the run --out holds.")] = False,
 ):
     """Import the authors' trained weights as a RUN_DIR for wtal test / wtal localize."""
     from ..data.importers import import_checkpoint
 
-    checkpoint = import_checkpoint(files, method, data, out)
+    checkpoint, replaced = import_checkpoint(files, method, data, out, force)
+    if replaced:
+        warn(f"replaced {replaced}")
     console.print(f"wrote {checkpoint} ({method}, official weights from {', '.join(str(f) for f in files)})")
+
+
+TestFraction = Annotated[
+    float, typer.Option(min=0.0, max=0.99, help="Videos without a subset: this share (per label) goes to test.")
+]
+SplitSeed = Annotated[int, typer.Option(help="Seed of the train/test split (written into the annotations).")]
+ForceAnnotations = Annotated[bool, typer.Option(help="Replace an existing DATA_DIR/annotations.json.")]
+
+
+@import_app.command("labels")
+def import_labels_cli(
+    csv_file: Annotated[Path, typer.Argument(help="CSV with a header: video,label[,subset][,start,end].")],
+    data: Data = Path("data"),
+    test_fraction: TestFraction = 0.2,
+    seed: SplitSeed = 0,
+    force: ForceAnnotations = False,
+):
+    """DATA_DIR/annotations.json from a CSV of video-level labels (segments optional)."""
+    from ..data.labels import import_labels_csv
+
+    built = import_labels_csv(csv_file, data, test_fraction=test_fraction, seed=seed, force=force)
+    console.print(built.summary())
+
+
+@import_app.command("folders")
+def import_folders_cli(
+    videos: Annotated[Path, typer.Argument(help="Folder with one sub-folder of videos per class.")],
+    data: Data = Path("data"),
+    test_fraction: TestFraction = 0.2,
+    seed: SplitSeed = 0,
+    force: ForceAnnotations = False,
+):
+    """DATA_DIR/annotations.json from class folders: each video labelled with its folder, split train/test."""
+    from ..data.labels import import_class_folders
+
+    built = import_class_folders(videos, data, test_fraction=test_fraction, seed=seed, force=force)
+    console.print(built.summary())
+
+
+@import_app.command("features")
+def import_features_cli(
+    source: Annotated[Path, typer.Argument(help="Folder of <video>.npy (T, D) feature files made elsewhere.")],
+    data: Data = Path("data"),
+    fps: Annotated[float | None, typer.Option(min=0.001, help="Frame rate the rows were cut at.")] = None,
+    frames_per_row: Annotated[int | None, typer.Option(min=1, help="Frames one row covers.")] = None,
+    stride: Annotated[
+        int | None, typer.Option(min=1, help="Frames from one row's start to the next (default: frames per row).")
+    ] = None,
+    whole_video: Annotated[
+        bool, typer.Option(help="Rows resampled to cover each whole video (fixed T, ActivityNet style).")
+    ] = False,
+    force: Annotated[bool, typer.Option(help="Replace another timing declaration.")] = False,
+):
+    """Copy feature files into DATA_DIR/features and declare how their rows are timed."""
+    from ..data.feature_sets import import_features
+    from ..data.timing import DECLARE, FeatureTiming
+    from ..errors import WtalError
+
+    frame_options = (fps, frames_per_row, stride)
+    timed = fps is not None and frames_per_row is not None
+    if whole_video == timed or (whole_video and any(v is not None for v in frame_options)):
+        raise WtalError("say how the rows are timed: --fps and --frames-per-row, or --whole-video (not both)", DECLARE)
+    timing = FeatureTiming() if whole_video else FeatureTiming(fps, frames_per_row, stride or frames_per_row)
+    count = import_features(source, data, timing, force)
+    console.print(f"imported {count} feature files into {data}/features, rows timed as {timing.to_dict()}")

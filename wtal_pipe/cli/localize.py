@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 from rich.markup import escape
@@ -14,6 +14,10 @@ if TYPE_CHECKING:
     from ..methods.settings import LocalizationSettings
     from ..pipeline import ClipResult
 from .app import Data, Device, Run, Settings, Workers, app, console, err_console, random_weights_warning, warn
+
+SkipUnannotated = Annotated[
+    bool, typer.Option(help="Leave videos with labels but no segments out of the mAP (else: an error naming them).")
+]
 
 
 @app.command("test")
@@ -30,35 +34,54 @@ def test_cli(
     ] = None,
     settings: Settings = None,
     plot_dir: Annotated[Path | None, typer.Option(help="Write one PNG per video (CAS, detections, GT) here.")] = None,
+    skip_unannotated: SkipUnannotated = False,
+    checkpoint: Annotated[
+        Literal["final", "best"] | None,
+        typer.Option(help="The final step, or the best on the held-out videos (default: best with --val, else final)."),
+    ] = None,
     device: Device = "cpu",
 ):
     """Localize every video of a subset from its features, write detections, print the mAP table."""
     from ..cache import atomic_write_json
-    from ..data.dataset import Dataset, load_annotations
+    from ..data.annotations import load_annotations, scored_videos
     from ..evaluate import evaluate, parse_tiou
     from ..layout import DataLayout
     from ..pipeline import localize_dataset
     from ..run import load_run
     from ..train import parse_settings
 
-    model, meta = load_run(run, device, parse_settings(settings or []))
+    model, meta = load_run(run, device, parse_settings(settings or []), checkpoint)
+    console.print(f"{run}: {meta.checkpoint}")
     localization = model.config.localization
     thresholds = parse_tiou(tiou or localization.eval_tiou)
+    annotations = DataLayout(data).annotations
+    database = load_annotations(annotations)
+    scored = scored_videos(database, subset, skip_unannotated, annotations)  # before the work: a mixed subset
     scores = out.with_suffix(".cas.npz")
     detections = localize_dataset(model, meta, data, subset, scores_out=scores, report=warn)
     atomic_write_json(out, detections)
     if plot_dir:
-        from ..plot import plot_saved_scores
-
-        dataset = Dataset(data, subset, classes=meta.classes)
-        count = plot_saved_scores(
-            scores, detections, settings=localization, classes=meta.classes, dataset=dataset, out_dir=plot_dir
-        )
-        console.print(f"wrote {count} plots to {plot_dir}")
+        _plot(scores, detections, localization, meta.classes, data, subset, plot_dir)
     n = sum(len(d) for d in detections["results"].values())
     console.print(f"wrote {out} ({n} detections in {len(detections['results'])} videos; raw scores in {scores})")
-    result = evaluate(load_annotations(DataLayout(data).annotations), detections, subset, thresholds, out, meta.classes)
-    console.print(f"{meta.method} on {subset} ({len(result.classes)} classes):\n{escape(result.table())}")
+    if scored is None:
+        console.print(f"no ground truth for subset {subset} (labels only, no segments): mAP not computed")
+        return
+    left_out = sum(1 for v in database.values() if v.get("subset") == subset) - len(scored)
+    if left_out:
+        console.print(f"left out of the mAP: {left_out} video(s) with labels but no segments (--skip-unannotated)")
+    result = evaluate(database, detections, subset, thresholds, out, meta.classes, videos=scored)
+    console.print(f"{meta.method} on {subset} ({len(result.classes)} classes), {meta.checkpoint}:")
+    console.print(escape(result.table()))
+
+
+def _plot(scores: Path, detections: dict, settings, classes: list[str], data: Path, subset: str, folder: Path) -> None:
+    from ..data.dataset import Dataset
+    from ..plot import plot_saved_scores
+
+    dataset = Dataset(data, subset, classes=classes)
+    count = plot_saved_scores(scores, detections, settings=settings, classes=classes, dataset=dataset, out_dir=folder)
+    console.print(f"wrote {count} plots to {folder}")
 
 
 @app.command("evaluate")
@@ -68,13 +91,14 @@ def evaluate_cli(
     subset: Annotated[str, typer.Option(help="The ground truth subset to evaluate on.")] = "test",
     tiou: Annotated[str, typer.Option(help="THUMOS14 0.1:0.7:0.1; ActivityNet 0.5:0.95:0.05.")] = "0.1:0.7:0.1",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON with per-class AP.")] = False,
+    skip_unannotated: SkipUnannotated = False,
 ):
     """mAP per tIoU threshold and on average, exactly the ActivityNet protocol."""
     import json
 
     from ..evaluate import evaluate_files, parse_tiou
 
-    result = evaluate_files(detections, gt, subset, parse_tiou(tiou))
+    result = evaluate_files(detections, gt, subset, parse_tiou(tiou), skip_unannotated)
     if as_json:
         print(json.dumps(result.to_dict(), indent=2))
     else:
@@ -103,7 +127,7 @@ def localize_cli(
 ):
     """Raw clips -> decode -> flow -> I3D -> trained model -> detections (seconds from the clip's start)."""
     from ..cache import atomic_write_json
-    from ..data.dataset import load_annotations
+    from ..data.annotations import load_annotations
     from ..errors import WtalError
     from ..localize import detections_json
     from ..pipeline import clip_extraction, localize_clips
@@ -140,7 +164,7 @@ def _report_clip(
     clip: ClipResult, settings: LocalizationSettings, classes: list[str], *, plot: Path | None, truth: dict
 ) -> None:
     """A clip's ten best detections (or its failure) and, with ``plot``, its picture (``truth``: its annotations)."""
-    from ..data.dataset import class_index, segments_of
+    from ..data.annotations import class_index, segments_of
     from ..pipeline import unselected
 
     if clip.result is None:

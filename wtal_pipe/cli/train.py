@@ -1,65 +1,97 @@
-"""``wtal train``: a method on a DATA_DIR's features -> RUN_DIR."""
+"""``wtal train``: a method on a DATA_DIR's features -> RUN_DIR (or one run per seed)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
 from .app import Data, Device, Method, Settings, app, console
+
+Out = Annotated[Path, typer.Option("--out", "-o", help="Run folder for checkpoint, config and log.")]
+Seed = Annotated[int, typer.Option(help="Seed of sampling, dropout, initialization and the --val split.")]
+Iters = Annotated[int | None, typer.Option(min=1, help="Optimizer steps (default: the method's published value).")]
+BatchSize = Annotated[int | None, typer.Option(min=1, help="Videos per forward pass.")]
+Lr = Annotated[float | None, typer.Option(help="Learning rate (published: 1e-4; 1e-3 for short CPU runs).")]
+NumSegments = Annotated[int | None, typer.Option(min=1, help="Rows per training video.")]
+Subset = Annotated[str, typer.Option(help="Training subset name (ActivityNet: training).")]
+Negatives = Annotated[
+    bool | None,
+    typer.Option(
+        "--negatives/--no-negatives", help="Train with CMCS hard negatives (default: on for cmcs if present)."
+    ),
+]
+SimulateClicks = Annotated[bool, typer.Option(help="BackTAL: one simulated click per background run of the GT.")]
+Annotator = Annotated[
+    str | None, typer.Option(help="BackTAL: train on DATA_DIR/clicks.<NAME>.json (from wtal annotate).")
+]
+Val = Annotated[
+    str | None,
+    typer.Option(help="Videos held out and scored during training: a fraction of the training subset, or a subset."),
+]
+SelectOn = Annotated[
+    Literal["validation", "test"],
+    typer.Option(help="Keep the best step on the held-out videos, or on test (the official protocol; labelled so)."),
+]
+EvalEvery = Annotated[int | None, typer.Option(min=1, help="Steps between held-out evaluations (default: a tenth).")]
+Seeds = Annotated[
+    str | None, typer.Option(help="One run per seed into OUT/seed-K (e.g. 0-4 or 0,1,2); finished seeds are skipped.")
+]
+TensorBoard = Annotated[Path | None, typer.Option(help="Write TensorBoard scalars here (needs wtal-pipe[tb]).")]
 
 
 @app.command("train")
 def train_cli(
     method: Method,
     data: Data = Path("data"),
-    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder for checkpoint, config and log.")] = Path("run"),
-    seed: Annotated[int, typer.Option(help="Seed of sampling, dropout and initialization.")] = 0,
-    iters: Annotated[
-        int | None, typer.Option(min=1, help="Optimizer steps (default: the method's published value).")
-    ] = None,
-    batch_size: Annotated[int | None, typer.Option(min=1, help="Videos per forward pass.")] = None,
-    lr: Annotated[float | None, typer.Option(help="Learning rate (published: 1e-4; 1e-3 for short CPU runs).")] = None,
-    num_segments: Annotated[int | None, typer.Option(min=1, help="Rows per training video.")] = None,
-    subset: Annotated[str, typer.Option(help="Training subset name (ActivityNet: training).")] = "train",
-    negatives: Annotated[
-        bool | None,
-        typer.Option(
-            "--negatives/--no-negatives", help="Train with CMCS hard negatives (default: on for cmcs when present)."
-        ),
-    ] = None,
-    simulate_clicks: Annotated[
-        bool, typer.Option(help="BackTAL: one simulated click per background run of the GT.")
-    ] = False,
-    annotator: Annotated[
-        str | None, typer.Option(help="BackTAL: train on DATA_DIR/clicks.<NAME>.json (from wtal annotate).")
-    ] = None,
+    out: Out = Path("run"),
+    seed: Seed = 0,
+    iters: Iters = None,
+    batch_size: BatchSize = None,
+    lr: Lr = None,
+    num_segments: NumSegments = None,
+    subset: Subset = "train",
+    negatives: Negatives = None,
+    simulate_clicks: SimulateClicks = False,
+    annotator: Annotator = None,
     settings: Settings = None,
+    val: Val = None,
+    select_on: SelectOn = "validation",
+    eval_every: EvalEvery = None,
+    seeds: Seeds = None,
+    tensorboard: TensorBoard = None,
     device: Device = "auto",
 ):
     """Train a method on DATA_DIR's features; writes RUN_DIR/checkpoint.pt, config.json, train_log.jsonl."""
-    from ..train import TrainOptions, parse_settings, train
+    from ..train import TrainOptions, parse_seeds, parse_settings, train, train_seeds
 
     flags = {"iterations": iters, "batch_size": batch_size, "lr": lr, "num_segments": num_segments}
-    overrides = {k: v for k, v in flags.items() if v is not None} | parse_settings(settings or [])
     options = TrainOptions(
-        method,
-        data,
-        out,
-        seed=seed,
-        subset=subset,
-        device=device,
-        negatives=negatives,
-        simulate_clicks=simulate_clicks,
-        annotator=annotator,
-        overrides=overrides,
-    )
-    checkpoint = train(options, on_log=lambda record: console.print(progress_line(record)))
-    console.print(f"wrote {checkpoint}")
+        method, data, out, seed=seed, subset=subset, device=device, negatives=negatives,
+        simulate_clicks=simulate_clicks, annotator=annotator, val=val, select_on_test=select_on == "test",
+        eval_every=eval_every, tensorboard=tensorboard,
+        overrides={k: v for k, v in flags.items() if v is not None} | parse_settings(settings or []),
+    )  # fmt: skip
+    if seeds is None:
+        console.print(f"wrote {train(options, on_log=show_progress)}")
+        return
+    for checkpoint in train_seeds(options, parse_seeds(seeds), on_log=show_progress, report=console.print):
+        console.print(f"wrote {checkpoint}")
+
+
+def show_progress(record: dict) -> None:
+    console.print(progress_line(record))
 
 
 def progress_line(record: dict) -> str:
-    """One training log record as a line: step, total loss, then each term."""
-    terms = "  ".join(f"{k} {v:.4f}" for k, v in record.items() if k not in ("step", "loss", "seconds"))
-    return f"step {record['step']:>6}  loss {record['loss']:.4f}  {terms}"
+    """One training log record as a line: step, total loss, each term, and the latest held-out score."""
+    skip = ("step", "loss", "seconds", "held_out")
+    terms = "  ".join(f"{k} {v:.4f}" for k, v in record.items() if k not in skip)
+    line = f"step {record['step']:>6}  loss {record['loss']:.4f}  {terms}"
+    held = record.get("held_out")
+    if held:
+        label = "selected on test" if held["name"] == "test" else "validation"
+        best = f"best {100 * held['best']:.2f} at step {held['best_step']}"
+        line += f"  | {label} avg mAP {100 * held['average_mAP']:.2f} ({best})"
+    return line

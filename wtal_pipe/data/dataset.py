@@ -1,84 +1,23 @@
-"""A dataset's videos with their features, labels, timing and background clicks (paths: ``layout.py``).
+"""A dataset's videos with their features, labels, timing and background clicks (paths: ``layout.py``;
+annotation files: ``annotations.py``; timing: ``timing.py``; clicks: ``clicks.py``).
 
 Nothing here knows D or the number of classes in advance: both come from the files.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import warnings
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import DataError
-from ..intervals import runs
 from ..layout import DataLayout
-from ..provenance import DEFAULT_FPS, DEFAULT_FRAMES_PER_ROW, Provenance
-
-
-def load_annotations(path: str | Path) -> dict:
-    """ActivityNet-style annotations, checked, with segments as floats (THUMOS files store strings)."""
-    path = Path(path)
-    if not path.exists():
-        raise DataError(
-            "annotation file not found", "write annotations.json (ActivityNet style) or run wtal import", path
-        )
-    expected = 'expected {"database": {vid: {"subset": ..., "annotations": [{"label", "segment"}]}}}'
-    try:
-        database = json.loads(path.read_text())["database"]
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
-        raise DataError(f"not ActivityNet-style JSON ({exc.__class__.__name__})", expected, path) from exc
-    if not isinstance(database, dict):
-        raise DataError(f'"database" is a {type(database).__name__}, not an object of videos', expected, path)
-    for vid, video in database.items():
-        annotations = video.get("annotations", []) if isinstance(video, dict) else None
-        if not isinstance(annotations, list):
-            raise DataError(f"video {vid}: not an object with an annotations list", expected, path)
-        for ann in annotations:
-            if not isinstance(ann, dict) or not isinstance(ann.get("label"), str):
-                raise DataError(f"video {vid}: an annotation without a label", expected, path)
-            try:
-                start, end = (float(v) for v in ann["segment"])
-            except (KeyError, ValueError, TypeError) as exc:
-                raise DataError(
-                    f"video {vid}: bad segment {ann.get('segment')!r}", "use [start_s, end_s]", path
-                ) from exc
-            if not (math.isfinite(start) and math.isfinite(end) and 0 <= start <= end):
-                raise DataError(
-                    f"video {vid}: segment [{start}, {end}] is not 0 <= start <= end", "fix the segment", path
-                )
-            ann["segment"] = [start, end]
-    return database
-
-
-@dataclass(frozen=True)
-class VideoTiming:
-    """How a video's feature rows map to seconds and frames (what the localizer needs)."""
-
-    rows: int  # feature rows of the whole video, before any test-time resampling
-    seconds_per_row: float
-    duration: float  # seconds
-    frame_count: int  # frames of the video (localization grids at frame resolution)
-    frames_per_row: int = DEFAULT_FRAMES_PER_ROW
-
-    @classmethod
-    def of(
-        cls, rows: int, *, seconds_per_row: float, duration: float, frame_rate: float, frames_per_row: int
-    ) -> VideoTiming:
-        """The timing of a video whose frames run at ``frame_rate``."""
-        return cls(rows, seconds_per_row, duration, max(1, round(duration * frame_rate)), frames_per_row)
-
-    def to_array(self) -> np.ndarray:
-        """As one float array (the raw-scores file), fields in order."""
-        return np.array([getattr(self, f.name) for f in fields(self)], np.float64)
-
-    @classmethod
-    def from_array(cls, values: np.ndarray) -> VideoTiming:
-        rows, seconds_per_row, duration, frames, per_row = values.tolist()
-        return cls(int(rows), seconds_per_row, duration, int(frames), int(per_row))
+from ..provenance import DEFAULT_FPS, Provenance
+from .annotations import class_index, load_annotations, read_classes, segments_of
+from .clicks import read_clicks
+from .timing import FeatureTiming, VideoTiming, declared_timing
 
 
 @dataclass
@@ -86,25 +25,18 @@ class Video:
     vid: str
     features: Path
     labels: np.ndarray  # (C,) multi-hot; all zero for a background-only pseudo video
-    segments: list[tuple[float, float, int]]  # (start_s, end_s, class index)
-    duration: float
-    seconds_per_row: float
+    segments: list[tuple[float, float, int]]  # (start_s, end_s, class index); empty for labels only
+    duration: float  # seconds
+    rows_timing: FeatureTiming  # how its feature rows are cut (declared, see data/timing.py)
     clicks: np.ndarray = field(default_factory=lambda: np.zeros(0))  # background clicks, seconds
     background_only: bool = False
     frame_rate: float = DEFAULT_FPS  # frames per second of the video (annotation "fps", else the source's)
-    frames_per_row: int = DEFAULT_FRAMES_PER_ROW
 
     def load(self) -> np.ndarray:
         return np.load(self.features, mmap_mode="r")
 
     def timing(self, rows: int) -> VideoTiming:
-        return VideoTiming.of(
-            rows,
-            seconds_per_row=self.seconds_per_row,
-            duration=self.duration,
-            frame_rate=self.frame_rate,
-            frames_per_row=self.frames_per_row,
-        )
+        return VideoTiming.of(rows, self.rows_timing, self.duration, self.frame_rate)
 
 
 class Dataset:
@@ -118,7 +50,11 @@ class Dataset:
         annotations: str | Path | None = None,
         negatives: bool = False,
         annotator: str | None = None,
+        only: set[str] | None = None,
+        exclude: set[str] | None = None,
     ):
+        """The videos of ``subset`` (``only`` those named, none of ``exclude``), with ``negatives`` the hard
+        negatives of those videos; clicks from ``clicks.json`` (``clicks.<annotator>.json``)."""
         self.layout = DataLayout(Path(data_dir))
         self.data_dir = self.layout.root
         if not self.data_dir.is_dir():
@@ -134,7 +70,7 @@ class Dataset:
         clicks = read_clicks(self.clicks_path) if self.clicks_path.exists() else {}
         self.videos: list[Video] = []
         for vid, entry in database.items():
-            if entry.get("subset") != subset:
+            if entry.get("subset") != subset or (only is not None and vid not in only) or vid in (exclude or ()):
                 continue
             self.videos.append(self._video(vid, entry, index, clicks.get(vid)))
         if not self.videos:
@@ -168,69 +104,71 @@ class Dataset:
                 f"run wtal extract on the video {vid}, or drop it from {self.annotations_path.name}",
                 path,
             )
+        unknown = [label for label in entry["labels"] if label not in index]
+        if unknown:
+            raise DataError(
+                f"video {vid}: unknown label {unknown[0]!r}",
+                "add it to classes.txt or fix the annotation",
+                self.annotations_path,
+            )
         labels = np.zeros(len(self.classes), np.float32)
-        segments = []
-        for ann in entry.get("annotations", []):
-            if ann["label"] not in index:
-                raise DataError(
-                    f"video {vid}: unknown label {ann['label']!r}",
-                    "add it to classes.txt or fix the annotation",
-                    self.annotations_path,
-                )
-            c = index[ann["label"]]
-            labels[c] = 1.0
-            segments.append((ann["segment"][0], ann["segment"][1], c))
-        meta = Provenance.read(path)
-        rows = np.load(path, mmap_mode="r").shape[0]
-        duration = float(entry.get("duration") or rows * meta.seconds_per_row)
+        labels[[index[label] for label in entry["labels"]]] = 1.0
+        timing = declared_timing(path, self.layout)
+        duration = self._duration(vid, entry, path, timing)
+        provenance = Provenance.read(path)
         return Video(
             vid,
             path,
             labels,
-            segments,
+            segments_of(entry, index),
             duration,
-            meta.seconds_per_row,
+            timing,
             self._clicks(vid, clicks, duration),
-            frame_rate=float(entry.get("fps") or meta.frame_rate),
-            frames_per_row=meta.frames_per_row,
+            frame_rate=float(entry.get("fps") or provenance.source_fps or timing.fps or DEFAULT_FPS),
         )
 
-    def _clicks(self, vid: str, clicks: list[float] | None, duration: float) -> np.ndarray:
-        """The video's clicks inside [0, duration]; the others are dropped with a warning listing them."""
-        times = np.asarray(clicks or [], float)
-        valid = np.isfinite(times) & (times >= 0) & (times <= duration)
-        if not valid.all():
-            warnings.warn(
-                f"{self.clicks_path}: video {vid}: clicks outside [0, {duration:g}] s are not used: "
-                f"{', '.join(f'{t:g}' for t in times[~valid])}",
-                DataWarning,
-                stacklevel=3,
+    def _duration(self, vid: str, entry: dict, path: Path, timing: FeatureTiming) -> float:
+        """The video's length: its annotation's, else what decoding saw, else what its rows cover."""
+        declared = entry.get("duration") or Provenance.read(path).duration
+        if declared:
+            return float(declared)
+        if timing.whole_video:
+            raise DataError(
+                f"video {vid} has whole-video feature rows and no duration",
+                "add its duration (seconds) to annotations.json",
+                self.annotations_path,
             )
-        return times[valid]
+        return timing.span(np.load(path, mmap_mode="r").shape[0])
+
+    def _clicks(self, vid: str, clicks: list[float] | None, duration: float) -> np.ndarray:
+        """The video's clicks, each inside [0, duration] (one outside is a one-line error naming it)."""
+        times = np.asarray(clicks or [], float)
+        outside = times[(times < 0) | (times > duration)]
+        if outside.size:
+            raise DataError(
+                f"video {vid}: click(s) at {', '.join(f'{t:g}' for t in outside)} s lie outside the video "
+                f"[0, {duration:g}] s",
+                "fix or remove them (wtal annotate shows the video's clicks)",
+                self.clicks_path,
+            )
+        return times
 
     def _negatives(self) -> list[Video]:
         folder = self.layout.negatives_dir
         if not folder.is_dir():
             raise DataError("no hard negatives in this dataset", "run wtal negatives DATA_DIR first", folder)
-        train = {v.vid for v in self.videos}
+        train = {v.vid: v for v in self.videos}
         out = []
         for path in sorted(folder.glob("*_bg.npy")):
-            if path.stem.removesuffix("_bg") in train:
+            source = train.get(path.stem.removesuffix("_bg"))
+            if source is not None:  # its rows are rows of the source video: the same timing
+                timing = source.rows_timing
                 rows = np.load(path, mmap_mode="r").shape[0]
-                meta = Provenance.read(path)
-                out.append(
-                    Video(
-                        path.stem,
-                        path,
-                        np.zeros(len(self.classes), np.float32),
-                        [],
-                        rows * meta.seconds_per_row,
-                        meta.seconds_per_row,
-                        background_only=True,
-                        frame_rate=meta.frame_rate,
-                        frames_per_row=meta.frames_per_row,
-                    )
-                )
+                duration = source.duration if timing.whole_video else rows * timing.seconds_per_step()
+                empty = np.zeros(len(self.classes), np.float32)
+                video = Video(path.stem, path, empty, [], duration, timing, background_only=True)
+                video.frame_rate = source.frame_rate
+                out.append(video)
         return out
 
     def _check_dims(self) -> int:
@@ -252,33 +190,6 @@ class Dataset:
                     videos[0].features,
                 )
         return majority
-
-
-def class_index(classes: list[str]) -> dict[str, int]:
-    """Class name -> its index in the model's output."""
-    return {name: i for i, name in enumerate(classes)}
-
-
-def segments_of(entry: dict, index: dict[str, int]) -> list[tuple[float, float, int]]:
-    """An annotation entry's segments as (start_s, end_s, class index), for the classes in ``index``."""
-    return [
-        (ann["segment"][0], ann["segment"][1], index[ann["label"]])
-        for ann in entry.get("annotations", [])
-        if ann["label"] in index and "segment" in ann
-    ]
-
-
-def read_classes(layout: DataLayout, database: dict, annotations_path: Path) -> list[str]:
-    path = layout.classes
-    if path.exists():
-        classes = [line.strip() for line in path.read_text().splitlines() if line.strip()]
-        if len(set(classes)) != len(classes):
-            raise DataError("duplicate class names", "list each class once", path)
-        return classes
-    labels = sorted({a["label"] for v in database.values() for a in v.get("annotations", [])})
-    if not labels:
-        raise DataError("no labelled segments", "annotate at least one action", annotations_path)
-    return labels
 
 
 class DataWarning(UserWarning):
@@ -308,24 +219,3 @@ def first_nonfinite_row(rows: np.ndarray, block: int = 4096) -> int | None:
         if not finite.all():
             return start + int(np.argmin(finite))
     return None
-
-
-def read_clicks(path: Path) -> dict[str, list[float]]:
-    try:
-        clicks = json.loads(path.read_text())
-        return {str(vid): [float(t) for t in times] for vid, times in clicks.items()}
-    except (ValueError, TypeError, AttributeError, UnicodeDecodeError) as exc:
-        raise DataError(
-            f"bad clicks file ({exc.__class__.__name__})", 'expected {"video_id": [seconds, ...]}', path
-        ) from exc
-
-
-def simulate_clicks(video: Video, rng: np.random.Generator) -> np.ndarray:
-    """One background click (seconds) at a random frame of every background run of the ground truth,
-    as BackTAL simulates annotators."""
-    frames = max(1, round(video.duration * video.frame_rate))
-    foreground = np.zeros(frames, bool)
-    for start, end, _ in video.segments:
-        foreground[max(0, int(np.floor(start * video.frame_rate))) : int(np.ceil(end * video.frame_rate))] = True
-    clicks = [rng.integers(a, b + 1) / video.frame_rate for a, b in runs(~foreground)]
-    return np.asarray(clicks, float)

@@ -11,8 +11,9 @@ import numpy as np
 from ..cache import atomic_save_npy, atomic_write_json
 from ..errors import DataError
 from ..layout import DataLayout, inside
-from ..provenance import DEFAULT_SECONDS_PER_ROW
-from .dataset import load_annotations
+from .annotations import load_annotations
+from .dataset import read_feature_rows
+from .timing import I3D_TIMING
 
 
 def import_bas_thumos(source: str | Path, data_dir: str | Path, durations: str | Path | None = None) -> int:
@@ -26,38 +27,42 @@ def import_bas_thumos(source: str | Path, data_dir: str | Path, durations: str |
     gt = source / "gt.json"
     database = load_annotations(gt)
     extra = load_annotations(durations) if durations else {}
-    count = 0
-    for vid, entry in database.items():
-        subset = inside(source / "features", entry.get("subset"), what="subset", source=gt)
-        rgb_path = inside(subset / "rgb", vid, ".npy", source=gt)
-        flow_path = inside(subset / "flow", vid, ".npy", source=gt)
-        for path in (rgb_path, flow_path):
-            if not path.exists():
-                raise DataError(
-                    "features file missing", "the BaS-Net/UM layout is features/{train,test}/{rgb,flow}/<vid>.npy", path
-                )
-        rgb, flow = np.load(rgb_path), np.load(flow_path)
-        if rgb.ndim != 2 or flow.shape[0] != rgb.shape[0]:
-            raise DataError(
-                f"rgb {rgb.shape} and flow {flow.shape} do not pair up", "re-download the features", flow_path
-            )
-        rows = np.concatenate([rgb, flow], axis=1).astype(np.float32)
+    pairs = {vid: _bas_pair(source, gt, vid, entry) for vid, entry in database.items()}  # all checked first
+    for vid, (rgb_path, flow_path) in pairs.items():
+        rows = np.concatenate([np.load(rgb_path), np.load(flow_path)], axis=1).astype(np.float32)
         atomic_save_npy(layout.features(vid, source=gt), rows)
         atomic_write_json(
             layout.provenance(vid, source=gt),
             {
                 "imported_from": str(source.resolve()),
                 "shape": list(rows.shape),
-                "seconds_per_row": DEFAULT_SECONDS_PER_ROW,
+                "timing": I3D_TIMING.to_dict(),
                 "layout": "BaS-Net/UM THUMOS14 I3D features: columns [0:D/2] RGB, [D/2:D] flow",
             },
         )
         for key in ("duration", "fps"):  # the video's length, and its frame rate (BackTAL's frame grid)
             if extra.get(vid, {}).get(key):
-                entry[key] = float(extra[vid][key])
-        count += 1
+                database[vid][key] = float(extra[vid][key])
     atomic_write_json(layout.annotations, {"database": database})
-    return count
+    return len(pairs)
+
+
+def _bas_pair(source: Path, gt: Path, vid: str, entry: dict) -> tuple[Path, Path]:
+    """The RGB and flow files of one video of the BaS-Net/UM layout, checked to exist and pair up (before
+    anything is written, so a refused import leaves DATA_DIR as it was)."""
+    DataLayout.check_id(vid, gt)
+    subset = inside(source / "features", entry.get("subset"), what="subset", source=gt)
+    paths = inside(subset / "rgb", vid, ".npy", source=gt), inside(subset / "flow", vid, ".npy", source=gt)
+    shapes = []
+    for path in paths:
+        if not path.exists():
+            raise DataError(
+                "features file missing", "the BaS-Net/UM layout is features/{train,test}/{rgb,flow}/<vid>.npy", path
+            )
+        shapes.append(read_feature_rows(path, "re-download the features").shape)
+    if shapes[0][0] != shapes[1][0]:
+        raise DataError(f"rgb {shapes[0]} and flow {shapes[1]} do not pair up", "re-download the features", paths[1])
+    return paths
 
 
 def read_click_csv(path: str | Path) -> dict[str, list[float]]:
@@ -90,20 +95,28 @@ def import_clicks(csv_path: str | Path, data_dir: str | Path) -> int:
     return len(clicks)
 
 
-def import_checkpoint(files: list[Path], method: str, data_dir: Path, run_dir: Path) -> Path:
+def import_checkpoint(
+    files: list[Path], method: str, data_dir: Path, run_dir: Path, force: bool = False
+) -> tuple[Path, str | None]:
     """The authors' checkpoint(s) of ``method`` -> a RUN_DIR that ``wtal test`` and ``wtal localize`` use
-    like a trained run. Feature size and class count come from the tensors; class names from DATA_DIR
-    (classes.txt, else the sorted labels of annotations.json). CMCS takes one file (early fusion) or
-    two, RGB then flow (late fusion, the published I3D setting)."""
+    like a trained run; returns its checkpoint and what it replaced (an existing run, only with ``force``).
+    Feature size and class count come from the tensors; class names from DATA_DIR (classes.txt, else the
+    sorted labels of annotations.json). CMCS takes one file (early fusion) or two, RGB then flow (late
+    fusion, the published I3D setting)."""
     from ..cache import atomic_dir, atomic_write_json, sha256_file
     from ..methods import get_method
-    from ..run import Run, run_meta, save_checkpoint
+    from ..run import Run, run_meta, run_target, save_checkpoint
     from ..state_files import load_trusted_types, unwrap_state_dict
-    from .dataset import read_classes
+    from .annotations import read_classes
 
     cls = get_method(method)
+    target, replaced = run_target(run_dir, force)
     fix = "pass the .pkl/.pth the official code saved"
     states = [unwrap_state_dict(load_trusted_types(Path(f), fix), Path(f)) for f in files]
+    for path, state in zip(files, states, strict=True):
+        broken = next((k for k, v in state.items() if v.is_floating_point() and not bool(v.isfinite().all())), None)
+        if broken:
+            raise DataError(f"tensor {broken} holds NaN or inf values", "use an intact checkpoint", path)
     try:
         model = cls.from_official(states)
     except ValueError as exc:
@@ -119,7 +132,7 @@ def import_checkpoint(files: list[Path], method: str, data_dir: Path, run_dir: P
         )
     features = sorted(layout.features_dir.glob("*.npy"))
     if features:
-        dim = int(np.load(features[0], mmap_mode="r").shape[-1])
+        dim = int(read_feature_rows(features[0]).shape[-1])
         if dim != model.feature_dim:
             raise DataError(
                 f"{files[0].name} takes {model.feature_dim}-d features, {features[0].name} has {dim}",
@@ -136,7 +149,7 @@ def import_checkpoint(files: list[Path], method: str, data_dir: Path, run_dir: P
         checkpoint="imported official weights",
         imported_from=[{"path": str(Path(f).resolve()), "sha256": sha256_file(f)} for f in files],
     )
-    with atomic_dir(run_dir) as staging:
+    with atomic_dir(target) as staging:
         save_checkpoint(Run(staging).checkpoint, meta, model)
         atomic_write_json(Run(staging).config, meta.to_dict())
-    return Run(Path(run_dir)).checkpoint
+    return Run(Path(run_dir)).checkpoint, replaced

@@ -28,12 +28,10 @@ from pathlib import Path
 import numpy as np
 
 from ..cache import atomic_save_npy, atomic_write_json
-from ..config import ExtractionConfig
 from ..errors import WtalError
 from ..layout import DataLayout
-from .dataset import load_annotations
-
-SECONDS_PER_ROW = ExtractionConfig().seconds_per_row  # the THUMOS14 I3D convention the rows follow
+from .annotations import load_annotations
+from .timing import I3D_TIMING
 
 
 @dataclass(frozen=True)
@@ -52,7 +50,7 @@ class ShapedFeatures:
     actionness: float = 2.0  # generic motion, in every action row and in distractor stretches
     distractors: float = 0.08  # share of background rows in distractor stretches
     scene: float = 3.0  # length of the per-video offset
-    rows_per_second: float = 1 / SECONDS_PER_ROW
+    rows_per_second: float = 1 / I3D_TIMING.seconds_per_step()
 
     def __post_init__(self) -> None:
         if self.dim < 2 or self.dim % 2:
@@ -130,7 +128,7 @@ def write_shaped_dataset(
         atomic_save_npy(layout.features(vid, source=annotations), rows)
         atomic_write_json(
             layout.provenance(vid),
-            {"generated": "shaped benchmark", "shape": list(rows.shape), "seconds_per_row": SECONDS_PER_ROW},
+            {"generated": "shaped benchmark", "shape": list(rows.shape), "timing": I3D_TIMING.to_dict()},
         )
     atomic_write_json(layout.annotations, {"database": database})
     atomic_write_json(layout.root / "shaped.json", {"seed": seed, "source": str(annotations), **asdict(settings)})

@@ -131,7 +131,7 @@ def write_video(
 
     path = Path(path)
     rate = Fraction(fps).limit_denominator(1001)
-    pix_fmt = {"libx264rgb": "rgb24", "ffv1": "yuv444p", "mjpeg": "yuvj420p", "png": "rgb24"}.get(codec, "yuv420p")
+    pix_fmt = {"libx264rgb": "rgb24", "ffv1": "bgr0", "mjpeg": "yuvj420p", "png": "rgb24"}.get(codec, "yuv420p")
     with (
         atomic_path(path, keep_suffix=True) as tmp,
         av.open(str(tmp), mode="w", options=container_options or {}) as container,

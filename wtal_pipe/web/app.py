@@ -20,11 +20,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..data.dataset import Dataset, load_annotations
+from ..data.annotations import load_annotations
+from ..data.dataset import Dataset
 from ..errors import DataError, WtalError
 from ..layout import DataLayout
+from ..video.decode import probe
 from ..video.discover import find_videos
 from .clicks import ClickStore
+from .guard import Guard, json_object, seconds_in
 from .media import browser_video
 
 if TYPE_CHECKING:
@@ -65,6 +68,13 @@ class Workspace:
                 f"warning: {len(missing)} annotated video(s) have no file in {self.videos_dir}: "
                 f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}"
             )
+
+    def duration(self, vid: str) -> float | None:
+        """The video's length: the annotations' ``duration``, else its file's (None when neither is known)."""
+        declared = self.database[vid].get("duration")
+        if declared:
+            return float(declared)
+        return probe(self.files[vid]).duration if vid in self.files else None
 
     def videos(self, subset: str | None) -> list[dict[str, Any]]:
         clicks = self.clicks.read()
@@ -137,19 +147,19 @@ def create_app(workspace: Workspace) -> Flask:
         raise WtalError("wtal annotate needs Flask, which is not installed", INSTALL_HINT) from exc
 
     app = Flask(__name__)
-    page = resources.files(__package__).joinpath("page.html").read_text()
+    guard = Guard()
+    guard.install(app)
+    files = resources.files(__package__)
+    page = files.joinpath("page.html").read_text().replace("{{TOKEN}}", guard.token)
+    script = files.joinpath("page.js").read_text()
 
     def known(vid: str) -> str:
         if vid not in workspace.database:
             abort(404, description=f"no video {vid!r} in {workspace.layout.annotations}")
         return vid
 
-    def seconds() -> float:
-        body = request.get_json(silent=True) or {}
-        value = body.get("seconds")
-        if not isinstance(value, int | float) or not np.isfinite(value) or value < 0:
-            abort(400, description='expected {"seconds": t} with t >= 0')
-        return float(value)
+    def seconds(vid: str) -> float:
+        return seconds_in(json_object(request.get_data(cache=False)), workspace.duration(vid))
 
     @app.errorhandler(DataError)
     def refused(exc: DataError):
@@ -168,6 +178,10 @@ def create_app(workspace: Workspace) -> Flask:
     def index():
         return page
 
+    @app.get("/page.js")
+    def page_script():
+        return script, 200, {"Content-Type": "text/javascript; charset=utf-8"}
+
     @app.get("/api/videos")
     def videos():
         return jsonify(
@@ -182,14 +196,15 @@ def create_app(workspace: Workspace) -> Flask:
 
     @app.post("/api/clicks/<vid>")
     def add_click(vid: str):
-        return jsonify(id=vid, clicks=workspace.clicks.add(known(vid), seconds()))
+        return jsonify(id=vid, clicks=workspace.clicks.add(known(vid), seconds(vid)))
 
     @app.delete("/api/clicks/<vid>")
     def delete_click(vid: str):
-        return jsonify(id=vid, clicks=workspace.clicks.delete(known(vid), seconds()))
+        return jsonify(id=vid, clicks=workspace.clicks.delete(known(vid), seconds(vid)))
 
     @app.post("/api/undo")
     def undo():
+        json_object(request.get_data(cache=False))
         undone = workspace.clicks.undo()
         return jsonify(id=undone[0], clicks=undone[1]) if undone else jsonify(id=None, clicks=None)
 

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..cache import atomic_write_json
+from ..data.clicks import Clicks, parse_clicks
 from ..errors import DataError
 
-Clicks = dict[str, list[float]]
 DELETE_TOLERANCE_S = 0.25  # a delete removes the video's click nearest the given time, if this close
 
 
@@ -47,26 +47,25 @@ class ClickStore:
             return {}
         text = self.path.read_bytes()
         try:
-            data = json.loads(text)
-            if not isinstance(data, dict):
-                raise TypeError("not an object")
-            return {str(vid): sorted(float(t) for t in times) for vid, times in data.items()}
-        except (ValueError, TypeError, AttributeError) as exc:
+            return parse_clicks(json.loads(text))
+        except (ValueError, RecursionError) as exc:
             backup = self._back_up(text)
             raise DataError(
-                f"not a clicks file ({exc.__class__.__name__}: {exc}); nothing was written to it, a copy is at "
-                f"{backup.name}",
+                f"not a clicks file ({exc}); nothing was written to it, a copy is at {backup.name}",
                 'repair it to {"video_id": [seconds, ...]} or move it away',
                 self.path,
             ) from exc
 
     def add(self, vid: str, seconds: float) -> list[float]:
         seconds = round(float(seconds), 3)
-        self._history.append(Change("add", vid, seconds))
-        return self._update(vid, lambda times: times.append(seconds))
+        times = self._update(vid, lambda times: times.append(seconds))
+        self._history.append(Change("add", vid, seconds))  # only once it is saved: undo reverts real changes
+        return times
 
     def delete(self, vid: str, seconds: float) -> list[float]:
         """Remove the click nearest ``seconds`` (within DELETE_TOLERANCE_S); nothing when none is that close."""
+
+        removed: list[Change] = []
 
         def remove(times: list[float]) -> None:
             if not times:
@@ -74,9 +73,11 @@ class ClickStore:
             nearest = min(times, key=lambda t: abs(t - seconds))
             if abs(nearest - seconds) <= DELETE_TOLERANCE_S:
                 times.remove(nearest)
-                self._history.append(Change("delete", vid, nearest))
+                removed.append(Change("delete", vid, nearest))
 
-        return self._update(vid, remove)
+        times = self._update(vid, remove)
+        self._history += removed  # only once it is saved
+        return times
 
     def undo(self) -> tuple[str, list[float]] | None:
         """Revert the last change made through this store: (video, its clicks now), or None."""

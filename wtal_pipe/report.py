@@ -1,0 +1,218 @@
+"""``wtal report``: runs scored on one subset and grouped by what they share (method and settings, seeds
+apart), each group's mAP as mean +- standard deviation over its seeds, with the protocol that chose each
+checkpoint said in words, the settings that tell the groups apart, and the training curves.
+
+A number a reader can trust says how many runs it averages and whether its checkpoint was chosen on
+the test set (as the four methods' official code does: "selected on test"), on validation videos, or
+not at all (the final step).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .cache import atomic_path, atomic_write_json, atomic_write_text
+from .data.annotations import load_annotations, scored_videos
+from .errors import WtalError
+from .evaluate import EvaluationResult, evaluate, parse_tiou
+from .layout import DataLayout
+from .run import Checkpoint, Run, RunMeta, load_run
+
+DEFAULT_TIOU = "0.1:0.7:0.1"  # when the runs' papers report different ranges: THUMOS14's
+
+
+@dataclass
+class RunScore:
+    """One run's result on the subset."""
+
+    path: Path
+    meta: RunMeta
+    result: EvaluationResult
+
+    @property
+    def protocol(self) -> str:
+        if self.meta.selected_on_test:
+            return "selected on test"
+        return "best on validation" if self.meta.checkpoint.startswith("best on validation") else "final step"
+
+
+@dataclass
+class Group:
+    """Runs that differ only in their seed."""
+
+    name: str
+    runs: list[RunScore] = field(default_factory=list)
+
+    @property
+    def table(self) -> np.ndarray:
+        """(runs, thresholds + 1): each run's mAP per tIoU and its average, in %."""
+        return np.array([[*r.result.map_per_threshold, r.result.average_map] for r in self.runs]) * 100
+
+    def mean_sd(self) -> tuple[np.ndarray, np.ndarray]:
+        table = self.table
+        sd = table.std(axis=0, ddof=1) if len(table) > 1 else np.zeros(table.shape[1])
+        return table.mean(axis=0), sd
+
+
+def expand(paths: list[Path]) -> list[Path]:
+    """Run folders: each path itself, or its ``seed-*`` runs."""
+    runs = []
+    for path in paths:
+        if Run(path).checkpoint.exists():
+            runs.append(Path(path))
+            continue
+        seeds = sorted(p for p in Path(path).glob("seed-*") if Run(p).checkpoint.exists())
+        if not seeds:
+            raise WtalError("holds no run (checkpoint.pt) and no seed-K runs", "pass run folders of wtal train", path)
+        runs += seeds
+    return runs
+
+
+def _group_key(meta: RunMeta, protocol: str) -> str:
+    settings = json.dumps(meta.config, sort_keys=True)
+    return json.dumps([meta.method, settings, meta.data_dir, meta.subset, protocol])
+
+
+def score_runs(
+    paths: list[Path], data_dir: Path, subset: str, checkpoint: Checkpoint | None, tiou: str | None
+) -> tuple[list[Group], np.ndarray]:
+    """Every run scored on ``subset`` and grouped; the tIoU thresholds used."""
+    from .pipeline import localize_dataset
+
+    layout = DataLayout(Path(data_dir))
+    database = load_annotations(layout.annotations)
+    scored = scored_videos(database, subset, False, layout.annotations)
+    if scored is None:
+        raise WtalError(f"no video of subset {subset!r} has segments: nothing to score", "", layout.annotations)
+    loaded = [(path, *load_run(path, "cpu", checkpoint=checkpoint)) for path in expand(paths)]
+    ranges = {model.config.localization.eval_tiou for _, model, _ in loaded}
+    thresholds = parse_tiou(tiou or (ranges.pop() if len(ranges) == 1 else DEFAULT_TIOU))
+    groups: dict[str, Group] = {}
+    for path, model, meta in loaded:
+        detections = localize_dataset(model, meta, data_dir, subset)
+        result = evaluate(database, detections, subset, thresholds, known_classes=meta.classes, videos=scored)
+        run = RunScore(path, meta, result)
+        key = _group_key(meta, run.protocol)
+        groups.setdefault(key, Group(f"{meta.method} ({len(groups) + 1})")).runs.append(run)
+    return _named(list(groups.values())), thresholds
+
+
+def differing_settings(groups: list[Group]) -> dict[str, list[Any]]:
+    """The settings whose values differ between the groups: name -> each group's value."""
+    flat = [_flat(g.runs[0].meta) for g in groups]
+    names = sorted({k for f in flat for k in f})
+    return {k: [f.get(k) for f in flat] for k in names if len({json.dumps(f.get(k)) for f in flat}) > 1}
+
+
+def _flat(meta: RunMeta) -> dict[str, Any]:
+    values = {name: value for group in meta.config.values() for name, value in group.items()}
+    return {"method": meta.method, **values}
+
+
+def _named(groups: list[Group]) -> list[Group]:
+    """Each group named by its method and, where methods repeat, the settings that differ."""
+    differing = differing_settings(groups) if len(groups) > 1 else {}
+    for i, group in enumerate(groups):
+        extra = [f"{k}={v[i]}" for k, v in differing.items() if k != "method"]
+        group.name = group.runs[0].meta.method + (f" ({', '.join(extra)})" if extra else "")
+    return groups
+
+
+def markdown(groups: list[Group], thresholds: np.ndarray, subset: str, data_dir: Path) -> str:
+    head = " | ".join(f"mAP@{t:g}" for t in thresholds)
+    lines = [
+        f"Scored on subset `{subset}` of `{data_dir}`; mean +- standard deviation over n runs (seeds), in %.",
+        "",
+        f"| runs | protocol | n | {head} | average |",
+        "|---|---|---|" + "---|" * (len(thresholds) + 1),
+    ]
+    for group in groups:
+        mean, sd = group.mean_sd()
+        cells = " | ".join(f"{m:.2f} +- {s:.2f}" for m, s in zip(mean, sd, strict=True))
+        lines.append(f"| {group.name} | {group.runs[0].protocol} | {len(group.runs)} | {cells} |")
+    differing = differing_settings(groups) if len(groups) > 1 else {}
+    if differing:
+        lines += ["", "Settings that differ between the groups: " + "; ".join(
+            f"`{k}` " + " / ".join(json.dumps(v) for v in values) for k, values in differing.items()
+        )]  # fmt: skip
+    if any(g.runs[0].protocol == "selected on test" for g in groups):
+        lines += ["", "**selected on test**: the step that scored best on this very subset (the official protocol)."]
+    for group in groups:
+        seeds = ", ".join(f"seed {r.meta.seed} {r.result.average_map * 100:.2f}" for r in group.runs)
+        lines += ["", f"{group.name}, average mAP per run: {seeds}"]
+    return "\n".join(lines) + "\n"
+
+
+def to_json(groups: list[Group], thresholds: np.ndarray, subset: str) -> dict[str, Any]:
+    listed = []
+    for group in groups:
+        mean, sd = group.mean_sd()
+        runs = [
+            {"path": str(r.path), "seed": r.meta.seed, "checkpoint": r.meta.checkpoint, **r.result.to_dict()}
+            for r in group.runs
+        ]
+        listed.append(
+            {
+                "name": group.name,
+                "protocol": group.runs[0].protocol,
+                "n": len(group.runs),
+                "mean": [float(v) for v in mean],
+                "sd": [float(v) for v in sd],
+                "runs": runs,
+            }
+        )
+    return {"subset": subset, "tiou": [float(t) for t in thresholds], "groups": listed}
+
+
+def _lines(path: Path) -> list[dict[str, Any]]:
+    """A JSON-lines file's records ([] when there is none)."""
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def plot_curves(groups: list[Group], path: Path) -> None:
+    """Per group: the training loss and the held-out average mAP over steps, one line per seed."""
+    from .plot import pyplot
+
+    plt = pyplot()
+    fig, axes = plt.subplots(len(groups), 2, figsize=(11, 2.8 * len(groups) + 0.5), squeeze=False)
+    for row, group in enumerate(groups):
+        loss_ax, map_ax = axes[row]
+        for run in group.runs:
+            log, metrics = _lines(Run(run.path).log), _lines(Run(run.path).metrics)
+            loss_ax.plot([r["step"] for r in log], [r["loss"] for r in log], lw=0.8, label=f"seed {run.meta.seed}")
+            steps, scores = [m["step"] for m in metrics], [100 * m["average_mAP"] for m in metrics]
+            map_ax.plot(steps, scores, marker=".", lw=0.8)
+        loss_ax.set_title(f"{group.name}: training loss", fontsize=9)
+        map_ax.set_title(f"{group.name}: held-out average mAP (%)", fontsize=9)
+        loss_ax.legend(fontsize=7)
+    axes[-1, 0].set_xlabel("step")
+    axes[-1, 1].set_xlabel("step")
+    fig.tight_layout()
+    with atomic_path(path, keep_suffix=True) as tmp:
+        fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+
+
+def write_report(
+    groups: list[Group],
+    thresholds: np.ndarray,
+    subset: str,
+    data_dir: Path,
+    *,
+    out: Path | None,
+    json_out: Path | None,
+    plot: Path | None,
+) -> str:
+    text = markdown(groups, thresholds, subset, data_dir)
+    if json_out:
+        atomic_write_json(json_out, to_json(groups, thresholds, subset))
+    if out:
+        atomic_write_text(out, text)
+    if plot:
+        plot_curves(groups, plot)
+    return text
