@@ -179,7 +179,7 @@ def um_loss(out, labels, margin=100.0):
     }
 
 
-def backtal_forward(state, x, train=False):
+def backtal_forward(state, x, train=False, topk_ratio=0.125):
     """x: (B, 750, D) already interpolated. The affinity conv written per output row from its definition
     in the official code: unfold rows (channel c, tap k) -> index 3c + k, the first third of those rows
     scaled by the left similarity, the second by the self similarity, the last by the right one."""
@@ -208,7 +208,7 @@ def backtal_forward(state, x, train=False):
 
     _, cas_base = branch(h)
     first_supp, cas_supp = branch(h * weights)
-    k = int(750 * 0.125)
+    k = int(x.shape[1] * topk_ratio)  # int(NUM_SEGMENTS * TOPK_K_R)
     return {
         "score_base": cas_base.topk(k, dim=2)[0].mean(2),
         "score_supp": cas_supp.topk(k, dim=2)[0].mean(2),
@@ -220,9 +220,11 @@ def backtal_forward(state, x, train=False):
     }
 
 
-def backtal_loss(out, labels, clicks):
-    """clicks: list per video of clicked rows."""
+def backtal_loss(out, labels, clicks, activitynet=False, topk_ratio=0.125):
+    """clicks: list per video of clicked rows. ``activitynet``: the official ActivityNet1.2 branch (the click
+    separation against a top-20% CAS mean, weighted 0.1)."""
     classes = labels.shape[1]
+    length = out["cas_base"].shape[2]
 
     def soft_ce(scores, target):
         target = target / (target.sum(1, keepdim=True) + 1e-10)
@@ -239,13 +241,16 @@ def backtal_loss(out, labels, clicks):
         target[b, rows] = classes
     terms["click"] = F.cross_entropy(out["cas_base"], target, ignore_index=-100)
     separation, affinity = [], []
-    k = int(750 * 0.125)
+    k = int(length * topk_ratio)
+    foreground = out["score_base"]
+    if activitynet:
+        foreground = torch.mean(torch.topk(out["cas_base"], int(length * 0.2), dim=2)[0], dim=2)
     for b, rows in enumerate(clicks):
         if not rows:
             continue
         pairs = []
         for c in torch.nonzero(labels[b]).flatten().tolist():
-            pair = torch.stack([out["score_base"][b, c], out["cas_base"][b, c, rows].mean()])
+            pair = torch.stack([foreground[b, c], out["cas_base"][b, c, rows].mean()])
             pairs.append(-F.log_softmax(pair, 0)[0])
         separation.append(torch.stack(pairs).mean())
         emb = out["embedding"][b].t()  # (T, 32)
@@ -262,7 +267,7 @@ def backtal_loss(out, labels, clicks):
             loss + (cos(fg, bg).max(1)[0] - 0.1).clamp(min=0).mean() + (cos(fg, bg).max(0)[0] - 0.1).clamp(min=0).mean()
         )
         affinity.append(loss)
-    terms["separation"] = torch.stack(separation).mean()
+    terms["separation"] = (0.1 if activitynet else 1.0) * torch.stack(separation).mean()
     terms["affinity"] = 0.8 * torch.stack(affinity).mean()
     return terms
 
@@ -409,8 +414,11 @@ def um_detections(out: dict, rows: int) -> list[tuple]:
     return detections
 
 
-def backtal_detections(out: dict, frame_num: int, duration: float) -> list[tuple]:
-    """``out`` from backtal_forward on one test video (eval, 750 interpolated rows)."""
+def backtal_detections(out: dict, frame_num: int, duration: float, activitynet: bool = False) -> list[tuple]:
+    """``out`` from backtal_forward on one test video (eval, interpolated rows). ``activitynet``: the official
+    ActivityNet1.2 config and branches (no magnitude proposals, every proposal shrunk by 2% at each end and
+    followed by a whole-video proposal of score 0.6)."""
+    th_class, th_max, lam, gamma, nms_th = (0.1, 0.15, 20, 0.6, 0.7) if activitynet else (0.25, 0.25, 0.25, 0.2, 0.55)
     scores = F.softmax(out["score_supp"], 1)[0, :-1].numpy()
     cas = _relu_minmax(out["cas_supp"][0].numpy().T)  # (750, C + 1)
     magnitude = _relu_minmax(out["first_supp"][0].norm(p=2, dim=0).numpy()[:, None], clip=True)[:, 0]
@@ -420,28 +428,32 @@ def backtal_detections(out: dict, frame_num: int, duration: float) -> list[tuple
         found = []
         for group in _groups(positions):
             inner = values[group].mean()
-            lo = max(0, int(group[0] - 0.25 * len(group)))
-            hi = min(frame_num, int(group[-1] + 0.25 * len(group)))
+            lo = max(0, int(group[0] - lam * len(group)))
+            hi = min(frame_num, int(group[-1] + lam * len(group)))
             outer_idx = list(range(lo, group[0])) + list(range(group[-1] + 1, hi))
             outer = values[outer_idx].mean() if outer_idx else 0.0
-            found.append(
-                [inner - outer + 0.2 * score, group[0] / frame_num * duration, (group[-1] + 1) / frame_num * duration]
-            )
+            start, end = group[0] / frame_num * duration, (group[-1] + 1) / frame_num * duration
+            if activitynet:
+                cut = end - start
+                start, end = start + cut * 0.02, end - cut * 0.02
+            found.append([inner - outer + gamma * score, start, end])
+            if activitynet:
+                found.append([0.6, 0, duration])
         return found
 
     detections = []
-    for c in [c for c in range(scores.size) if scores[c] >= 0.25]:
+    for c in [c for c in range(scores.size) if scores[c] >= th_class]:
         frames = cv2.resize(cas[:, c][None].astype(np.float32), (frame_num, 1), interpolation=cv2.INTER_LINEAR)[0]
         props = []
-        for th in np.arange(0.0, 0.25, 0.025):
+        for th in np.arange(0.0, th_max, 0.025):
             col = frames.copy()
             col[col < th] = 0
             props += proposals(np.where(col > 0)[0], col, float(scores[c]))
-        for th in np.arange(0.3, 0.8, 0.075):
+        for th in [] if activitynet else np.arange(0.3, 0.8, 0.075):
             mag = mag_frames.copy()
             mag[mag < th] = 0
             props += proposals(np.where(mag > 0)[0], frames, float(scores[c]))
-        detections += [(c, *p) for p in _nms_plus_one(props, 0.55)]
+        detections += [(c, *p) for p in _nms_plus_one(props, nms_th)]
     return detections
 
 

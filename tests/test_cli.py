@@ -69,6 +69,7 @@ def test_bench_quick_measures_every_section_next_to_its_baseline(tmp_path, run_c
         "Memory",
         "Training",
         "Localize and evaluate",
+        "ActivityNet scale",
     ]
     assert all(m["value"] > 0 for s in sections.values() for m in s["measures"])
     flow = {m["what"]: m for m in sections["Optical flow"]["measures"]}
@@ -80,6 +81,8 @@ def test_bench_quick_measures_every_section_next_to_its_baseline(tmp_path, run_c
     detections = [m for m in sections["Localize and evaluate"]["measures"] if "localize (" in m["what"]]
     assert len(detections) == 4 and all(" 0 detections" not in m["what"] for m in detections)
     assert "## End to end" in report and "| speed-up |" in report
+    scale = {m["what"]: m["value"] for m in sections["ActivityNet scale"]["measures"]}
+    assert len(scale) == 8 and all(scale[f"{n} videos: wtal train peak RSS"] > 100 for n in (30, 300))
 
 
 def test_bench_refuses_an_unknown_section(run_cli):

@@ -34,10 +34,10 @@ def _lines(path: Path) -> list[dict]:
 
 def test_the_validation_split_is_stratified_seeded_and_disjoint(data):
     database = load_annotations(data / "annotations.json")
-    held = choose_held_out(database, "train", "0.25", select_on_test=False, seed=0)
+    held = choose_held_out(database, "train", "0.25", test_subset=None, seed=0)
     assert held is not None and held.selected_on == "validation" and held.subset == "train"
-    again = choose_held_out(database, "train", "0.25", select_on_test=False, seed=0)
-    other = choose_held_out(database, "train", "0.25", select_on_test=False, seed=1)
+    again = choose_held_out(database, "train", "0.25", test_subset=None, seed=0)
+    other = choose_held_out(database, "train", "0.25", test_subset=None, seed=1)
     assert again is not None and other is not None and again.videos == held.videos != other.videos
     train = [vid for vid, e in database.items() if e["subset"] == "train"]
     first = {vid: database[vid]["labels"][0] for vid in train}

@@ -242,7 +242,7 @@ def test_features_without_timing_are_refused_and_declared_timing_places_rows(tmp
     code, out, err = run_cli(
         "import", "features", source, "--data", data, "--fps", "30", "--frames-per-row", "16", "--stride", "8"
     )
-    assert code == 0 and "imported 6 feature files" in out, err
+    assert code == 0 and "imported 6 videos" in out, err
     assert json.loads((data / "features" / "timing.json").read_text()) == {
         "fps": 30.0,
         "frames_per_row": 16,

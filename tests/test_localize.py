@@ -112,8 +112,9 @@ def demo(tmp_path_factory):
     return out, result, "\n".join(lines)
 
 
-#: measured mAP@0.5 of the reduced demo (16 videos, 12 s, 300 steps, seed 0) minus a margin
-DEMO_MIN_MAP_AT_05 = 0.45  # measured 0.523
+#: mAP@0.5 of the reduced demo (16 videos, 12 s, 300 steps, seed 0) measured here, and how far it moved when
+#: every feature was perturbed by a relative 1e-6, as another CPU's float rounding does (0.875 in 2 of 2 trials)
+DEMO_MAP_AT_05, DEMO_SPREAD = 0.917, 0.1
 
 
 @pytest.mark.slow
@@ -121,7 +122,7 @@ def test_demo_reaches_its_stated_map_and_leaves_every_artifact(demo):
     out, result, log = demo
     at_05 = result.map_per_threshold[list(np.round(result.thresholds, 2)).index(0.5)]
     print(f"reduced demo mAP@0.5 = {at_05:.3f}")
-    assert at_05 >= DEMO_MIN_MAP_AT_05
+    assert at_05 >= DEMO_MAP_AT_05 - DEMO_SPREAD
     assert "RANDOM weights" in log and "DIS flow" in log
     for path in (
         "run/checkpoint.pt",
@@ -142,8 +143,8 @@ def test_localize_cli_on_a_raw_clip(demo, tmp_path, run_cli):
     out, _, _ = demo
     database = json.loads((out / "data" / "annotations.json").read_text())["database"]
     vid = next(v for v, e in database.items() if e["subset"] == "test")
-    clip = out / "videos" / f"{vid}.mp4"
-    copy = tmp_path / "my_clip.mp4"
+    [clip] = (out / "videos").glob(f"{vid}.*")
+    copy = tmp_path / f"my_clip{clip.suffix}"
     copy.write_bytes(clip.read_bytes())
     code, stdout, err = run_cli(
         "localize",
@@ -158,7 +159,7 @@ def test_localize_cli_on_a_raw_clip(demo, tmp_path, run_cli):
         "cpu",
     )
     assert code == 0, err
-    assert "RANDOM" in err and "my_clip.mp4" in stdout
+    assert "RANDOM" in err and copy.name in stdout
     dets = json.loads((tmp_path / "dets.json").read_text())
     assert set(dets["results"]) == {"my_clip"}
     found = dets["results"]["my_clip"]

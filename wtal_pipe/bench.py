@@ -16,6 +16,7 @@ import multiprocessing
 import os
 import platform
 import resource
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -26,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from .bench_sections import BENCH_SECTIONS, BenchSection
+from .bench_sections import BENCH_SECTIONS, DEFAULT_SECTIONS, BenchSection
 from .config import DecodeConfig, ExtractionConfig, FeatureConfig, FlowConfig
 from .errors import WtalError
 from .provenance import DEFAULT_FPS, DEFAULT_SECONDS_PER_ROW
@@ -79,11 +80,16 @@ class Sizes:
     thumos_train: bool
     localize_videos: int
     localize_dim: int  # feature width (and hidden width) of the localize section's models
+    scale_videos: tuple[int, int] = (1_500, 15_000)  # ActivityNet 1.3 has ~15,000 videos
+    scale_dim: int = 2048
+    scale_steps: int = 100
 
     @classmethod
     def pick(cls, quick: bool, gpu: bool) -> Sizes:
         if quick:
-            return cls(1.0, (160, 120), 64, 4, (1, 2), 64, 1, 1, 64, (1.0, 3.0), 32, "dis", 2, False, 8, 64)
+            return cls(
+                1.0, (160, 120), 64, 4, (1, 2), 64, 1, 1, 64, (1.0, 3.0), 32, "dis", 2, False, 8, 64, (30, 300), 16, 3
+            )
         if gpu:
             return cls(
                 30.0,
@@ -457,6 +463,82 @@ def bench_training(sizes: Sizes, device: str, workdir: Path) -> Section:
     return section
 
 
+def _activitynet_sized(folder: Path, videos: int, dim: int, seed: int = 0) -> Path:
+    """An ActivityNet-1.3-shaped DATA_DIR: 2/3 ``training``, 1/3 ``validation`` (its 10,024 / 4,926), 200
+    classes, 100-200 random I3D rows per video (ActivityNet's 30-240 s at 16 frames / 25 fps), one segment
+    each; written once, a video at a time."""
+    from .cache import atomic_write_json
+    from .data.timing import I3D_TIMING
+    from .layout import DataLayout
+
+    layout = DataLayout(folder)
+    rng = np.random.default_rng(seed)
+    layout.features_dir.mkdir(parents=True, exist_ok=True)
+    database = {}
+    for index in range(videos):
+        vid = f"v{index:05d}"
+        rows = int(rng.integers(100, 201))
+        np.save(layout.features(vid), rng.standard_normal((rows, dim), dtype=np.float32))
+        seconds = rows * DEFAULT_SECONDS_PER_ROW
+        database[vid] = {
+            "subset": "validation" if index % 3 == 2 else "training",
+            "duration": seconds,
+            "annotations": [{"label": f"class{index % 200}", "segment": [0.3 * seconds, 0.7 * seconds]}],
+        }
+    atomic_write_json(layout.annotations, {"database": database})
+    atomic_write_json(layout.timing_declaration, I3D_TIMING.to_dict())
+    return folder
+
+
+def _peak_rss_of_command(args: list[str]) -> tuple[float, float]:
+    """Peak RSS (MiB) and wall seconds of ``python -m wtal_pipe ARGS`` in its own process."""
+    import subprocess
+    import sys
+
+    start = time.perf_counter()
+    child = subprocess.Popen([sys.executable, "-m", "wtal_pipe", *args], stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(child.pid, 0)
+    child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode:
+        raise WtalError(f"wtal {args[0]} failed (exit {child.returncode}) while benchmarking")
+    return usage.ru_maxrss / 1024, time.perf_counter() - start
+
+
+def bench_scale(sizes: Sizes, device: str, workdir: Path) -> Section:
+    """Peak RSS of ``wtal train`` and ``wtal test`` and the time of one training step on an ActivityNet-1.3-
+    shaped set and on a tenth of it: features are read per batch and scores streamed, so neither grows with
+    the number of videos."""
+    small, large = sizes.scale_videos
+    section = Section(
+        "ActivityNet scale",
+        f"{small:,} and {large:,} videos of 100-200 random {sizes.scale_dim}-d rows (2/3 training, 1/3 "
+        f"validation, 200 classes); `wtal train --method um --preset activitynet1.3 --iters {sizes.scale_steps}` "
+        "(T 50, batch 16, hidden 2048) and `wtal test` on validation, each in its own process, the first "
+        "command on a new DATA_DIR (every feature file checked once)",
+    )
+    for videos in (small, large):
+        data = _activitynet_sized(workdir / f"anet_{videos}", videos, sizes.scale_dim)
+        run = workdir / f"anet_run_{videos}"
+        common = ["--data", str(data), "--device", device]
+        train_rss, _ = _peak_rss_of_command(
+            ["train", "--method", "um", "--preset", "activitynet1.3", "--iters", str(sizes.scale_steps),
+             "--out", str(run), *common]
+        )  # fmt: skip
+        log = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
+        step = (log[-1]["seconds"] - log[0]["seconds"]) / (len(log) - 1)
+        test_rss, test_seconds = _peak_rss_of_command(
+            ["test", "--run", str(run), "--out", str(workdir / f"anet_dets_{videos}.json"), *common]
+        )
+        section.measures += [
+            Measure(f"{videos:,} videos: wtal train peak RSS", train_rss, "MiB", higher_is_better=False),
+            Measure(f"{videos:,} videos: one training step", 1000 * step, "ms", higher_is_better=False),
+            Measure(f"{videos:,} videos: wtal test peak RSS", test_rss, "MiB", higher_is_better=False),
+            Measure(f"{videos:,} videos: wtal test wall", test_seconds, "s", higher_is_better=False),
+        ]
+        shutil.rmtree(data)
+    return section
+
+
 def thumos_like_durations(count: int, gt: Path | None) -> list[float]:
     """Test-video durations from an annotation file with durations (e.g. THUMOS14's), or drawn like them."""
     if gt is not None:
@@ -594,7 +676,7 @@ def run_benchmarks(
         if path is not None and (Path(path).is_dir() or not Path(path).parent.is_dir()):
             raise WtalError("cannot write the report there", "pass a file name in an existing folder", path)
     durations = thumos_like_durations(sizes.localize_videos, gt) if gt else None
-    wanted = set(only or BENCH_SECTIONS)
+    wanted = set(only or (BENCH_SECTIONS if quick else DEFAULT_SECTIONS))
     sections: list[Section] = []
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
@@ -607,6 +689,7 @@ def run_benchmarks(
             "memory": lambda: bench_memory(sizes, resolved, workdir),
             "train": lambda: bench_training(sizes, resolved, workdir),
             "localize": lambda: bench_localize(sizes, resolved, gt, durations),
+            "scale": lambda: bench_scale(sizes, resolved, workdir),
         }
         for name, step in steps.items():
             if name in wanted:

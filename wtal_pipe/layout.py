@@ -77,6 +77,12 @@ class DataLayout:
         return self.features_dir / "timing.json"
 
     @property
+    def feature_checks(self) -> Path:
+        """Which feature files were found finite and of which shape, by size and modification time
+        (``data/dataset.py``: a command on 15,000 videos does not re-read every file)."""
+        return self.root / ".feature-checks.json"
+
+    @property
     def cache_dir(self) -> Path:
         return self.root / "cache"
 

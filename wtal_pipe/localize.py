@@ -3,7 +3,8 @@
 Per selected class: normalize the CAS over time, resample it onto a finer grid, threshold it at each of
 the method's thresholds, group consecutive grid points into proposals, score each by outer-inner
 contrast plus a share of the video-level class score; a method with an actionness score adds a
-second proposal set from thresholding that; then per-class NMS and seconds.
+second proposal set from thresholding that; then seconds (optionally shrunk, plus a whole-video
+proposal: BackTAL on ActivityNet) and per-class NMS.
 
 The four official implementations differ in every one of these steps (normalization, grid geometry,
 rounding of the outer region, the NMS overlap), and the differences move mAP by points, so each is a
@@ -251,6 +252,12 @@ def localize(scores: VideoScores, config: LocalizationSettings, timing: VideoTim
         segments = np.stack([time(start), time(end + 1)], axis=1)
         if config.clip_to_duration:
             segments = np.clip(segments, 0.0, timing.duration)
+        if config.proposal_shrink:
+            cut = (segments[:, 1] - segments[:, 0]) * config.proposal_shrink
+            segments = np.stack([segments[:, 0] + cut, segments[:, 1] - cut], axis=1)
+        if config.whole_video_score is not None:  # BackTAL on ActivityNet; NMS keeps one of its official copies
+            segments = np.concatenate([segments, [[0.0, timing.duration]]])
+            score = np.append(score, config.whole_video_score)
         keep = (
             np.arange(score.size)
             if config.nms_threshold is None

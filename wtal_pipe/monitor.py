@@ -49,14 +49,15 @@ class HeldOut:
 
 
 def choose_held_out(
-    database: dict, train_subset: str, val: str | None, *, select_on_test: bool, seed: int
+    database: dict, train_subset: str, val: str | None, *, test_subset: str | None, seed: int
 ) -> HeldOut | None:
-    """``val``: a fraction of the training subset (``"0.2"``) or another subset's name; ``select_on_test``:
-    the ``test`` subset, as the official code selects. Held-out videos need segments."""
-    if val is not None and select_on_test:
+    """``val``: a fraction of the training subset (``"0.2"``) or another subset's name; ``test_subset``: select
+    on the benchmark's test subset, as the official code does. Held-out videos need segments."""
+    if val is not None and test_subset is not None:
         raise WtalError("--val and --select-on test choose the checkpoint in two ways", "pass one of them")
-    if select_on_test:
-        held = HeldOut(_subset(database, "test"), "test", "test", "the test subset (the official protocol)")
+    if test_subset is not None:
+        how = f"the {test_subset!r} subset, the benchmark's test set (the official protocol)"
+        held = HeldOut(_subset(database, test_subset), test_subset, "test", how)
     elif val is None:
         return None
     elif (fraction := _fraction(val)) is not None:

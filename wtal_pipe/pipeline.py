@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import zipfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -54,18 +55,23 @@ def localize_rows(model: Method, rows: np.ndarray, timing: VideoTiming) -> Local
     return Localized(scores, timing, localize(scores, model.config.localization, timing))
 
 
-def save_scores(path: Path, results: dict[str, Localized]) -> None:
-    """Raw scores and timing of every video (.npz), so thresholds and NMS can be re-tuned and plots drawn
-    without the model."""
-    raw: dict[str, Any] = {}
-    for vid, result in results.items():
-        s = result.scores
-        raw[f"{vid}/cas"], raw[f"{vid}/video_scores"] = s.cas, s.video_scores
-        if s.actionness is not None:
-            raw[f"{vid}/actionness"] = s.actionness
-        raw[f"{vid}/timing"] = result.timing.to_array()
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        np.savez_compressed(fh, **raw)
+@contextmanager
+def score_writer(path: Path) -> Iterator[Callable[[str, Localized], None]]:
+    """Raw scores and timing of each video, added one video at a time to an .npz (written atomically when
+    the block ends), so thresholds and NMS can be re-tuned and plots drawn without the model, and a test set
+    of any size never sits in memory."""
+    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as archive:
+
+        def add(vid: str, result: Localized) -> None:
+            s = result.scores
+            arrays = {"cas": s.cas, "video_scores": s.video_scores, "timing": result.timing.to_array()}
+            if s.actionness is not None:
+                arrays["actionness"] = s.actionness
+            for name, array in arrays.items():
+                with archive.open(f"{vid}/{name}.npy", "w", force_zip64=True) as fh:
+                    np.lib.format.write_array(fh, np.asarray(array), allow_pickle=False)
+
+        yield add
 
 
 def load_scores(path: Path) -> tuple[dict[str, VideoScores], dict[str, VideoTiming]]:
@@ -88,14 +94,14 @@ def check_feature_dim(dataset: Dataset, meta: RunMeta) -> None:
         )
 
 
-def unselected(results: dict[str, Localized], settings: LocalizationSettings) -> str | None:
+def unselected(video_scores: dict[str, np.ndarray], settings: LocalizationSettings) -> str | None:
     """When some videos got no class at all (none reached the class threshold), a sentence saying how many,
     the highest video score seen among them, and the setting to change; else None."""
-    quiet = [vid for vid, r in results.items() if selected_classes(r.scores.video_scores, settings).size == 0]
+    quiet = [vid for vid, scores in video_scores.items() if selected_classes(scores, settings).size == 0]
     if not quiet:
         return None
-    top = max(float(results[vid].scores.video_scores.max()) for vid in quiet)
-    where = "any video" if len(quiet) == len(results) else f"{len(quiet)} of {len(results)} videos"
+    top = max(float(video_scores[vid].max()) for vid in quiet)
+    where = "any video" if len(quiet) == len(video_scores) else f"{len(quiet)} of {len(video_scores)} videos"
     lower = max(0.0, np.floor(top * 90) / 100)
     return (
         f"no class reached class_threshold {settings.class_threshold:g} in {where} (highest video score there "
@@ -116,16 +122,17 @@ def localize_dataset(
     ``report`` hears why videos have no detections, if some have none for want of a class."""
     dataset = Dataset(data_dir, subset, classes=meta.classes)
     check_feature_dim(dataset, meta)
-    results = {}
-    for video in dataset.videos:
-        rows = video.load()
-        results[video.vid] = localize_rows(model, rows, video.timing(rows.shape[0]))
-    if scores_out is not None:
-        save_scores(scores_out, results)
-    why = unselected(results, model.config.localization)
+    per_video, video_scores = {}, {}
+    with score_writer(scores_out) if scores_out is not None else nullcontext(None) as save:
+        for video in dataset.videos:
+            rows = video.load()
+            result = localize_rows(model, rows, video.timing(rows.shape[0]))
+            per_video[video.vid], video_scores[video.vid] = result.detections, result.scores.video_scores
+            if save is not None:
+                save(video.vid, result)
+    why = unselected(video_scores, model.config.localization)
     if why and report:
         report(why)
-    per_video = {vid: result.detections for vid, result in results.items()}
     return detections_json(
         per_video, meta.classes, {"method": meta.method, "subset": subset, "checkpoint": meta.checkpoint}
     )

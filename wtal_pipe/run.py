@@ -54,6 +54,7 @@ class RunMeta:
     extraction: ExtractionConfig | None  # how its features were extracted; None for imported or generated ones
     seed: int | None = None
     subset: str | None = None
+    preset: str | None = None  # the benchmark preset it was trained with (None: THUMOS14's, or imported)
     videos: int | None = None
     negatives: int | None = None
     clicks: str | None = None  # "real", "simulated" or "none"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import time
 import warnings
 from collections.abc import Callable, Iterable
@@ -25,6 +26,7 @@ from .errors import DataError, WtalError
 from .layout import DataLayout
 from .methods import get_method
 from .methods.base import Batch, Method, MethodOutput
+from .methods.presets import DEFAULT_PRESET, benchmark, preset_settings
 from .methods.settings import MethodConfig
 from .monitor import HeldOut, Monitor, choose_held_out, tensorboard_writer
 from .run import Run, run_meta, run_target, save_checkpoint
@@ -36,7 +38,8 @@ class TrainOptions:
     data_dir: Path
     out_dir: Path
     seed: int = 0
-    subset: str = "train"
+    subset: str | None = None  # the training subset (default: the preset's, "train" for THUMOS14)
+    preset: str = DEFAULT_PRESET  # the benchmark whose published settings and subsets to use (methods/presets.py)
     device: str = "auto"
     negatives: bool | None = None  # None: the method's default (on for CMCS when negatives exist)
     simulate_clicks: bool = False
@@ -166,9 +169,15 @@ def _attach_clicks(options: TrainOptions, dataset: Dataset, rng: np.random.Gener
 
 def _standardize(model: Method, dataset: Dataset) -> None:
     """``normalize_features``: the model's input statistics from every training row."""
-    rows = np.concatenate([np.asarray(v.load(), np.float64) for v in dataset.videos])
-    model.feature_mean.copy_(torch.from_numpy(rows.mean(0)))
-    model.feature_std.copy_(torch.from_numpy(rows.std(0) + 1e-6))
+    count, total = 0, np.zeros(dataset.feature_dim)
+    for video in dataset.videos:  # one video at a time, two passes: the training set never sits in memory
+        rows = np.asarray(video.load(), np.float64)
+        count, total = count + len(rows), total + rows.sum(0)
+    mean, squares = total / count, np.zeros(dataset.feature_dim)
+    for video in dataset.videos:
+        squares += ((np.asarray(video.load(), np.float64) - mean) ** 2).sum(0)
+    model.feature_mean.copy_(torch.from_numpy(mean))
+    model.feature_std.copy_(torch.from_numpy(np.sqrt(squares / count) + 1e-6))
 
 
 @dataclass
@@ -177,6 +186,7 @@ class Session:
 
     method: type[Method]
     dataset: Dataset
+    subset: str
     model: Method
     sampler: BatchSampler
     held_out: HeldOut | None
@@ -185,31 +195,44 @@ class Session:
 
 def _prepare(options: TrainOptions) -> Session:
     method = get_method(options.method)
-    config = method.configure(options.overrides)
+    config = method.configure(preset_settings(method, options.preset, options.overrides))
     if options.eval_every is not None and options.val is None and not options.select_on_test:
         raise WtalError("--eval-every scores held-out videos, and none are held out", "add --val 0.2 (or --val SUBSET)")
+    facts = benchmark(options.preset)
+    subset = options.subset or facts.train_subset
     database = load_annotations(DataLayout(Path(options.data_dir)).annotations)
     held = choose_held_out(
-        database, options.subset, options.val, select_on_test=options.select_on_test, seed=options.seed
-    )
-    exclude = set(held.videos) if held is not None and held.subset == options.subset else None
+        database, subset, options.val, test_subset=facts.test_subset if options.select_on_test else None,
+        seed=options.seed,
+    )  # fmt: skip
+    exclude = set(held.videos) if held is not None and held.subset == subset else None
     dataset = Dataset(
-        options.data_dir,
-        options.subset,
-        negatives=_use_negatives(options, method),
-        annotator=options.annotator,
+        options.data_dir, subset, negatives=_use_negatives(options, method), annotator=options.annotator,
         exclude=exclude,
-    )
+    )  # fmt: skip
     rng = np.random.default_rng(options.seed)
     torch.manual_seed(options.seed)
     if method.uses_clicks:
         _attach_clicks(options, dataset, rng)
     device = resolve_device(options.device)
+    entries = training_entries(dataset.videos, config.training.single_label_copies)
+    config = with_epochs(config, len(entries))
     model = method(dataset.feature_dim, dataset.num_classes, config)
     if config.training.normalize_features:
         _standardize(model, dataset)
-    sampler = BatchSampler(training_entries(dataset.videos, config.training.single_label_copies), config, rng)
-    return Session(method, dataset, model.to(device), sampler, held, device)
+    sampler = BatchSampler(entries, config, rng)
+    return Session(method, dataset, subset, model.to(device), sampler, held, device)
+
+
+def with_epochs(config: MethodConfig, entries: int) -> MethodConfig:
+    """``config`` whose step count is its ``epochs`` passes over ``entries`` training samples (a pass has
+    ``ceil(entries / batch_size)`` batches, the last one short, as PyTorch's DataLoader), when epochs are set."""
+    training = config.training
+    if training.epochs is None:
+        return config
+    batches = training.epochs * math.ceil(entries / training.batch_size)
+    steps = math.ceil(batches / training.accumulate)
+    return dataclasses.replace(config, training=training.replace(iterations=steps))
 
 
 def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -> Path:
@@ -228,7 +251,8 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
         data_dir=dataset.data_dir,
         features=dataset.videos[0].features,
         seed=options.seed,
-        subset=options.subset,
+        subset=session.subset,
+        preset=options.preset,
         videos=len(dataset.videos),
         negatives=sum(v.background_only for v in dataset.videos),
         clicks="simulated" if options.simulate_clicks else ("real" if session.method.uses_clicks else "none"),
@@ -308,6 +332,11 @@ class Trainer:
         self.model, self.device = model, device
         self.training = training = model.config.training
         self.optimizer = torch.optim.Adam(model.parameters(), lr=training.lr, weight_decay=training.weight_decay)
+        self.scheduler = (
+            None
+            if training.lr_decay_at is None
+            else torch.optim.lr_scheduler.MultiStepLR(self.optimizer, [training.lr_decay_at], training.lr_decay)
+        )
         self.divisor = training.accumulate if training.gradient_accumulation == "mean" else 1
         self.steps = 0
         self.collapsed = False  # a collapse was reported (once per run)
@@ -329,7 +358,14 @@ class Trainer:
             for name, value in terms.items():  # logged per forward pass, whatever the accumulation
                 totals[name] = totals.get(name, 0.0) + value.item() / self.training.accumulate
         self.optimizer.step()
+        if self.scheduler is not None:
+            self.scheduler.step()
         return totals
+
+    @property
+    def lr(self) -> float:
+        """The learning rate the next step takes."""
+        return float(self.optimizer.param_groups[0]["lr"])
 
     def _watch(self, outputs: MethodOutput) -> None:
         if not self.collapsed:
@@ -359,6 +395,7 @@ def _optimize(
     start = time.perf_counter()
     with open(log_path, "w") as log:
         for step in range(1, iterations + 1):
+            lr = trainer.lr
             totals = trainer.step(session.sampler.next() for _ in range(accumulate))
             record: dict[str, Any] = {
                 "step": step,
@@ -373,7 +410,7 @@ def _optimize(
                 for name, value in record.items():
                     if name not in ("step", "seconds"):
                         writer.add_scalar(f"train/{name}", value, step)
-                writer.add_scalar("train/lr", trainer.training.lr, step)
+                writer.add_scalar("train/lr", lr, step)
             held_out = monitor(session.model, step) if monitor and monitor.due(step, iterations) else None
             if held_out is not None and monitor is not None:
                 record["held_out"] = {

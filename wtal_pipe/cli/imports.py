@@ -103,10 +103,15 @@ def import_features_cli(
     whole_video: Annotated[
         bool, typer.Option(help="Rows resampled to cover each whole video (fixed T, ActivityNet style).")
     ] = False,
-    force: Annotated[bool, typer.Option(help="Replace another timing declaration.")] = False,
+    annotations: Annotated[
+        Path | None,
+        typer.Option(help="ActivityNet-style annotation file (e.g. activity_net.v1-3.min.json): import its videos."),
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Replace another timing declaration or dataset.")] = False,
 ):
-    """Copy feature files into DATA_DIR/features and declare how their rows are timed."""
-    from ..data.feature_sets import import_features
+    """Copy feature files into DATA_DIR/features and declare how their rows are timed; with --annotations, the
+    labelled videos of that file (files named <id>.npy or v_<id>.npy), its subsets and segments."""
+    from ..data.releases import import_features
     from ..data.timing import DECLARE, FeatureTiming
     from ..errors import WtalError
 
@@ -115,5 +120,24 @@ def import_features_cli(
     if whole_video == timed or (whole_video and any(v is not None for v in frame_options)):
         raise WtalError("say how the rows are timed: --fps and --frames-per-row, or --whole-video (not both)", DECLARE)
     timing = FeatureTiming() if whole_video else FeatureTiming(fps, frames_per_row, stride or frames_per_row)
-    count = import_features(source, data, timing, force)
-    console.print(f"imported {count} feature files into {data}/features, rows timed as {timing.to_dict()}")
+    imported = import_features(source, data, timing, force, annotations)
+    console.print(f"{imported.summary()}\nrows timed as {timing.to_dict()}")
+
+
+@import_app.command("wtalc")
+def import_wtalc_cli(
+    source: Annotated[
+        Path, typer.Argument(help="Folder holding <Name>-I3D-JOINTFeatures.npy and <Name>-Annotations/ (W-TALC).")
+    ],
+    data: Data = Path("data"),
+    name: Annotated[
+        str | None, typer.Option(help="The release's <Name> when the folder holds several (e.g. ActivityNet1.2).")
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Import over an existing dataset.")] = False,
+):
+    """A W-TALC feature release (THUMOS14, ActivityNet 1.2 I3D) -> DATA_DIR; its pickles are read without
+    running anything in them."""
+    from ..data.releases import import_wtalc
+
+    imported = import_wtalc(source, data, name, force)
+    console.print(imported.summary())

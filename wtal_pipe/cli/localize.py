@@ -24,7 +24,9 @@ SkipUnannotated = Annotated[
 def test_cli(
     run: Run,
     data: Data = Path("data"),
-    subset: Annotated[str, typer.Option(help="The subset to localize and evaluate.")] = "test",
+    subset: Annotated[
+        str | None, typer.Option(help="The subset to localize and evaluate (default: the run's preset's test subset).")
+    ] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Detections JSON (ActivityNet format).")] = Path("dets.json"),
     tiou: Annotated[
         str | None,
@@ -46,12 +48,14 @@ def test_cli(
     from ..data.annotations import load_annotations, scored_videos
     from ..evaluate import evaluate, parse_tiou
     from ..layout import DataLayout
+    from ..methods.presets import benchmark
     from ..pipeline import localize_dataset
     from ..run import load_run
     from ..train import parse_settings
 
     model, meta = load_run(run, device, parse_settings(settings or []), checkpoint)
     console.print(f"{run}: {meta.checkpoint}")
+    subset = subset or benchmark(meta.preset).test_subset
     localization = model.config.localization
     thresholds = parse_tiou(tiou or localization.eval_tiou)
     annotations = DataLayout(data).annotations
@@ -71,7 +75,8 @@ def test_cli(
     if left_out:
         console.print(f"left out of the mAP: {left_out} video(s) with labels but no segments (--skip-unannotated)")
     result = evaluate(database, detections, subset, thresholds, out, meta.classes, videos=scored)
-    console.print(f"{meta.method} on {subset} ({len(result.classes)} classes), {meta.checkpoint}:")
+    counts = f"{len(scored)} videos with ground truth, {len(result.classes)} classes"
+    console.print(f"{meta.method} on {subset} ({counts}), {meta.checkpoint}:")
     console.print(escape(result.table()))
 
 
@@ -172,7 +177,7 @@ def _report_clip(
         return
     found = clip.result.detections
     console.print(f"[bold]{escape(clip.clip.name)}[/] ({clip.result.timing.duration:.1f} s): {len(found)} detections")
-    why = unselected({clip.clip.stem: clip.result}, settings)
+    why = unselected({clip.clip.stem: clip.result.scores.video_scores}, settings)
     if why:
         warn(f"{clip.clip.name}: {why}")
     for c, score, start, end in sorted(found, key=lambda d: -d[1])[:10]:

@@ -72,7 +72,10 @@ def annotate_cli(
 def bench_cli(
     sections: Annotated[
         list[str] | None,
-        typer.Argument(help=f"Sections to measure (default: all): {', '.join(BENCH_SECTIONS)}.", show_default=False),
+        typer.Argument(
+            help=f"Sections to measure (default: all but scale, which writes ~21 GB): {', '.join(BENCH_SECTIONS)}.",
+            show_default=False,
+        ),
     ] = None,
     out: Annotated[Path | None, typer.Option(help="Write the report (Markdown) here, e.g. BENCHMARKS.md.")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write every number as JSON here.")] = None,

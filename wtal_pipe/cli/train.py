@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 import typer
 
+from ..methods.presets import PresetName
 from .app import Data, Device, Method, Settings, app, console
 
 Out = Annotated[Path, typer.Option("--out", "-o", help="Run folder for checkpoint, config and log.")]
@@ -15,7 +16,13 @@ Iters = Annotated[int | None, typer.Option(min=1, help="Optimizer steps (default
 BatchSize = Annotated[int | None, typer.Option(min=1, help="Videos per forward pass.")]
 Lr = Annotated[float | None, typer.Option(help="Learning rate (published: 1e-4; 1e-3 for short CPU runs).")]
 NumSegments = Annotated[int | None, typer.Option(min=1, help="Rows per training video.")]
-Subset = Annotated[str, typer.Option(help="Training subset name (ActivityNet: training).")]
+Subset = Annotated[
+    str | None, typer.Option(help="Training subset (default: the preset's: train, ActivityNet training).")
+]
+Preset = Annotated[
+    PresetName,
+    typer.Option(help="Benchmark whose published settings, subsets and tIoU range to use (wtal presets lists them)."),
+]
 Negatives = Annotated[
     bool | None,
     typer.Option(
@@ -51,7 +58,8 @@ def train_cli(
     batch_size: BatchSize = None,
     lr: Lr = None,
     num_segments: NumSegments = None,
-    subset: Subset = "train",
+    subset: Subset = None,
+    preset: Preset = "thumos14",
     negatives: Negatives = None,
     simulate_clicks: SimulateClicks = False,
     annotator: Annotator = None,
@@ -68,7 +76,7 @@ def train_cli(
 
     flags = {"iterations": iters, "batch_size": batch_size, "lr": lr, "num_segments": num_segments}
     options = TrainOptions(
-        method, data, out, seed=seed, subset=subset, device=device, negatives=negatives,
+        method, data, out, seed=seed, subset=subset, preset=preset, device=device, negatives=negatives,
         simulate_clicks=simulate_clicks, annotator=annotator, val=val, select_on_test=select_on == "test",
         eval_every=eval_every, tensorboard=tensorboard,
         overrides={k: v for k, v in flags.items() if v is not None} | parse_settings(settings or []),
@@ -95,3 +103,11 @@ def progress_line(record: dict) -> str:
         best = f"best {100 * held['best']:.2f} at step {held['best_step']}"
         line += f"  | {label} avg mAP {100 * held['average_mAP']:.2f} ({best})"
     return line
+
+
+@app.command("presets")
+def presets_cli() -> None:
+    """Each method's settings per benchmark preset, with the source of every value (Markdown)."""
+    from ..methods.presets import preset_table_markdown
+
+    print(preset_table_markdown(), end="")

@@ -6,12 +6,15 @@ Nothing here knows D or the number of classes in advance: both come from the fil
 
 from __future__ import annotations
 
+import contextlib
+import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from ..cache import atomic_write_json, read_json
 from ..errors import DataError
 from ..layout import DataLayout
 from ..provenance import DEFAULT_FPS, Provenance
@@ -173,14 +176,13 @@ class Dataset:
 
     def _check_dims(self) -> int:
         """The feature dimension shared by every video (the odd one out, against the majority, is named),
-        each file a finite (T, D) array (a NaN or inf is named by its first row)."""
+        each file a finite (T, D) array (a NaN or inf is named by its first row). A file already found good
+        with its present size and modification time is not read again (``layout.feature_checks``)."""
+        checks = FeatureChecks(self.layout)
         dims: dict[int, list[Video]] = {}
         for video in self.videos:
-            rows = read_feature_rows(video.features)
-            bad = first_nonfinite_row(rows)
-            if bad is not None:
-                raise DataError(f"row {bad} holds NaN or inf values", "re-extract or repair this video", video.features)
-            dims.setdefault(rows.shape[1], []).append(video)
+            dims.setdefault(checks.dim(video.features), []).append(video)
+        checks.save()
         majority = max(dims, key=lambda d: len(dims[d]))
         for dim, videos in dims.items():
             if dim != majority:
@@ -190,6 +192,48 @@ class Dataset:
                     videos[0].features,
                 )
         return majority
+
+
+#: a file modified this recently is not recorded: file systems stamp times in coarse ticks, so a same-size
+#: rewrite within one tick would otherwise look unchanged (git's "racy" rule)
+RACY_NS = 2_000_000_000
+
+
+class FeatureChecks:
+    """Feature files found finite and 2-D, keyed by path with their size and modification time; a file that
+    changed is checked again."""
+
+    def __init__(self, layout: DataLayout):
+        self.path, self.root = layout.feature_checks, layout.root
+        saved = read_json(self.path)
+        self.known: dict[str, list[int]] = saved if isinstance(saved, dict) else {}
+        self.added: dict[str, list[int]] = {}
+
+    def dim(self, path: Path) -> int:
+        """The file's feature dimension, read and checked unless known (a bad file is a one-line error)."""
+        key = str(path.relative_to(self.root)) if path.is_relative_to(self.root) else str(path)
+        try:
+            stat = path.stat()
+        except OSError:
+            stat = None
+        known = self.known.get(key)
+        if stat is not None and isinstance(known, list) and known[:2] == [stat.st_size, stat.st_mtime_ns]:
+            return int(known[2])
+        rows = read_feature_rows(path)
+        bad = first_nonfinite_row(rows)
+        if bad is not None:
+            raise DataError(f"row {bad} holds NaN or inf values", "re-extract or repair this video", path)
+        if stat is not None and time.time_ns() - stat.st_mtime_ns > RACY_NS:
+            self.added[key] = [stat.st_size, stat.st_mtime_ns, int(rows.shape[1])]
+        return int(rows.shape[1])
+
+    def save(self) -> None:
+        """Record the newly checked files (merged with what another process may have recorded meanwhile)."""
+        if not self.added:
+            return
+        current = read_json(self.path)
+        with contextlib.suppress(OSError):  # a read-only dataset is checked again next time
+            atomic_write_json(self.path, (current if isinstance(current, dict) else {}) | self.added)
 
 
 class DataWarning(UserWarning):

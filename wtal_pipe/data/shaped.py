@@ -102,17 +102,41 @@ def shaped_rows(
     return x.astype(np.float32)
 
 
+def sample_videos(database: dict, subsets: tuple[str, ...] | None, count: int | None, seed: int) -> dict:
+    """The videos of ``subsets`` (all: None), or ``count`` of them drawn with the subsets' proportions (with
+    replacement once there are fewer, the copies renamed ``<id>_<k>``): a benchmark of any size with the
+    real set's timing, e.g. ActivityNet 1.3's 15,000 videos from 1.2's annotations."""
+    kept = {vid: v for vid, v in database.items() if subsets is None or v.get("subset") in subsets}
+    if count is None:
+        return kept
+    rng = np.random.default_rng([seed, count])
+    by_subset: dict[str, list[str]] = {}
+    for vid, video in kept.items():
+        by_subset.setdefault(str(video.get("subset")), []).append(vid)
+    drawn: dict = {}
+    for vids in by_subset.values():
+        share = max(1, round(count * len(vids) / len(kept)))
+        picks = rng.choice(len(vids), share, replace=share > len(vids))
+        for k, index in enumerate(picks):
+            vid = vids[index] if share <= len(vids) else f"{vids[index]}_{k}"
+            drawn[vid] = dict(database[vids[index]])
+    return drawn
+
+
 def write_shaped_dataset(
     annotations: str | Path,
     durations: str | Path | None,
     data_dir: str | Path,
     settings: ShapedFeatures = ShapedFeatures(),
     seed: int = 0,
+    subsets: tuple[str, ...] | None = None,
+    count: int | None = None,
 ) -> int:
-    """DATA_DIR/annotations.json (with durations) and one feature file per video of ``annotations``;
-    durations come from the video entries, else from ``durations`` (an annotation file that has them,
-    e.g. BackTAL's THUMOS14 file). Returns the number of videos written."""
-    database = load_annotations(annotations)
+    """DATA_DIR/annotations.json (with durations) and one feature file per video of ``annotations`` (those of
+    ``subsets``, or ``count`` drawn from them: :func:`sample_videos`); durations come from the video entries,
+    else from ``durations`` (an annotation file that has them, e.g. BackTAL's THUMOS14 file). Returns the
+    number of videos written."""
+    database = sample_videos(load_annotations(annotations), subsets, count, seed)
     extra = load_annotations(durations) if durations else {}
     layout = DataLayout(Path(data_dir))
     classes = sorted({a["label"] for v in database.values() for a in v.get("annotations", [])})
@@ -131,7 +155,8 @@ def write_shaped_dataset(
             {"generated": "shaped benchmark", "shape": list(rows.shape), "timing": I3D_TIMING.to_dict()},
         )
     atomic_write_json(layout.annotations, {"database": database})
-    atomic_write_json(layout.root / "shaped.json", {"seed": seed, "source": str(annotations), **asdict(settings)})
+    record = {"seed": seed, "source": str(annotations), "subsets": subsets, "count": count, **asdict(settings)}
+    atomic_write_json(layout.root / "shaped.json", record)
     return len(database)
 
 

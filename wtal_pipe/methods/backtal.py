@@ -20,20 +20,30 @@ Deliberate fix: a batch without clicks trains without the click terms instead of
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .base import Batch, Method, MethodOutput, rename_official, topk_mean, typed
-from .basnet import FILTER_OFFICIAL_KEYS, BaSNetNetwork, FilterModule, filter_collapse, filter_l1, two_branch_targets
+from .basnet import (
+    FILTER_OFFICIAL_KEYS,
+    FilterModule,
+    SuppressionNetwork,
+    filter_collapse,
+    filter_l1,
+    two_branch_targets,
+)
+from .presets import Presets, Sourced
 from .registry import register_method
-from .settings import AtLeast, Count, LocalizationSettings, MethodConfig, TrainingSettings, steps
+from .settings import Above, AtLeast, AtMost, Count, LocalizationSettings, MethodConfig, TrainingSettings, steps
 
 
 @dataclass(frozen=True)
-class BackTALNetwork(BaSNetNetwork):
+class BackTALNetwork(SuppressionNetwork):
+    topk_ratio: Annotated[float, Above(0), AtMost(1)] = 0.125  # video score = mean of the top int(T x ratio) CAS values
+    separation_topk_ratio: Annotated[float, Above(0), AtMost(1)] | None = None  # None: the video score (THUMOS14)
     embed_hidden: Count = 512
     embed_dim: Count = 32
     affinity_operator: Literal["channel-thirds", "per-tap"] = "channel-thirds"  # official code; per-tap: paper
@@ -76,6 +86,30 @@ class AffinityConv(nn.Module):
         return (taps.transpose(1, 2) @ weight.T).transpose(1, 2)  # (B, T, O) viewed as (B, O, T)
 
 
+def _anet12(key: str, value: object) -> Sourced:
+    return Sourced(value, f"experiments/ActivityNet1.2.yaml {key}")
+
+
+#: BackTAL's ActivityNet 1.2 config; it reports no 1.3 and ships no 1.3 config, so its 1.3 preset repeats these
+ACTIVITYNET = {
+    "num_segments": _anet12("NUM_SEGMENTS", 100),
+    "batch_size": _anet12("BATCH_SIZE", 128),
+    "lr": _anet12("LR", 2e-4),
+    "epochs": _anet12("EPOCH_NUM", 25),
+    "topk_ratio": _anet12("TOPK_K_R", 0.6),
+    "separation_topk_ratio": _anet12("TOPK_K_R_FOR_LOSS", 0.2),
+    "separation_weight": _anet12("C_LOSS_TOPK_BG", 0.1),
+    "class_threshold": _anet12("CLS_SCORE_TH", 0.1),
+    "cas_thresholds": _anet12("ACT_THRESH_MIN/MAX/STEP", steps(0.0, 0.15, 0.025)),
+    "actionness_thresholds": Sourced((), "post_process/functions.py: magnitude proposals on THUMOS14 only"),
+    "outer_ratio": _anet12("OUTER_LAMBDA", 20.0),
+    "class_score_weight": _anet12("CONF_GAMMA", 0.6),
+    "proposal_shrink": Sourced(0.02, "post_process/functions.py get_localization"),
+    "whole_video_score": Sourced(0.6, "post_process/functions.py get_localization"),
+    "nms_threshold": _anet12("NMS_THRESHOLD", 0.7),
+}
+
+
 @register_method("backtal")
 class BackTAL(Method):
     Network = BackTALNetwork
@@ -93,6 +127,7 @@ class BackTAL(Method):
     )
     uses_clicks = True
     has_actionness = True
+    presets: ClassVar[Presets] = {"activitynet1.2": ACTIVITYNET, "activitynet1.3": ACTIVITYNET}
     settings: BackTALNetwork
 
     def __init__(self, feature_dim: int, num_classes: int, config: MethodConfig):
@@ -122,7 +157,7 @@ class BackTAL(Method):
         similarity = neighbour_similarity(embedding)
         _, cas_base = self.branch(x, similarity)
         first_supp, cas_supp = self.branch((weights * features).transpose(1, 2), similarity)
-        k = features.shape[1] // self.settings.topk_divisor
+        k = self.top_k(features.shape[1], self.settings.topk_ratio)
         logits_base, logits_supp = topk_mean(cas_base, k), topk_mean(cas_supp, k)  # (B, C + 1)
         magnitude = first_supp.norm(p=2, dim=1)  # (B, T)
         low = magnitude.min(1, keepdim=True).values.clamp_min(0)
@@ -158,12 +193,15 @@ class BackTAL(Method):
             log_probs = F.log_softmax(i["cas_base"], dim=2)  # (B, T, C + 1)
             terms["click"] = self.settings.click_weight * -log_probs[..., self.num_classes][clicked].mean()
         separation, affinity = [], []
-        k = i["cas_supp"].shape[1] // self.settings.topk_divisor
+        length = i["cas_supp"].shape[1]
+        k = self.top_k(length, self.settings.topk_ratio)
+        ratio = self.settings.separation_topk_ratio  # ActivityNet: a top-k mean of its own, not the video score
+        foreground_scores = i["logits_base"] if ratio is None else topk_mean(i["cas_base"], self.top_k(length, ratio))
         for b in (clicked.any(1) & has_action).nonzero().flatten().tolist():
             clicks = clicked[b].nonzero().flatten()
             labelled = batch.labels[b].nonzero().flatten()
             at_clicks = i["cas_base"][b][clicks][:, labelled].mean(0)  # (L,)
-            pairs = torch.stack([i["logits_base"][b, labelled], at_clicks], dim=1)  # (L, 2)
+            pairs = torch.stack([foreground_scores[b, labelled], at_clicks], dim=1)  # (L, 2)
             separation.append(-F.log_softmax(pairs, dim=1)[:, 0].mean())
             foreground = i["cas_supp"][b][:, labelled].topk(k, dim=0).indices.T.flatten()  # per class, concatenated
             affinity.append(self.affinity_loss(i["embedding"][b].T, foreground, clicks))
@@ -174,6 +212,11 @@ class BackTAL(Method):
 
     def collapse(self, outputs: MethodOutput) -> str | None:
         return filter_collapse(outputs.internals["weights"])
+
+    @staticmethod
+    def top_k(length: int, ratio: float) -> int:
+        """The official ``int(T x ratio)`` (at least one row)."""
+        return max(1, int(length * ratio))
 
     def affinity_loss(self, embedding: torch.Tensor, foreground: torch.Tensor, clicks: torch.Tensor) -> torch.Tensor:
         """Online hard example mining on one video's embedding (T, E): the least similar pair within the

@@ -17,12 +17,14 @@ import torch
 from torch import nn
 
 from ..errors import WtalError
+from .presets import Presets
 from .settings import GROUPS, LocalizationSettings, MethodConfig, NetworkSettings, Settings, TrainingSettings
 
 #: settings a run of an earlier wtal-pipe recorded that are no settings now (method traits, or widths of
 #: modules a method does not have); dropped when such a run is loaded
 RETIRED = frozenset(
     {"uses_clicks", "has_background_class", "negatives_by_default", "hidden_dim", "leaky_slope", "dropout"}
+    | {"topk_divisor"}  # BackTAL's top-k is a ratio now (its default 0.125 is 1 / 8)
 )
 
 
@@ -56,6 +58,8 @@ class Method(nn.Module):
     has_background_class: ClassVar[bool] = True  # can train on background-only pseudo videos (hard negatives)
     negatives_by_default: ClassVar[bool] = False  # trains with hard negatives whenever DATA_DIR/negatives exists
     has_actionness: ClassVar[bool] = False  # outputs a class-agnostic actionness (a second proposal set)
+    #: per benchmark preset (``presets.py``), the settings that differ from the THUMOS14 defaults, with sources
+    presets: ClassVar[Presets] = {}
     feature_mean: torch.Tensor  # buffers: identity unless normalize_features
     feature_std: torch.Tensor
 

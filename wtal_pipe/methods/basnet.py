@@ -26,19 +26,25 @@ from .settings import AtLeast, Count, LocalizationSettings, MethodConfig, Networ
 
 
 @dataclass(frozen=True)
-class BaSNetNetwork(NetworkSettings):
+class SuppressionNetwork(NetworkSettings):
+    """What BaS-Net and BackTAL share: temporal layers behind a filtering module."""
+
     hidden_dim: Count = 2048  # width of the temporal layers, whatever the input D (official: 2048)
     leaky_slope: Annotated[float, AtLeast(0)] = 0.01  # nn.LeakyReLU() default, as the official code uses
     dropout: Share = 0.7
-    topk_divisor: Count = 8  # video score = mean of the top T // 8 CAS values
     filter_dim: Count = 512  # hidden width of the filtering module
     filter_l1_weight: Annotated[float, AtLeast(0)] = 1e-4  # x sum over time of |w|, mean over the batch
+
+
+@dataclass(frozen=True)
+class BaSNetNetwork(SuppressionNetwork):
+    topk_divisor: Count = 8  # video score = mean of the top T // 8 CAS values
 
 
 class CASModule(nn.Module):
     """Two temporal convs (D -> hidden -> hidden, k=3), dropout and a bias-free classifier over C + 1."""
 
-    def __init__(self, feature_dim: int, num_classes: int, settings: BaSNetNetwork):
+    def __init__(self, feature_dim: int, num_classes: int, settings: SuppressionNetwork):
         super().__init__()
         self.conv1 = nn.Conv1d(feature_dim, settings.hidden_dim, 3, padding=1)
         self.conv2 = nn.Conv1d(settings.hidden_dim, settings.hidden_dim, 3, padding=1)
@@ -55,7 +61,7 @@ class CASModule(nn.Module):
 class FilterModule(nn.Module):
     """Per-segment foreground weight in (0, 1): Conv1d(D, 512, 1) - LeakyReLU - Conv1d(512, 1, 1) - sigmoid."""
 
-    def __init__(self, feature_dim: int, settings: BaSNetNetwork):
+    def __init__(self, feature_dim: int, settings: SuppressionNetwork):
         super().__init__()
         self.conv1 = nn.Conv1d(feature_dim, settings.filter_dim, 1)
         self.conv2 = nn.Conv1d(settings.filter_dim, 1, 1)

@@ -16,7 +16,7 @@ resolution, each detection dilated by 20 frames, score = inner - outer + 0.25 x 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +24,7 @@ from torch import nn
 
 from ..errors import WtalError
 from .base import Batch, Method, MethodOutput, normalize_rows, typed
+from .presets import Presets, Sourced
 from .registry import register_method
 from .settings import AtLeast, Count, LocalizationSettings, MethodConfig, NetworkSettings, Share, TrainingSettings
 
@@ -89,6 +90,27 @@ def norm_regularizer(branch_cas: torch.Tensor) -> torch.Tensor:
     return (norms - norms.mean(dim=1, keepdim=True)).abs().mean()
 
 
+def activitynet(steps: int) -> dict[str, Sourced]:
+    """The official ActivityNet configs (``configs/anet12-local-I3D.json``, ``anet13-...``, which differ in the
+    steps only): the ``check_points`` step is the model tested, and the learning rate drops tenfold after
+    ``max_step_num // 2`` steps (max_step_num = steps + 5)."""
+
+    def official(key: str, value: object) -> Sourced:
+        return Sourced(value, f"configs/anet1{{2,3}}-local-I3D.json {key}")
+
+    return {
+        "accumulate": official("batch_size", 32),
+        "lr": official("learning_rate", 1e-3),
+        "weight_decay": official("weight_decay", 1e-4),
+        "iterations": official("check_points", steps),
+        "lr_decay_at": official("learning_rate_decay (max_step_num // 2)", (steps + 5) // 2),
+        "embed_dim": official("base_layer_params", 256),
+        "branch_dim": official("cls_layer_params", 128),
+        "attention_dim": official("att_layer_params", 128),
+        "cas_thresholds": official("thrh_value (x the mean)", (1e-7,)),
+    }
+
+
 @register_method("cmcs")
 class CMCS(Method):
     Network = CMCSNetwork
@@ -119,6 +141,7 @@ class CMCS(Method):
         eval_tiou="0.1:0.5:0.1",
     )
     negatives_by_default = True
+    presets: ClassVar[Presets] = {"activitynet1.2": activitynet(20000), "activitynet1.3": activitynet(30000)}
     official_files = (1, 2)
     settings: CMCSNetwork
 

@@ -47,6 +47,11 @@ class Below:
 
 
 @dataclass(frozen=True)
+class AtMost:
+    high: float
+
+
+@dataclass(frozen=True)
 class NonEmpty:
     """A list setting that needs at least one value."""
 
@@ -115,6 +120,8 @@ def _bounds_error(name: str, value: Any, hint: Any) -> str | None:
                 return f"setting {name}={v!r} must be above {bound.low:g}"
             if isinstance(bound, Below) and v >= bound.high:
                 return f"setting {name}={v!r} must be below {bound.high:g}"
+            if isinstance(bound, AtMost) and v > bound.high:
+                return f"setting {name}={v!r} must be at most {bound.high:g}"
     return None
 
 
@@ -163,7 +170,10 @@ class TrainingSettings(Settings):
     gradient_accumulation: Literal["mean", "sum"] = "mean"  # sum: gradients of the accumulated passes add up
     single_label_copies: bool = False  # a video with L labels trains as L one-label copies weighted 1/L
     iterations: Count = 1500  # optimizer steps
+    epochs: Count | None = None  # when set, the steps are this many passes over the training videos instead
     lr: Annotated[float, Above(0)] = 1e-4
+    lr_decay_at: Count | None = None  # after this many steps the learning rate is multiplied by lr_decay (CMCS)
+    lr_decay: Annotated[float, Above(0)] = 0.1
     weight_decay: Annotated[float, AtLeast(0)] = 5e-4
     normalize_features: bool = False  # standardize each input dimension with training-set statistics
 
@@ -204,6 +214,10 @@ class LocalizationSettings(Settings):
     outer_region: Literal["bas", "backtal", "cmcs"] = "bas"  # which official rounding (localize.outer_bounds)
     class_score_weight: Annotated[float, AtLeast(0)] = 0.2  # weight of the video-level score in a proposal's
     binarize_class_score: bool = False  # BaS-Net's test code scores with 1 instead of the probability
+    proposal_shrink: Annotated[float, AtLeast(0), Below(0.5)] = (
+        0.0  # share of a proposal cut at each end, after scoring
+    )
+    whole_video_score: float | None = None  # a class with proposals also proposes the whole video at this score
     nms_threshold: Annotated[float, Above(0)] | None = 0.7  # per-class NMS tIoU; None keeps every proposal
     nms_plus_one: bool = True  # the official NMS adds 1 to lengths and overlaps (meant for frame indices)
     clip_to_duration: bool = False  # clip segments to [0, duration] (CMCS)

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .base import Batch, Method, MethodOutput, normalize_rows, rename_official, topk_mean, typed
+from .presets import Presets, Sourced
 from .registry import register_method
 from .settings import (
     Above,
@@ -65,6 +66,10 @@ class UM(Method):
     )
     has_background_class = False
     has_actionness = True
+    presets: ClassVar[Presets] = {
+        name: {"num_segments": Sourced(50, "UM paper (its code has no ActivityNet config)")}
+        for name in ("activitynet1.2", "activitynet1.3")
+    }
     settings: UMNetwork
 
     def __init__(self, feature_dim: int, num_classes: int, config: MethodConfig):

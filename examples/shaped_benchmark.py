@@ -1,16 +1,20 @@
-"""THUMOS-shaped benchmark: the real THUMOS14 annotation timing (410 videos, 20 classes, real durations)
-with synthetic features made hard on purpose (part-only, low-contrast actions, class context beside them,
-generic motion in the background; ``wtal_pipe/data/shaped.py``).
+"""Shaped benchmarks: a real annotation file's timing (THUMOS14: 410 videos, 20 classes; ActivityNet 1.2:
+the training and validation videos, 100 classes) with synthetic features made hard on purpose (part-only,
+low-contrast actions, class context beside them, generic motion in the background; ``wtal_pipe/data/shaped.py``).
 
-    python examples/thumos_shaped_benchmark.py OUT_DIR [--methods basnet,um,cmcs,backtal] [--device cuda]
-        [--scale 1.0] [--dim 2048] [--hidden 2048] [--seed 0] [--seeds 0,1,2] [--set name=value ...] [--ablate]
+    python examples/shaped_benchmark.py OUT_DIR [--benchmark thumos14|activitynet1.2] [--videos N]
+        [--methods basnet,um,cmcs,backtal] [--device cuda] [--scale 1.0] [--dim 2048] [--hidden 2048]
+        [--seed 0] [--seeds 0,1,2] [--set name=value ...] [--ablate]
 
-``--scale`` multiplies every method's published iteration count (use < 1 on a CPU, which also switches
-to lr 1e-3); ``--dim`` sets the feature size and ``--hidden`` the methods' hidden width (smaller is
-faster on a CPU). ``--seed`` draws the features, ``--seeds`` the training runs. Prints one mAP row per
-method and seed (final checkpoint, tIoU 0.1:0.7) and writes OUT_DIR/results.json. ``--ablate`` also
-re-localizes each trained run with each official post-processing choice flipped (README, "Official
-choices that one may argue with"). A run already in OUT_DIR is reused.
+Each method trains with the benchmark's preset (its authors' settings there) and is scored on the
+benchmark's test subset over its tIoU range (THUMOS14: 0.1:0.7 for every method, to compare them).
+``--scale`` multiplies every method's published step (or epoch) count (use < 1 on a CPU, which also switches
+to lr 1e-3); ``--dim`` sets the feature size and ``--hidden`` the methods' hidden width (smaller is faster on
+a CPU); ``--videos`` draws that many videos from the benchmark's (the subsets' proportions kept). ``--seed``
+draws the features, ``--seeds`` the training runs. Prints one mAP row per method and seed (final checkpoint)
+and writes OUT_DIR/results.json. ``--ablate`` also re-localizes each trained run with each official
+post-processing choice flipped (README, "Official choices that one may argue with"). A run already in
+OUT_DIR is reused.
 """
 
 from __future__ import annotations
@@ -21,14 +25,20 @@ from pathlib import Path
 
 from wtal_pipe.data.annotations import load_annotations
 from wtal_pipe.data.shaped import ShapedFeatures, write_shaped_dataset
-from wtal_pipe.evaluate import THUMOS_TIOU, evaluate
+from wtal_pipe.evaluate import THUMOS_TIOU, evaluate, parse_tiou
 from wtal_pipe.methods import get_method
+from wtal_pipe.methods.presets import benchmark, preset_settings
 from wtal_pipe.methods.settings import LocalizationSettings
 from wtal_pipe.pipeline import localize_dataset
 from wtal_pipe.run import load_run
 from wtal_pipe.train import TrainOptions, parse_settings, train
 
 FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures"
+#: benchmark -> (annotations, a file with the durations if they lack them, the subsets to draw from)
+SOURCES = {
+    "thumos14": (FIXTURES / "thumos14_gt.json", FIXTURES / "thumos14_gt_fps_duration.json", None),
+    "activitynet1.2": (FIXTURES / "activitynet12.min.json", None, ("training", "validation")),
+}
 
 
 def alternatives(settings: LocalizationSettings) -> dict[str, object]:
@@ -45,15 +55,18 @@ def alternatives(settings: LocalizationSettings) -> dict[str, object]:
 
 def score(run: Path, data: Path, device: str, overrides: dict | None = None) -> dict:
     model, meta = load_run(run, device, overrides)
-    detections = localize_dataset(model, meta, data, "test")
-    return evaluate(
-        load_annotations(data / "annotations.json"), detections, "test", THUMOS_TIOU, known_classes=meta.classes
-    ).to_dict()
+    facts = benchmark(meta.preset)
+    thresholds = parse_tiou(facts.eval_tiou) if facts.eval_tiou else THUMOS_TIOU
+    detections = localize_dataset(model, meta, data, facts.test_subset)
+    database = load_annotations(data / "annotations.json")
+    return evaluate(database, detections, facts.test_subset, thresholds, known_classes=meta.classes).to_dict()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("out", type=Path)
+    parser.add_argument("--benchmark", choices=sorted(SOURCES), default="thumos14")
+    parser.add_argument("--videos", type=int, default=None, help="draw this many videos (default: all)")
     parser.add_argument("--methods", default="basnet,um,cmcs,backtal")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--scale", type=float, default=1.0)
@@ -66,14 +79,23 @@ def main() -> None:
     args = parser.parse_args()
     data = args.out / "data"
     if not (data / "annotations.json").exists():
-        gt, durations = FIXTURES / "thumos14_gt.json", FIXTURES / "thumos14_gt_fps_duration.json"
-        write_shaped_dataset(gt, durations, data, ShapedFeatures(dim=args.dim), seed=args.seed)
+        gt, durations, subsets = SOURCES[args.benchmark]
+        settings = ShapedFeatures(dim=args.dim)
+        write_shaped_dataset(gt, durations, data, settings, seed=args.seed, subsets=subsets, count=args.videos)
     results: dict[str, dict] = {}
     for method in args.methods.split(","):
         cls = get_method(method)
+        published = cls.configure(preset_settings(cls, args.benchmark, {})).training
+        length = (
+            {"epochs": max(1, round(published.epochs * args.scale))}
+            if published.epochs
+            else {"iterations": max(1, int(published.iterations * args.scale))}
+        )
+        if published.lr_decay_at:  # the decay stays at the same share of the steps
+            length["lr_decay_at"] = max(1, int(published.lr_decay_at * args.scale))
         overrides = {
-            "iterations": max(1, int(cls.training_defaults.iterations * args.scale)),
-            "lr": 1e-3 if args.scale < 1 else 1e-4,
+            **length,
+            "lr": 1e-3 if args.scale < 1 else published.lr,
             **cls.narrow(args.hidden),
             **parse_settings(args.set),
         }
@@ -85,6 +107,7 @@ def main() -> None:
                     data,
                     run,
                     seed=seed,
+                    preset=args.benchmark,
                     device=args.device,
                     simulate_clicks=cls.uses_clicks,
                     overrides=overrides,
@@ -93,7 +116,7 @@ def main() -> None:
             result = score(run, data, args.device)
             results.setdefault(method, {})[str(seed)] = {**overrides, **result}
             print(
-                f"{method:8s} seed {seed} iters {overrides['iterations']:6d}  mAP "
+                f"{method:8s} seed {seed} {json.dumps(length)}  mAP "
                 + " ".join(f"{100 * v:6.2f}" for v in result["mAP"].values())
                 + f"  avg {100 * result['average_mAP']:6.2f}",
                 flush=True,

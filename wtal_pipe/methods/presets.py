@@ -1,0 +1,134 @@
+"""Benchmark presets: what each method's authors used on a benchmark, each value with its source.
+
+``wtal train --preset activitynet1.2`` trains on the benchmark's training subset with the method's
+published settings for it, and the run remembers the preset, so ``wtal test`` scores the benchmark's test
+subset over its tIoU range. A method lists only what differs from its THUMOS14 defaults (``Method.presets``);
+where neither its official code nor its paper gives a value, the THUMOS14 value stays and the table says so.
+Importable without torch (the CLI offers the names as choices).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, get_args
+
+from ..errors import WtalError
+
+if TYPE_CHECKING:
+    from .base import Method
+
+PresetName = Literal["thumos14", "activitynet1.2", "activitynet1.3"]
+PRESET_NAMES: tuple[str, ...] = get_args(PresetName)
+DEFAULT_PRESET = "thumos14"
+KEPT = "THUMOS14 value (no source gives one)"
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """What a benchmark fixes for every method: where it trains and tests, and the tIoU range it reports."""
+
+    train_subset: str
+    test_subset: str
+    eval_tiou: str | None  # None: each method's paper's own range (THUMOS14: they differ)
+    source: str
+
+
+BENCHMARKS: dict[str, Benchmark] = {
+    "thumos14": Benchmark("train", "test", None, "THUMOS14 validation videos train, test videos test"),
+    **{
+        name: Benchmark(
+            "training",
+            "validation",
+            "0.5:0.95:0.05",
+            "ActivityNet protocol (test labels are withheld: train on training, report validation)",
+        )
+        for name in ("activitynet1.2", "activitynet1.3")
+    },
+}
+
+#: the settings the preset table always shows, changed or not (num_segments only where rows are sampled)
+HEADLINE = ("num_segments", "batch_size", "lr", "iterations", "class_threshold", "nms_threshold")
+
+
+@dataclass(frozen=True)
+class Sourced:
+    """A preset value and where it comes from (an official config file, a paper)."""
+
+    value: Any
+    source: str
+
+
+Presets = dict[str, dict[str, Sourced]]  # preset name -> setting -> value with its source
+
+
+def benchmark(name: str | None) -> Benchmark:
+    """A preset's benchmark facts (``None``: a run from before presets, or imported: THUMOS14)."""
+    if name is None:
+        return BENCHMARKS[DEFAULT_PRESET]
+    if name not in BENCHMARKS:
+        raise WtalError(f"unknown preset {name!r}", f"choose one of {', '.join(PRESET_NAMES)}")
+    return BENCHMARKS[name]
+
+
+def preset_values(method: type[Method], name: str) -> dict[str, Sourced]:
+    """Every setting ``name`` changes for ``method``, with its source."""
+    facts = benchmark(name)
+    values = {"eval_tiou": Sourced(facts.eval_tiou, facts.source)} if facts.eval_tiou else {}
+    return values | method.presets.get(name, {})
+
+
+def preset_settings(method: type[Method], name: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The settings to train with: the preset's values under the user's ``overrides``. A step count the user
+    gives wins over a preset's epochs."""
+    changes = {key: value.value for key, value in preset_values(method, name).items()}
+    if "iterations" in overrides and "epochs" not in overrides:
+        changes.pop("epochs", None)
+    return changes | overrides
+
+
+def preset_rows(method: type[Method]) -> list[tuple[str, list[str], str]]:
+    """(setting, its value per preset, the sources of the ActivityNet values) for ``method``: every setting a
+    preset changes and the headline settings; a value no source gives is the THUMOS14 one, marked ``*``."""
+    defaults = method.defaults()
+    shown = [name for name in HEADLINE if name != "num_segments" or defaults.training.train_sampling != "whole"]
+    changed = {name: preset_values(method, name) for name in PRESET_NAMES if name != DEFAULT_PRESET}
+    settings = dict.fromkeys([*shown, *(key for values in changed.values() for key in values)])
+    rows = []
+    for setting in settings:
+        if setting == "iterations" and all("epochs" in values for values in changed.values()):
+            continue  # the preset counts epochs instead
+        default = defaults.values().get(setting)
+        cells, sources = [_shown(default)], []
+        for values in changed.values():
+            given = values.get(setting)
+            cells.append(_shown(given.value) if given else f"{_shown(default)}*")
+            if given and given.source not in sources:
+                sources.append(given.source)
+        rows.append((setting, cells, "; ".join(sources) or "*"))
+    return rows
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, tuple):
+        return (
+            "[" + ", ".join(f"{v:g}" for v in value) + "]"
+            if len(value) < 5
+            else f"{value[0]:g}:{value[-1]:g} ({len(value)})"
+        )
+    return "none" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def preset_table_markdown() -> str:
+    """The README's table: per method and setting, its value under each preset, with the sources of the
+    ActivityNet values (``*``: the THUMOS14 value kept, no source gives one)."""
+    from .registry import get_method, list_methods
+
+    names = [name for name in PRESET_NAMES]
+    lines = [
+        f"| method | setting | {' | '.join(names)} | source of the ActivityNet values (official code unless said) |",
+        "|---|---|" + "---|" * len(names) + "---|",
+    ]
+    for method in list_methods():
+        for setting, cells, source in preset_rows(get_method(method)):
+            lines.append(f"| `{method}` | `{setting}` | {' | '.join(cells)} | {source} |")
+    return "\n".join(lines) + f"\n\n`*` {KEPT}.\n"
