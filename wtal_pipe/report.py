@@ -144,7 +144,7 @@ def markdown(groups: list[Group], thresholds: np.ndarray, subset: str, data_dir:
         lines += ["", "**selected on test**: the step that scored best on this very subset (the official protocol)."]
     for group in groups:
         seeds = ", ".join(f"seed {r.meta.seed} {r.result.average_map * 100:.2f}" for r in group.runs)
-        lines += ["", f"{group.name}, average mAP per run: {seeds}"]
+        lines += ["", f"{group.name}, {group.runs[0].protocol}, average mAP per run: {seeds}"]
     return "\n".join(lines) + "\n"
 
 
