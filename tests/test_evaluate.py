@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from wtal_pipe.data.annotations import load_annotations
+from wtal_pipe.detections import DetectionTable
 from wtal_pipe.errors import DataError
 from wtal_pipe.evaluate import evaluate, evaluate_files, interpolated_ap, parse_tiou
 
@@ -257,3 +258,45 @@ def test_evaluate_cli_json(tmp_path, run_cli):
     assert code == 0
     report = json.loads(out)
     assert report["per_class_AP"]["a"]["0.5"] == pytest.approx(0.5) and report["average_mAP"] == pytest.approx(0.25)
+
+
+def test_a_runs_table_scores_as_its_written_file(tmp_path):
+    """``wtal test`` evaluates its detection columns directly; that must equal evaluating the file it wrote
+    (rounding, tie order, videos outside the ground truth, classes without ground truth, ``videos=``)."""
+    database = load_annotations(FIXTURES / "thumos14_gt.json")
+    rng = np.random.default_rng(3)
+    test_videos = [vid for vid, v in database.items() if v["subset"] == "test"][:40]
+    gt_classes = sorted({a["label"] for vid in test_videos for a in database[vid]["annotations"]})
+    classes = [*gt_classes, "NotInThisSubset"]
+    table = DetectionTable(classes, {"method": "um"})
+    for vid in [*test_videos, "video_without_ground_truth"]:
+        found = []
+        for _ in range(int(rng.integers(0, 30))):
+            start = float(rng.uniform(0, 200))
+            score = float(rng.choice([0.5, rng.uniform()]))  # many exact ties
+            found.append((int(rng.integers(len(classes))), score, start, start + float(rng.uniform(0.1, 30))))
+        table.add(vid, found)
+    table.write_json(tmp_path / "dets.json")
+    written = json.loads((tmp_path / "dets.json").read_text())
+    assert written == table.to_json() and written["external_data"] == {"method": "um"}
+    assert len(written["results"]) == 41 and sum(map(len, written["results"].values())) == len(table)
+    known = set(gt_classes) | {"NotInThisSubset"}
+    for videos in (None, test_videos[::2]):
+        from_table = evaluate(database, table, "test", parse_tiou("0.1:0.7:0.1"), videos=videos)
+        from_file = evaluate(
+            database, written, "test", parse_tiou("0.1:0.7:0.1"), known_classes=list(known), videos=videos
+        )
+        np.testing.assert_array_equal(from_table.ap, from_file.ap)
+        assert from_table.classes == from_file.classes and from_table.ignored == from_file.ignored
+        assert from_table.ignored["NotInThisSubset"] > 0 and 0 < from_table.average_map < 1
+    assert next(iter(table.per_video()))[1] == [
+        (classes.index(d["label"]), d["score"], *d["segment"]) for d in written["results"][test_videos[0]]
+    ]
+
+
+def test_an_empty_table_writes_valid_json_and_scores_zero(tmp_path):
+    database = load_annotations(FIXTURES / "thumos14_gt.json")
+    table = DetectionTable(["BaseballPitch"])
+    table.write_json(tmp_path / "dets.json")
+    assert json.loads((tmp_path / "dets.json").read_text())["results"] == {}
+    assert evaluate(database, table, "test").average_map == 0.0

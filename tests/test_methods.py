@@ -113,7 +113,7 @@ def test_losses_decrease_and_planted_actions_are_found(name, planted, tmp_path):
     print(f"{name}: mAP@0.3/0.5/0.7 = {result.map_per_threshold.round(3)}")
     assert result.map_per_threshold[1] >= MIN_MAP_AT_05[name]
     raw = np.load(tmp_path / "cas.npz")  # the scores at the test-time input length, with the video's timing
-    vid = next(iter(detections["results"]))
+    vid = detections.videos[0]
     rows = np.load(planted / "features" / f"{vid}.npy").shape[0]
     tested = {"whole": rows, "uniform-if-longer": min(rows, 64)}.get(model.config.localization.test_sampling, 64)
     assert raw[f"{vid}/cas"].shape == (tested, 3) and raw[f"{vid}/timing"][0] == rows

@@ -575,8 +575,9 @@ def bench_localize(sizes: Sizes, device: str, gt: Path | None, durations: list[f
     every method with its official test settings, random weights and features (many proposals)."""
     import torch
 
+    from .detections import DetectionTable
     from .evaluate import THUMOS_TIOU, evaluate
-    from .localize import detections_json, localize
+    from .localize import localize
     from .methods import get_method
     from .methods.names import METHOD_NAMES
     from .pipeline import infer
@@ -602,7 +603,7 @@ def bench_localize(sizes: Sizes, device: str, gt: Path | None, durations: list[f
             scores[vid].video_scores = np.eye(len(classes), dtype=np.float32)[i % len(classes)]
         with timer() as localizing:
             per_video = {vid: localize(scores[vid], model.config.localization, timings[vid]) for vid in vids}
-        detections = detections_json(per_video, classes)
+        detections = DetectionTable.of(per_video, classes)
         with timer() as evaluating:
             evaluate(database, detections, "test", THUMOS_TIOU)
         count = sum(len(d) for d in per_video.values())

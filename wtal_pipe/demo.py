@@ -160,7 +160,6 @@ def _extract(clips: list[Path], data: Path) -> None:
 
 def _test(run: Path, data: Path, out: Path) -> EvaluationResult:
     """``wtal test`` of the demo's run: detections, raw scores, plots and the mAP table."""
-    from .cache import atomic_write_json
     from .data.annotations import load_annotations
     from .data.dataset import Dataset
     from .evaluate import THUMOS_TIOU, evaluate
@@ -172,7 +171,7 @@ def _test(run: Path, data: Path, out: Path) -> EvaluationResult:
     model, meta = load_run(run)
     scores = out / "dets_test.cas.npz"
     detections = localize_dataset(model, meta, data, "test", scores_out=scores)
-    atomic_write_json(out / "dets_test.json", detections)
+    detections.write_json(out / "dets_test.json")
     dataset = Dataset(data, "test", classes=meta.classes)
     settings = model.config.localization
     plot_saved_scores(
@@ -183,10 +182,9 @@ def _test(run: Path, data: Path, out: Path) -> EvaluationResult:
 
 def _localize_clip(clip: Path, run: Path, data: Path, out: Path, entry: dict, print_fn: Callable) -> None:
     """``wtal localize`` of one held-out clip from its raw video, with a plot."""
-    from .cache import atomic_write_json
     from .data.annotations import class_index, segments_of
+    from .detections import DetectionTable
     from .errors import WtalError
-    from .localize import detections_json
     from .pipeline import localize_clips
     from .plot import plot_video
     from .run import load_run
@@ -199,7 +197,7 @@ def _localize_clip(clip: Path, run: Path, data: Path, out: Path, entry: dict, pr
     if clip_result.result is None:
         raise WtalError(f"demo localization failed: {clip_result.error}")
     detections = clip_result.result.detections
-    atomic_write_json(out / "localize_clip.json", detections_json({clip.stem: detections}, meta.classes))
+    DetectionTable.of({clip.stem: detections}, meta.classes).write_json(out / "localize_clip.json")
     plot_video(
         out / "localize_clip.png",
         title=clip.name,

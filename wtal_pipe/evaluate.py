@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .data.annotations import class_index, load_annotations, scored_videos
+from .detections import DetectionTable
 from .errors import DataError
 from .intervals import tiou
 
@@ -136,14 +137,14 @@ class EvaluationResult:
 
 def evaluate(
     ground_truth: dict,
-    detections: dict,
+    detections: dict | DetectionTable,
     subset: str,
     thresholds=THUMOS_TIOU,
     detections_path: str | Path | None = None,
     known_classes: list[str] | None = None,
     videos: list[str] | None = None,
 ) -> EvaluationResult:
-    """mAP of ``detections`` (ActivityNet result JSON as a dict) against a GT ``database`` dict.
+    """mAP of ``detections`` (ActivityNet result JSON as a dict, or a run's table) against a GT ``database`` dict.
 
     Detections of a class without ground truth in ``subset`` do not count (mAP is over the GT's classes)
     and are tallied in ``ignored``, when the class is known: a label of the GT file's other subsets or
@@ -151,15 +152,18 @@ def evaluate(
     ``videos`` limits the evaluation to those videos of the subset (ground truth and detections alike).
     """
     thresholds = np.asarray(thresholds, float)
-    if videos is not None:
-        chosen = set(videos)
+    chosen = None if videos is None else set(videos)
+    if chosen is not None:
         ground_truth = {vid: v for vid, v in ground_truth.items() if vid in chosen or v.get("subset") != subset}
-        results = detections.get("results")
-        if isinstance(results, dict):
-            detections = {**detections, "results": {vid: d for vid, d in results.items() if vid in chosen}}
     classes, video_index, gt = _ground_truth_rows(ground_truth, subset)
-    known = set(known_classes or []) | {label for v in ground_truth.values() for label in _labels(v)}
-    det, ignored = _detection_rows(detections, classes, video_index, known, detections_path)
+    if isinstance(detections, DetectionTable):
+        det, ignored = _table_rows(detections, classes, video_index, chosen)
+    else:
+        results = detections.get("results")
+        if chosen is not None and isinstance(results, dict):
+            detections = {**detections, "results": {vid: d for vid, d in results.items() if vid in chosen}}
+        known = set(known_classes or []) | {label for v in ground_truth.values() for label in _labels(v)}
+        det, ignored = _detection_rows(detections, classes, video_index, known, detections_path)
     ap = np.zeros((len(classes), len(thresholds)))
     for c in range(len(classes)):
         g = gt[gt[:, 0] == c]
@@ -218,6 +222,29 @@ def _detection_rows(
                     path,
                 )
     return np.asarray(rows, float).reshape(-1, 5), ignored
+
+
+def _table_rows(
+    table: DetectionTable, classes: list[str], video_index: dict[str, int], chosen: set[str] | None
+) -> tuple[np.ndarray, dict[str, int]]:
+    """A run's detections as rows (class, video, start, end, score) in the order they were added, as the
+    result file would give them; the run's classes without ground truth here are tallied in ``ignored``."""
+    video, label, score, start, end = table.columns()
+    wanted = np.array([chosen is None or vid in chosen for vid in table.videos], bool)
+    # videos outside the GT get new indices: their detections are FPs
+    table_to_gt = np.full(len(table.videos), -1, np.int64)
+    for i in np.flatnonzero(wanted):
+        table_to_gt[i] = video_index.setdefault(table.videos[i], len(video_index))
+    gt_class = class_index(classes)
+    target = np.array([gt_class.get(name, -1) for name in table.classes], dtype=np.int64)[label]
+    keep = wanted[video]
+    ignored = {
+        table.classes[run_class]: int(count)
+        for run_class, count in zip(*np.unique(label[keep & (target < 0)], return_counts=True), strict=True)
+    }
+    counted = keep & (target >= 0)
+    columns = [target[counted], table_to_gt[video[counted]], start[counted], end[counted], score[counted]]
+    return np.stack(columns, axis=1).astype(float).reshape(-1, 5), ignored
 
 
 DETECTIONS_FORMAT = 'expected {"results": {vid: [{"label": ..., "score": number, "segment": [start_s, end_s]}]}}'

@@ -265,18 +265,3 @@ def localize(scores: VideoScores, config: LocalizationSettings, timing: VideoTim
         )
         detections += [(int(c), float(score[i]), float(segments[i, 0]), float(segments[i, 1])) for i in keep]
     return detections
-
-
-def detections_json(per_video: dict[str, list[Detection]], classes: list[str], external: dict | None = None) -> dict:
-    """ActivityNet result format."""
-    return {
-        "version": "wtal-pipe",
-        "results": {
-            vid: [
-                {"label": classes[c], "score": round(score, 6), "segment": [round(s, 3), round(e, 3)]}
-                for c, score, s, e in dets
-            ]
-            for vid, dets in per_video.items()
-        },
-        "external_data": external or {},
-    }

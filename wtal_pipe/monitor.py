@@ -22,9 +22,9 @@ import torch
 from .data.annotations import is_labels_only, load_annotations
 from .data.dataset import Dataset, Video
 from .data.labels import stratified_split
+from .detections import DetectionTable
 from .errors import DataError, WtalError
 from .evaluate import evaluate, parse_tiou
-from .localize import detections_json
 from .methods.base import Batch, Method
 from .pipeline import localize_rows, model_input
 from .run import Run
@@ -136,7 +136,7 @@ class Monitor:
             losses.append(self._loss(model, video, rows))
         model.train(was_training)
         thresholds = parse_tiou(model.config.localization.eval_tiou)
-        detections = detections_json({vid: r.detections for vid, r in results.items()}, self.classes)
+        detections = DetectionTable.of({vid: r.detections for vid, r in results.items()}, self.classes)
         result = evaluate(self.database, detections, self.held_out.subset, thresholds, videos=self.held_out.videos)
         terms = {name: float(np.mean([loss[name] for loss in losses])) for name in losses[0]}
         record = {

@@ -17,8 +17,9 @@ from .config import ExtractionConfig
 from .data.dataset import Dataset
 from .data.sampling import inference_input
 from .data.timing import VideoTiming, declared_timing
+from .detections import DetectionTable
 from .errors import DataError
-from .localize import Detection, VideoScores, detections_json, localize, selected_classes
+from .localize import Detection, VideoScores, localize, selected_classes
 from .methods.base import Method
 from .methods.settings import LocalizationSettings
 from .provenance import DEFAULT_FPS, Provenance
@@ -94,20 +95,33 @@ def check_feature_dim(dataset: Dataset, meta: RunMeta) -> None:
         )
 
 
-def unselected(video_scores: dict[str, np.ndarray], settings: LocalizationSettings) -> str | None:
-    """When some videos got no class at all (none reached the class threshold), a sentence saying how many,
-    the highest video score seen among them, and the setting to change; else None."""
-    quiet = [vid for vid, scores in video_scores.items() if selected_classes(scores, settings).size == 0]
-    if not quiet:
-        return None
-    top = max(float(video_scores[vid].max()) for vid in quiet)
-    where = "any video" if len(quiet) == len(video_scores) else f"{len(quiet)} of {len(video_scores)} videos"
-    lower = max(0.0, np.floor(top * 90) / 100)
-    return (
-        f"no class reached class_threshold {settings.class_threshold:g} in {where} (highest video score there "
-        f"{top:.3g}), so {'they have' if len(quiet) > 1 else 'it has'} no detections: try --set "
-        f"class_threshold={lower:g}"
-    )
+@dataclass
+class QuietVideos:
+    """Videos in which no class reached the class threshold (so they have no detections): counted as they
+    come, so a test set of any size is summed up in one sentence without keeping its scores."""
+
+    settings: LocalizationSettings
+    seen: int = 0
+    quiet: int = 0
+    top: float = 0.0  # the highest video score among the quiet videos
+
+    def add(self, video_scores: np.ndarray) -> None:
+        self.seen += 1
+        if selected_classes(video_scores, self.settings).size == 0:
+            self.top = max(self.top, float(video_scores.max())) if self.quiet else float(video_scores.max())
+            self.quiet += 1
+
+    def message(self) -> str | None:
+        """How many videos got no class, the highest video score seen among them and the setting to change."""
+        if not self.quiet:
+            return None
+        where = "any video" if self.quiet == self.seen else f"{self.quiet} of {self.seen} videos"
+        lower = max(0.0, np.floor(self.top * 90) / 100)
+        return (
+            f"no class reached class_threshold {self.settings.class_threshold:g} in {where} (highest video score "
+            f"there {self.top:.3g}), so {'they have' if self.quiet > 1 else 'it has'} no detections: try --set "
+            f"class_threshold={lower:g}"
+        )
 
 
 def localize_dataset(
@@ -117,25 +131,25 @@ def localize_dataset(
     subset: str,
     scores_out: Path | None = None,
     report: Callable[[str], None] | None = None,
-) -> dict:
-    """Detections (ActivityNet JSON dict) for every video of a subset; optionally saves the raw scores.
-    ``report`` hears why videos have no detections, if some have none for want of a class."""
+) -> DetectionTable:
+    """Detections of every video of a subset, one video in memory at a time; optionally saves the raw
+    scores. ``report`` hears why videos have no detections, if some have none for want of a class."""
     dataset = Dataset(data_dir, subset, classes=meta.classes)
     check_feature_dim(dataset, meta)
-    per_video, video_scores = {}, {}
+    table = DetectionTable(meta.classes, {"method": meta.method, "subset": subset, "checkpoint": meta.checkpoint})
+    quiet = QuietVideos(model.config.localization)
     with score_writer(scores_out) if scores_out is not None else nullcontext(None) as save:
         for video in dataset.videos:
             rows = video.load()
             result = localize_rows(model, rows, video.timing(rows.shape[0]))
-            per_video[video.vid], video_scores[video.vid] = result.detections, result.scores.video_scores
+            table.add(video.vid, result.detections)
+            quiet.add(result.scores.video_scores)
             if save is not None:
                 save(video.vid, result)
-    why = unselected(video_scores, model.config.localization)
+    why = quiet.message()
     if why and report:
         report(why)
-    return detections_json(
-        per_video, meta.classes, {"method": meta.method, "subset": subset, "checkpoint": meta.checkpoint}
-    )
+    return table
 
 
 @dataclass

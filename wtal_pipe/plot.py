@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from .cache import atomic_path
-from .data.annotations import class_index
 from .data.dataset import Dataset
+from .detections import DetectionTable
 from .errors import WtalError
 from .layout import inside
 from .localize import localization_signals, shown_classes
@@ -77,7 +77,7 @@ def plot_video(
 
 def plot_saved_scores(
     scores_path: Path,
-    detections: dict,
+    detections: DetectionTable,
     *,
     settings: LocalizationSettings,
     classes: list[str],
@@ -88,9 +88,9 @@ def plot_saved_scores(
     from .pipeline import load_scores
 
     scores, timings = load_scores(scores_path)
-    index = class_index(classes)
+    per_video = dict(detections.per_video())
     for video in dataset.videos:
-        dets = [(index[d["label"]], d["score"], *d["segment"]) for d in detections["results"].get(video.vid, [])]
+        dets = per_video.get(video.vid, [])
         plot_video(
             inside(out_dir, video.vid, ".png"),
             title=video.vid,

@@ -11,6 +11,7 @@ from rich.markup import escape
 from ..video.flow_engines import flow_presets
 
 if TYPE_CHECKING:
+    from ..detections import DetectionTable
     from ..methods.settings import LocalizationSettings
     from ..pipeline import ClipResult
 from .app import Data, Device, Run, Settings, Workers, app, console, err_console, random_weights_warning, warn
@@ -44,7 +45,6 @@ def test_cli(
     device: Device = "cpu",
 ):
     """Localize every video of a subset from its features, write detections, print the mAP table."""
-    from ..cache import atomic_write_json
     from ..data.annotations import load_annotations, scored_videos
     from ..evaluate import evaluate, parse_tiou
     from ..layout import DataLayout
@@ -63,11 +63,11 @@ def test_cli(
     scored = scored_videos(database, subset, skip_unannotated, annotations)  # before the work: a mixed subset
     scores = out.with_suffix(".cas.npz")
     detections = localize_dataset(model, meta, data, subset, scores_out=scores, report=warn)
-    atomic_write_json(out, detections)
+    detections.write_json(out)
     if plot_dir:
         _plot(scores, detections, localization, meta.classes, data, subset, plot_dir)
-    n = sum(len(d) for d in detections["results"].values())
-    console.print(f"wrote {out} ({n} detections in {len(detections['results'])} videos; raw scores in {scores})")
+    found = f"{len(detections)} detections in {len(detections.videos)} videos"
+    console.print(f"wrote {out} ({found}; raw scores in {scores})")
     if scored is None:
         console.print(f"no ground truth for subset {subset} (labels only, no segments): mAP not computed")
         return
@@ -80,7 +80,9 @@ def test_cli(
     console.print(escape(result.table()))
 
 
-def _plot(scores: Path, detections: dict, settings, classes: list[str], data: Path, subset: str, folder: Path) -> None:
+def _plot(
+    scores: Path, detections: DetectionTable, settings, classes: list[str], data: Path, subset: str, folder: Path
+) -> None:
     from ..data.dataset import Dataset
     from ..plot import plot_saved_scores
 
@@ -131,10 +133,9 @@ def localize_cli(
     device: Device = "auto",
 ):
     """Raw clips -> decode -> flow -> I3D -> trained model -> detections (seconds from the clip's start)."""
-    from ..cache import atomic_write_json
     from ..data.annotations import load_annotations
+    from ..detections import DetectionTable
     from ..errors import WtalError
-    from ..localize import detections_json
     from ..pipeline import clip_extraction, localize_clips
     from ..run import Run as RunDir
     from ..run import load_run
@@ -153,7 +154,7 @@ def localize_cli(
         found, model, meta, extraction, cache_dir=cache, workers=workers or default_workers(), device=device
     )
     per_video = {r.clip.stem: r.result.detections for r in results if r.result is not None}
-    atomic_write_json(out, detections_json(per_video, meta.classes, {"method": meta.method, "run": str(run)}))
+    DetectionTable.of(per_video, meta.classes, {"method": meta.method, "run": str(run)}).write_json(out)
     truth = load_annotations(gt) if gt else {}
     for r in results:
         target = (
@@ -170,15 +171,16 @@ def _report_clip(
 ) -> None:
     """A clip's ten best detections (or its failure) and, with ``plot``, its picture (``truth``: its annotations)."""
     from ..data.annotations import class_index, segments_of
-    from ..pipeline import unselected
+    from ..pipeline import QuietVideos
 
     if clip.result is None:
         err_console.print(f"[red]FAILED[/] {escape(str(clip.error))}")
         return
     found = clip.result.detections
     console.print(f"[bold]{escape(clip.clip.name)}[/] ({clip.result.timing.duration:.1f} s): {len(found)} detections")
-    why = unselected({clip.clip.stem: clip.result.scores.video_scores}, settings)
-    if why:
+    quiet = QuietVideos(settings)
+    quiet.add(clip.result.scores.video_scores)
+    if why := quiet.message():
         warn(f"{clip.clip.name}: {why}")
     for c, score, start, end in sorted(found, key=lambda d: -d[1])[:10]:
         console.print(f"  {escape(classes[c]):<28} {start:8.2f} - {end:8.2f} s   score {score:6.3f}")
