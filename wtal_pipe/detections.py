@@ -34,7 +34,9 @@ class DetectionTable:
         self._score, self._start, self._end = array("d"), array("d"), array("d")
 
     @classmethod
-    def of(cls, per_video: dict[str, list[Detection]], classes: list[str], external: dict | None = None):
+    def of(
+        cls, per_video: dict[str, list[Detection]], classes: list[str], external: dict | None = None
+    ) -> DetectionTable:
         table = cls(classes, external)
         for vid, detections in per_video.items():
             table.add(vid, detections)

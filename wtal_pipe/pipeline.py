@@ -103,12 +103,12 @@ class QuietVideos:
     settings: LocalizationSettings
     seen: int = 0
     quiet: int = 0
-    top: float = 0.0  # the highest video score among the quiet videos
+    top: float = float("-inf")  # the highest video score among the quiet videos
 
     def add(self, video_scores: np.ndarray) -> None:
         self.seen += 1
         if selected_classes(video_scores, self.settings).size == 0:
-            self.top = max(self.top, float(video_scores.max())) if self.quiet else float(video_scores.max())
+            self.top = max(self.top, float(video_scores.max()))
             self.quiet += 1
 
     def message(self) -> str | None:

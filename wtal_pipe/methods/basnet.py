@@ -89,7 +89,7 @@ def filter_collapse(weights: torch.Tensor) -> str | None:
     99% of the batch's weights, so a few stray rows do not hide a collapse (the held-out one had a mean of
     0.004 with rows above 0.05)."""
     flat = weights.detach().float().flatten()
-    low, high = (float(q) for q in torch.quantile(flat, torch.tensor([0.01, 0.99])))
+    low, high = (float(q) for q in torch.quantile(flat, torch.tensor([0.01, 0.99], device=flat.device)))
     if high < 0.05 or low > 0.95:
         return (
             f"the filtering module's foreground weights are near {0 if high < 0.05 else 1} almost everywhere "
