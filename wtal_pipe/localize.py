@@ -18,7 +18,7 @@ and a class without proposals does not crash.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -226,9 +226,15 @@ def localization_signals(
     return cas, actionness, time
 
 
-def localize(scores: VideoScores, config: LocalizationSettings, timing: VideoTiming) -> list[Detection]:
-    """Detections (class index, score, start_s, end_s) for one video, per class in NMS order."""
-    classes = selected_classes(scores.video_scores, config)
+def localize(
+    scores: VideoScores,
+    config: LocalizationSettings,
+    timing: VideoTiming,
+    classes: Sequence[int] | np.ndarray | None = None,
+) -> list[Detection]:
+    """Detections (class index, score, start_s, end_s) for one video, per class in NMS order; ``classes``
+    (default: those the video scores select) are the classes to localize (known labels: pseudo labels)."""
+    classes = selected_classes(scores.video_scores, config) if classes is None else np.asarray(classes, np.int64)
     if classes.size == 0:
         return []
     cas, actionness, time = localization_signals(scores, config, timing, classes)

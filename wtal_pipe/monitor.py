@@ -169,7 +169,7 @@ class Monitor:
             clicks=torch.zeros(x.shape[:2], device=x.device),
             weights=torch.ones(1, device=x.device),
         )
-        return {k: float(v) for k, v in model.loss(model(batch.features), batch).items()}
+        return {k: float(v) for k, v in model.objective(model(batch.features), batch).items()}
 
     def best_model(self, model: Method) -> Method:
         """A copy of ``model`` holding the best step's weights."""

@@ -63,6 +63,7 @@ class RunMeta:
     imported_from: list[dict[str, str]] | None = None  # official checkpoint files and their sha256
     held_out: dict[str, Any] | None = None  # the videos scored during training (monitor.HeldOut)
     best: dict[str, Any] | None = None  # the best step on them: {"step", "average_mAP"}
+    refinement: dict[str, Any] | None = None  # wtal refine: the base run, this round, the pseudo-label settings
     format: str = FORMAT
 
     @property

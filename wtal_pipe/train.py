@@ -29,7 +29,8 @@ from .methods.base import Batch, Method, MethodOutput
 from .methods.presets import DEFAULT_PRESET, benchmark, preset_settings
 from .methods.settings import MethodConfig
 from .monitor import HeldOut, Monitor, choose_held_out, tensorboard_writer
-from .run import Run, run_meta, run_target, save_checkpoint
+from .pseudo import PseudoLabels, row_times
+from .run import Run, load_run, run_meta, run_target, save_checkpoint
 
 
 @dataclass
@@ -50,6 +51,12 @@ class TrainOptions:
     eval_every: int | None = None  # steps between evaluations on the held-out videos (default: a tenth of all)
     tensorboard: Path | None = None  # write TensorBoard scalars here
     overrides: dict = dataclasses.field(default_factory=dict)  # settings to change by name, e.g. {"lr": 1e-3}
+    # wtal refine's rounds: the run whose final weights start training, the pseudo labels to train on, the
+    # held-out videos an earlier run fixed (instead of ``val``), and what the run records about its round
+    init_from: Path | None = None
+    pseudo_labels: Path | None = None
+    held_out: HeldOut | None = None
+    refinement: dict | None = None
 
 
 def parse_settings(pairs: list[str]) -> dict:
@@ -113,8 +120,14 @@ class BatchSampler:
     draws from a new one it does not keep).
     """
 
-    def __init__(self, entries: list[Entry], config: MethodConfig, rng: np.random.Generator):
-        self.entries, self.training, self.rng = entries, config.training, rng
+    def __init__(
+        self,
+        entries: list[Entry],
+        config: MethodConfig,
+        rng: np.random.Generator,
+        pseudo: PseudoLabels | None = None,
+    ):
+        self.entries, self.training, self.rng, self.pseudo = entries, config.training, rng, pseudo
         self.num_segments = config.network.num_segments
         self.order: list[int] = []
         self.epochs = 0  # shuffles drawn so far
@@ -129,27 +142,34 @@ class BatchSampler:
 
     def next(self) -> Batch:
         chosen = [self.entries[i] for i in self._draw()]
-        features, clicks = [], []
+        features, clicks, pseudo = [], [], []
         for entry in chosen:
             video, rows = entry.video, entry.video.load()
             sample, source = training_input(rows, self.training.train_sampling, self.num_segments, self.rng)
             features.append(sample)
+            seconds_per_row = video.timing(rows.shape[0]).seconds_per_row
             clicks.append(
                 click_mask(
                     video.clicks,
                     length=rows.shape[0],
-                    seconds_per_row=video.timing(rows.shape[0]).seconds_per_row,
+                    seconds_per_row=seconds_per_row,
                     duration=video.duration,
                     source_rows=source,
                     num_segments=self.num_segments,
                 )
             )
+            if self.pseudo is not None:
+                times = row_times(
+                    source, seconds_per_row=seconds_per_row, duration=video.duration, num_segments=self.num_segments
+                )
+                pseudo.append(self.pseudo.targets(video.vid, times, len(entry.labels)))
         return Batch(
             features=torch.from_numpy(np.stack(features)),
             labels=torch.from_numpy(np.stack([e.labels for e in chosen]).astype(np.float32)),
             background_only=torch.tensor([e.video.background_only for e in chosen]),
             clicks=torch.from_numpy(np.stack(clicks)),
             weights=torch.tensor([e.weight for e in chosen], dtype=torch.float32),
+            pseudo=torch.from_numpy(np.stack(pseudo)) if pseudo else None,
         )
 
 
@@ -201,7 +221,7 @@ def _prepare(options: TrainOptions) -> Session:
     facts = benchmark(options.preset)
     subset = options.subset or facts.train_subset
     database = load_annotations(DataLayout(Path(options.data_dir)).annotations)
-    held = choose_held_out(
+    held = options.held_out or choose_held_out(
         database, subset, options.val, test_subset=facts.test_subset if options.select_on_test else None,
         seed=options.seed,
     )  # fmt: skip
@@ -218,10 +238,32 @@ def _prepare(options: TrainOptions) -> Session:
     entries = training_entries(dataset.videos, config.training.single_label_copies)
     config = with_epochs(config, len(entries))
     model = method(dataset.feature_dim, dataset.num_classes, config)
-    if config.training.normalize_features:
+    if options.init_from is not None:
+        start_from(model, options.init_from)
+    elif config.training.normalize_features:
         _standardize(model, dataset)
-    sampler = BatchSampler(entries, config, rng)
+    pseudo = None if options.pseudo_labels is None else PseudoLabels.read(options.pseudo_labels, dataset.classes)
+    sampler = BatchSampler(entries, config, rng, pseudo)
     return Session(method, dataset, subset, model.to(device), sampler, held, device)
+
+
+def start_from(model: Method, run_dir: Path) -> None:
+    """Load a run's final weights into ``model`` (same method and widths); an actionness head the run did not
+    have starts from its fresh initialization."""
+    trained, _ = load_run(run_dir, checkpoint="final")
+    ours = model.state_dict()
+    theirs = trained.state_dict()
+    misfits = sorted(
+        key
+        for key in set(ours) ^ set(theirs) | {k for k in set(ours) & set(theirs) if ours[k].shape != theirs[k].shape}
+        if not key.startswith("actionness_head.")
+    )
+    if misfits:
+        raise WtalError(
+            f"the weights of {run_dir} do not fit this network ({', '.join(misfits[:3])})",
+            "keep the run's widths (training, localization, pseudo-label and actionness head settings may change)",
+        )
+    model.load_state_dict(theirs, strict=False)
 
 
 def with_epochs(config: MethodConfig, entries: int) -> MethodConfig:
@@ -258,6 +300,7 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
         clicks="simulated" if options.simulate_clicks else ("real" if session.method.uses_clicks else "none"),
         device=str(session.device),
         held_out=session.held_out.to_dict() if session.held_out else None,
+        refinement=options.refinement,
     )
     with atomic_dir(out_dir) as staging:
         run = Run(staging)
@@ -353,7 +396,7 @@ class Trainer:
             if not bool(torch.isfinite(outputs.video_scores).all()):  # before a loss (BCE) fails on them
                 raise WtalError(f"the model's scores became NaN or inf at step {self.steps}", "lower --lr")
             self._watch(outputs)
-            terms = self.model.loss(outputs, batch)
+            terms = self.model.objective(outputs, batch)
             (torch.stack(list(terms.values())).sum() / self.divisor).backward()
             for name, value in terms.items():  # logged per forward pass, whatever the accumulation
                 totals[name] = totals.get(name, 0.0) + value.item() / self.training.accumulate
@@ -424,4 +467,11 @@ def _optimize(
 
 
 def _to(batch: Batch, device: torch.device) -> Batch:
-    return Batch(*(t.to(device) for t in dataclasses.astuple(batch)))
+    return dataclasses.replace(
+        batch,
+        **{
+            f.name: getattr(batch, f.name).to(device)
+            for f in dataclasses.fields(batch)
+            if getattr(batch, f.name) is not None
+        },
+    )

@@ -88,6 +88,30 @@ def train_cli(
         console.print(f"wrote {checkpoint}")
 
 
+Rounds = Annotated[int, typer.Option(min=1, help="Rounds of pseudo-labelling and training.")]
+Force = Annotated[bool, typer.Option(help="Redo a finished refined run at --out.")]
+
+
+@app.command("refine")
+def refine_cli(
+    run: Annotated[Path, typer.Option(help="The trained RUN_DIR to refine.")],
+    data: Data = Path("data"),
+    out: Out = Path("run-refined"),
+    rounds: Rounds = 2,
+    settings: Settings = None,
+    force: Force = False,
+    device: Device = "auto",
+):
+    """Self-train a run on its own confident detections on its training videos (their labelled classes only),
+    round by round into OUT/rounds/round-K; OUT then holds the last round as a run. Pseudo-label settings:
+    keep_ratio, sigma; also the run's training settings (iterations, lr) and pseudo_label_weight."""
+    from ..refine import RefineOptions, refine
+    from ..train import parse_settings
+
+    options = RefineOptions(run, data, out, rounds, device, force, parse_settings(settings or []))
+    console.print(f"wrote {refine(options, report=console.print, on_log=show_progress)}")
+
+
 def show_progress(record: dict) -> None:
     console.print(progress_line(record))
 

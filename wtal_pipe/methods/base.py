@@ -10,13 +10,15 @@ clicks, has a background class, ...) is a class attribute.
 
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 import torch
 from torch import nn
 
 from ..errors import WtalError
+from .addons import ActionnessHead, pseudo_label_loss, ranked_targets, weighted_bce
 from .presets import Presets
 from .settings import GROUPS, LocalizationSettings, MethodConfig, NetworkSettings, Settings, TrainingSettings
 
@@ -43,6 +45,7 @@ class Batch:
     background_only: torch.Tensor  # (B,) bool
     clicks: torch.Tensor  # (B, T) 1 where a row was clicked as background, else 0
     weights: torch.Tensor  # (B,) per-video loss weight (1 / #labels for single-label copies, else 1)
+    pseudo: torch.Tensor | None = None  # (B, T, C) soft per-row targets from a previous round (wtal refine)
 
 
 class Method(nn.Module):
@@ -58,6 +61,7 @@ class Method(nn.Module):
     has_background_class: ClassVar[bool] = True  # can train on background-only pseudo videos (hard negatives)
     negatives_by_default: ClassVar[bool] = False  # trains with hard negatives whenever DATA_DIR/negatives exists
     has_actionness: ClassVar[bool] = False  # outputs a class-agnostic actionness (a second proposal set)
+    cas_kind: ClassVar[Literal["logits", "probabilities"]] = "logits"  # what ``MethodOutput.cas`` holds
     #: per benchmark preset (``presets.py``), the settings that differ from the THUMOS14 defaults, with sources
     presets: ClassVar[Presets] = {}
     feature_mean: torch.Tensor  # buffers: identity unless normalize_features
@@ -71,6 +75,12 @@ class Method(nn.Module):
         self.register_buffer("feature_mean", torch.zeros(feature_dim))
         self.register_buffer("feature_std", torch.ones(feature_dim))
         self.register_forward_pre_hook(lambda module, args: ((args[0] - module.feature_mean) / module.feature_std,))
+        network = config.network
+        self.actionness_head = (
+            ActionnessHead(feature_dim, network.actionness_head_dim) if network.actionness_head else None
+        )
+        if self.actionness_head is not None:
+            self.register_forward_hook(_scale_by_head)
 
     @classmethod
     def defaults(cls) -> MethodConfig:
@@ -135,6 +145,26 @@ class Method(nn.Module):
     def loss(self, outputs: MethodOutput, batch: Batch) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
+    def objective(self, outputs: MethodOutput, batch: Batch) -> dict[str, torch.Tensor]:
+        """What the trainer minimizes: the method's own loss terms, plus the snippet pseudo-label term when
+        the batch carries pseudo labels and the actionness head's term when the head is on."""
+        terms = self.loss(outputs, batch)
+        network = self.config.network
+        own_cas = outputs.internals.get("own_cas", outputs.cas)
+        labelled = (batch.labels > 0).any(dim=1, keepdim=True)  # (B, 1)
+        if batch.pseudo is not None:
+            logits = own_cas if self.cas_kind == "logits" else torch.logit(own_cas.clamp(1e-6, 1 - 1e-6))
+            terms["pseudo"] = network.pseudo_label_weight * pseudo_label_loss(logits, batch.pseudo, batch.labels)
+        head = outputs.internals.get("actionness_head")
+        if head is not None:
+            if batch.pseudo is not None:
+                target = (batch.pseudo * (batch.labels[:, None, :] > 0)).amax(dim=2)
+                chosen = labelled.expand_as(target)
+            else:
+                target, chosen = ranked_targets(own_cas, batch.labels, network.actionness_head_topk)
+            terms["actionness_head"] = network.actionness_head_weight * weighted_bce(head, target, chosen.float())
+        return terms
+
     def collapse(self, outputs: MethodOutput) -> str | None:
         """What, if anything, says this training batch's outputs have collapsed into a state the method
         cannot localize from (the trainer warns once); None when they look healthy."""
@@ -170,6 +200,18 @@ class Method(nn.Module):
                 raise ValueError(f"{key}: shape {tuple(value.shape)} does not fit {tuple(ours[key].shape)}")
         model.load_state_dict({**ours, **state})
         return model
+
+
+def _scale_by_head(module: nn.Module, args: tuple[torch.Tensor, ...], outputs: MethodOutput) -> MethodOutput:
+    """Forward hook of a method with the actionness head: the head's logits and the method's own CAS go to
+    ``internals`` (the objective trains on them), and the CAS the localizer sees is scaled by the head's
+    probability (ASL's test-time use)."""
+    head = typing.cast(ActionnessHead, module.actionness_head)
+    logits = head(args[0])  # args: after the input standardization
+    outputs.internals["actionness_head"] = logits
+    outputs.internals["own_cas"] = outputs.cas
+    outputs.cas = outputs.cas * torch.sigmoid(logits).unsqueeze(2)
+    return outputs
 
 
 S = TypeVar("S", bound=NetworkSettings)

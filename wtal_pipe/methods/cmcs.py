@@ -114,6 +114,7 @@ def activitynet(steps: int) -> dict[str, Sourced]:
 @register_method("cmcs")
 class CMCS(Method):
     Network = CMCSNetwork
+    cas_kind = "probabilities"  # softmax over the classes and background
     training_defaults = TrainingSettings(
         train_sampling="whole",
         batch_size=1,  # one whole video per forward pass

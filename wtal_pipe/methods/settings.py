@@ -189,6 +189,14 @@ class NetworkSettings(Settings):
     what the weights mean, so a trained run's are fixed)."""
 
     num_segments: Count = 750  # rows per training video, and per test video where test_sampling resamples
+    # A class-agnostic actionness head beside any method (ASL, CVPR 2021; CASE, ICCV 2023): trained on the
+    # top / bottom rows of the method's own CAS (or on pseudo labels in ``wtal refine``), its score scales
+    # the CAS at test time. Off by default: the four methods stay their papers'.
+    actionness_head: bool = False
+    actionness_head_dim: Count = 256
+    actionness_head_weight: Annotated[float, AtLeast(0)] = 1.0
+    actionness_head_topk: Annotated[float, Above(0), AtMost(0.5)] = 0.125  # share of rows taken as action / background
+    pseudo_label_weight: Annotated[float, AtLeast(0)] = 1.0  # the snippet pseudo-label term (wtal refine)
 
 
 @dataclass(frozen=True)

@@ -65,6 +65,7 @@ class UM(Method):
         eval_tiou="0.1:0.7:0.1",
     )
     has_background_class = False
+    cas_kind = "probabilities"  # softmax CAS times the normalized magnitudes
     has_actionness = True
     presets: ClassVar[Presets] = {
         name: {"num_segments": Sourced(50, "UM paper (its code has no ActivityNet config)")}

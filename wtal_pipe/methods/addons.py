@@ -1,0 +1,60 @@
+"""What any method can train with beyond its paper, without the method knowing: a class-agnostic
+actionness head and snippet-level pseudo labels (``wtal refine``). Both attach through the method
+contract (``Method.objective``), so the trainer and the localizer still never branch on method names.
+
+The head follows ASL (Ma et al., CVPR 2021) and CASE (Liu et al., ICCV 2023): a small temporal conv net on
+the input features whose sigmoid is a per-row probability of "some action here"; it learns from the rows
+the method's own CAS ranks highest (action) and lowest (background) for the video's labelled classes, and
+at test time it scales the CAS. The pseudo-label term follows the self-training family (RSKP, ASM-Loc,
+Zhou et al. CVPR 2023): soft per-row targets for the labelled classes, supervising the method's CAS.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class ActionnessHead(nn.Module):
+    """(B, T, D) -> (B, T) logits: Conv1d(D, dim, 3) - ReLU - Conv1d(dim, 1, 1)."""
+
+    def __init__(self, feature_dim: int, dim: int):
+        super().__init__()
+        self.conv1 = nn.Conv1d(feature_dim, dim, 3, padding=1)
+        self.conv2 = nn.Conv1d(dim, 1, 1)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.conv2(F.relu(self.conv1(features.transpose(1, 2))))[:, 0]
+
+
+def ranked_targets(cas: torch.Tensor, labels: torch.Tensor, share: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per row, the head's target (1 for the top ``share`` of rows by the CAS of the labelled classes, 0
+    for the bottom ``share``) and which rows have one; videos without a label have none. (B, T) each."""
+    batch, length, _ = cas.shape
+    k = max(1, min(length // 2, int(length * share)))
+    masked = cas.detach().masked_fill(labels[:, None, :] <= 0, float("-inf"))
+    evidence = masked.max(dim=2).values  # (B, T): the strongest labelled class per row
+    order = evidence.argsort(dim=1, descending=True)
+    target = torch.zeros(batch, length, device=cas.device)
+    chosen = torch.zeros(batch, length, dtype=torch.bool, device=cas.device)
+    target.scatter_(1, order[:, :k], 1.0)
+    chosen.scatter_(1, order[:, :k], True)
+    chosen.scatter_(1, order[:, -k:], True)
+    chosen &= (labels > 0).any(dim=1, keepdim=True)
+    return target, chosen
+
+
+def weighted_bce(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy of logits against soft targets, averaged with per-element weights (0: no target)."""
+    total = weight.sum()
+    if float(total) == 0.0:
+        return logits.sum() * 0.0
+    return (F.binary_cross_entropy_with_logits(logits, target, reduction="none") * weight).sum() / total
+
+
+def pseudo_label_loss(snippet_logits: torch.Tensor, targets: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy between the per-row class logits (B, T, C) and the soft pseudo targets, on the
+    video's labelled classes only (the video-level loss already covers the others)."""
+    weight = (labels > 0).to(snippet_logits.dtype)[:, None, :].expand_as(snippet_logits)
+    return weighted_bce(snippet_logits, targets, weight)

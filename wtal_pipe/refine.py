@@ -1,0 +1,156 @@
+"""``wtal refine``: snippet-level self-training. A trained run localizes its own training videos (for their
+labelled classes only: the video-level labels are all the supervision there is), its confident detections
+become per-row pseudo labels (``pseudo.py``), and the method trains on, from those weights, with the
+pseudo-label term beside its own loss; each round refines the previous one.
+
+::
+
+    OUT/rounds/round-K.pseudo.json   the pseudo labels round K trains on (made by round K - 1, or the run)
+    OUT/rounds/round-K/              round K, a run like any other
+    OUT/checkpoint.pt, config.json   the last round's, so OUT tests and localizes like any run
+
+A round is written whole or not at all, so an interrupted refine reruns the unfinished rounds only, and
+the same inputs give the same bytes. Test videos and the run's held-out videos are never looked at.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .cache import atomic_path
+from .data.dataset import Dataset
+from .errors import DataError, WtalError
+from .localize import localize
+from .methods import get_method
+from .methods.base import Method
+from .methods.presets import DEFAULT_PRESET
+from .monitor import HeldOut
+from .pipeline import check_feature_dim, infer
+from .pseudo import PseudoLabelSettings, keep_confident, write_pseudo_labels
+from .run import BEST, CONFIG, LOG, Run, RunMeta, load_run
+from .train import TrainOptions, start_from, train
+
+ROUNDS = "rounds"
+
+
+@dataclass
+class RefineOptions:
+    run_dir: Path
+    data_dir: Path
+    out_dir: Path
+    rounds: int = 2
+    device: str = "auto"
+    force: bool = False  # replace a finished refined run at out_dir
+    overrides: dict[str, Any] = field(default_factory=dict)  # pseudo-label settings, and the run's by name
+
+
+def pseudo_labels(
+    model: Method, meta: RunMeta, data_dir: Path, held_out: set[str], settings: PseudoLabelSettings
+) -> dict[str, list[list[float]]]:
+    """The confident detections of ``model`` on the training videos of ``meta.subset`` (none of
+    ``held_out``), each video localized for its labelled classes only."""
+    dataset = Dataset(data_dir, meta.subset or "train", classes=meta.classes, exclude=held_out)
+    check_feature_dim(dataset, meta)
+    videos = {}
+    for video in dataset.videos:
+        labelled = [int(c) for c in video.labels.nonzero()[0]]
+        if not labelled:
+            continue
+        rows = video.load()
+        detections = localize(infer(model, rows), model.config.localization, video.timing(rows.shape[0]), labelled)
+        videos[video.vid] = keep_confident(detections, settings.keep_ratio)
+    return videos
+
+
+def refine(
+    options: RefineOptions,
+    report: Callable[[str], None] = lambda _: None,
+    on_log: Callable[[dict], None] | None = None,
+) -> Path:
+    """Refine ``options.run_dir`` for ``options.rounds`` rounds into ``options.out_dir``; returns the refined
+    run's checkpoint. Finished rounds are kept and skipped."""
+    out = Path(options.out_dir)
+    base = Path(options.run_dir)
+    if out.resolve() == base.resolve():
+        raise WtalError("--out is the run being refined", "pass a new folder for the refined run")
+    _, meta = load_run(base, checkpoint="final")
+    if meta.subset is None:
+        raise DataError("records no training subset (an imported checkpoint?)", "refine a run from wtal train", base)
+    method = get_method(meta.method)
+    pseudo_names = set(PseudoLabelSettings.names())
+    settings = PseudoLabelSettings(**{k: v for k, v in options.overrides.items() if k in pseudo_names})
+    changes = {k: v for k, v in options.overrides.items() if k not in pseudo_names}
+    if "iterations" in changes:  # steps given outright replace a run's epochs
+        changes.setdefault("epochs", None)
+    config = method.configure(changes, base=method.from_saved(meta.config))  # a bad --set fails before any work
+    try:
+        start_from(method(meta.feature_dim, len(meta.classes), config), base)
+    except WtalError:
+        changed = ", ".join(sorted(set(changes) & set(method.Network.names())))
+        raise WtalError(
+            f"--set {changed} changes the shape of {base}'s network, so its weights cannot start the refinement",
+            "keep its widths (training, localization, pseudo-label and actionness head settings may change)",
+        ) from None
+    _claim(out, options.force)
+    held = HeldOut(**meta.held_out) if meta.held_out else None
+    excluded = set(held.videos) if held is not None and held.subset == meta.subset else set()
+    previous = base
+    for number in range(1, options.rounds + 1):
+        round_dir = out / ROUNDS / f"round-{number}"
+        if Run(round_dir).checkpoint.exists():
+            report(f"round {number}: finished in {round_dir}, skipped")
+        else:
+            labels_path = out / ROUNDS / f"round-{number}.pseudo.json"
+            model, previous_meta = load_run(previous, device=options.device, checkpoint="final")
+            videos = pseudo_labels(model, previous_meta, Path(options.data_dir), excluded, settings)
+            kept = sum(len(v) for v in videos.values())
+            report(f"round {number}: {kept} pseudo-labelled segments in {len(videos)} training videos")
+            write_pseudo_labels(labels_path, meta.classes, videos, settings, _digest(Run(previous).checkpoint))
+            record = {
+                "base_run": str(base.resolve()),
+                "round": number,
+                "rounds": options.rounds,
+                "pseudo_labels": asdict(settings),
+                "pseudo_label_file": labels_path.name,
+            }
+            round_options = TrainOptions(
+                meta.method, Path(options.data_dir), round_dir, seed=meta.seed or 0, subset=meta.subset,
+                preset=meta.preset or DEFAULT_PRESET, device=options.device, negatives=bool(meta.negatives),
+                simulate_clicks=meta.clicks == "simulated", overrides=config.values(), init_from=previous,
+                pseudo_labels=labels_path, held_out=held, refinement=record,
+            )  # fmt: skip
+            train(round_options, on_log)
+        previous = round_dir
+    return _publish(Run(previous), Run(out))
+
+
+def _claim(out: Path, force: bool) -> None:
+    """``out`` may be new, empty, an unfinished refine (resumed) or, with ``force``, a finished one (redone)."""
+    run = Run(out)
+    if run.checkpoint.exists():
+        if not force:
+            raise DataError("already holds a refined run", "pass --force to redo it, or another --out", out)
+        shutil.rmtree(out)
+    elif out.exists() and any(p.name != ROUNDS for p in out.iterdir()):
+        raise DataError("exists and holds something other than a refine", "pass a new or empty folder", out)
+
+
+def _publish(last: Run, out: Run) -> Path:
+    """The last round's files at the top of OUT (the checkpoint last, so OUT is a run only when whole)."""
+    for name in (LOG, CONFIG, BEST):
+        if (last.root / name).exists():
+            with atomic_path(out.root / name) as tmp:
+                shutil.copyfile(last.root / name, tmp)
+    with atomic_path(out.checkpoint) as tmp:
+        shutil.copyfile(last.checkpoint, tmp)
+    return out.checkpoint
+
+
+def _digest(path: Path) -> str:
+    """sha256 of the checkpoint the pseudo labels came from."""
+    return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
