@@ -125,3 +125,11 @@ def test_a_plan_owns_the_keys_and_paths_and_travels(make_clip, tmp_path):
     assert plan.features.data == tmp_path / "data" / "features" / "v.npy"
     other = StageKeys.derive(plan.fingerprint, ExtractionConfig().replace(preset="dis"), identity)
     assert other.frames == plan.keys.frames and other.flow != plan.keys.flow  # a new flow reuses the frames
+
+
+def test_a_grouped_run_with_a_retired_setting_still_loads():
+    """Runs of wtal-pipe/3 recorded BackTAL's top-k as ``topk_divisor`` before it became ``topk_ratio``."""
+    backtal = get_method("backtal")
+    saved = backtal.defaults().to_dict()
+    saved["network"] = {k: v for k, v in saved["network"].items() if k != "topk_ratio"} | {"topk_divisor": 8}
+    assert backtal.from_saved(saved).network == backtal.defaults().network

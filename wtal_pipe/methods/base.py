@@ -131,13 +131,11 @@ class Method(nn.Module):
 
     @classmethod
     def from_saved(cls, saved: dict[str, Any]) -> MethodConfig:
-        """The settings a run recorded: grouped, or (runs of wtal-pipe/2) one flat dict, whose retired
-        entries are dropped."""
+        """The settings a run recorded: grouped, or (runs of wtal-pipe/2) one flat dict; retired entries are
+        dropped either way."""
         if set(saved) <= set(GROUPS):
-            flat = {name: value for group in saved.values() for name, value in group.items()}
-        else:
-            flat = {k: v for k, v in saved.items() if k not in RETIRED or k in cls.Network.names()}
-        return cls.configure(flat)
+            saved = {name: value for group in saved.values() for name, value in group.items()}
+        return cls.configure({k: v for k, v in saved.items() if k not in RETIRED or k in cls.Network.names()})
 
     def forward(self, features: torch.Tensor) -> MethodOutput:
         raise NotImplementedError
