@@ -13,6 +13,7 @@ import torch
 
 from wtal_pipe import refine as refine_module
 from wtal_pipe.data.annotations import load_annotations
+from wtal_pipe.errors import DataError
 from wtal_pipe.methods import get_method
 from wtal_pipe.methods.addons import ranked_targets
 from wtal_pipe.methods.base import Batch
@@ -79,6 +80,22 @@ def test_targets_are_gaussian_toward_segment_centres_for_their_class(tmp_path):
     assert not labels.targets("other", times, 2).any()
     with pytest.raises(Exception, match="not pseudo labels for this run's classes"):
         PseudoLabels.read(path, ["a", "c"])
+
+
+def test_overlapping_segments_of_a_class_take_the_larger_target_and_empty_ones_are_refused(tmp_path):
+    path = tmp_path / "pseudo.json"
+    segments = [[0, 0.0, 4.0, 0.9], [0, 3.0, 5.0, 0.6], [1, 3.0, 5.0, 0.7]]
+    write_pseudo_labels(path, ["a", "b"], {"v": segments}, PseudoLabelSettings(sigma=0.5), "x")
+    targets = PseudoLabels.read(path, ["a", "b"]).targets("v", np.array([2.0, 3.5, 4.0, 6.0]), 2)
+    first = np.exp(-0.5 * (np.array([0.0, 1.5, 2.0]) / 1.0) ** 2)  # centre 2, sigma x half-length = 1
+    second = np.exp(-0.5 * (np.array([-0.5, 0.0]) / 0.5) ** 2)  # centre 4, sigma x half-length = 0.5
+    np.testing.assert_allclose(
+        targets[:, 0], [first[0], max(first[1], second[0]), max(first[2], second[1]), 0], rtol=1e-6
+    )
+    np.testing.assert_allclose(targets[:, 1], [0, second[0], second[1], 0], rtol=1e-6)
+    write_pseudo_labels(path, ["a", "b"], {"v": [[0, 3.0, 3.0, 0.9]]}, PseudoLabelSettings(), "x")
+    with pytest.raises(DataError, match="ends before it starts"):
+        PseudoLabels.read(path, ["a", "b"])
 
 
 def test_row_times_follow_the_sampled_or_interpolated_rows():
@@ -179,7 +196,7 @@ def test_the_actionness_head_is_off_by_default_and_when_on_scales_the_cas(name):
     torch.testing.assert_close(out.cas, out.internals["own_cas"] * head)
     model.train()
     terms = model.objective(model(x), batch)
-    assert "actionness_head" in terms and float(terms["actionness_head"]) > 0 and "pseudo" not in terms
+    assert "actionness_head" in terms and float(terms["actionness_head"].detach()) > 0 and "pseudo" not in terms
     terms["actionness_head"].backward()
     assert model.actionness_head is not None and model.actionness_head.conv1.weight.grad is not None
 

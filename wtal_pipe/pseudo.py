@@ -45,7 +45,7 @@ def keep_confident(detections: list[tuple[int, float, float, float]], keep_ratio
     return [
         [int(c), round(start, 3), round(end, 3), round(score, 5)]
         for c, score, start, end in detections
-        if end > start and score >= keep_ratio * best[c] - 1e-12 * abs(best[c])
+        if end > start and score >= keep_ratio * best[c]
     ]
 
 
@@ -76,18 +76,22 @@ class PseudoLabels:
             array = np.asarray(rows, np.float64).reshape(-1, 4)
             if array.size and (array[:, 0].min() < 0 or array[:, 0].max() >= len(classes)):
                 raise DataError(f"video {vid}: a class index out of range", "rerun wtal refine to rewrite them", path)
+            if array.size and not (array[:, 2] > array[:, 1]).all():
+                raise DataError(f"video {vid}: a segment that ends before it starts", "rerun wtal refine", path)
             videos[vid] = array
         return cls(PseudoLabelSettings(**data["settings"]), videos)
 
     def targets(self, vid: str, times: np.ndarray, num_classes: int) -> np.ndarray:
         """(len(times), C) soft targets at these row times (seconds); 0 for a video without kept segments."""
         out = np.zeros((times.size, num_classes), np.float32)
-        for c, start, end, _ in self.videos.get(vid, np.zeros((0, 4))):
-            centre, half = (start + end) / 2, (end - start) / 2
-            inside = (times >= start) & (times <= end)
-            weight = np.exp(-0.5 * ((times[inside] - centre) / (self.settings.sigma * half)) ** 2)
-            column = out[:, int(c)]
-            column[inside] = np.maximum(column[inside], weight)
+        segments = self.videos.get(vid)
+        if segments is None or not segments.size:
+            return out
+        classes, start, end = segments[:, 0].astype(int), segments[:, 1:2], segments[:, 2:3]
+        centre, half = (start + end) / 2, (end - start) / 2
+        inside = (times >= start) & (times <= end)  # (segments, rows)
+        weight = np.where(inside, np.exp(-0.5 * ((times - centre) / (self.settings.sigma * half)) ** 2), 0.0)
+        np.maximum.at(out.T, classes, weight.astype(np.float32))  # overlapping segments of a class: the larger
         return out
 
 

@@ -78,7 +78,7 @@ def refine(
     base = Path(options.run_dir)
     if out.resolve() == base.resolve():
         raise WtalError("--out is the run being refined", "pass a new folder for the refined run")
-    _, meta = load_run(base, checkpoint="final")
+    trained, meta = load_run(base, device=options.device, checkpoint="final")
     if meta.subset is None:
         raise DataError("records no training subset (an imported checkpoint?)", "refine a run from wtal train", base)
     method = get_method(meta.method)
@@ -89,7 +89,7 @@ def refine(
         changes.setdefault("epochs", None)
     config = method.configure(changes, base=method.from_saved(meta.config))  # a bad --set fails before any work
     try:
-        start_from(method(meta.feature_dim, len(meta.classes), config), base)
+        start_from(method(meta.feature_dim, len(meta.classes), config), trained, base)
     except WtalError:
         changed = ", ".join(sorted(set(changes) & set(method.Network.names())))
         raise WtalError(
@@ -99,15 +99,17 @@ def refine(
     _claim(out, options.force)
     held = HeldOut(**meta.held_out) if meta.held_out else None
     excluded = set(held.videos) if held is not None and held.subset == meta.subset else set()
-    previous = base
+    previous, previous_meta = base, meta
+    previous_model: Method | None = trained  # loaded once; later rounds load the round before
     for number in range(1, options.rounds + 1):
         round_dir = out / ROUNDS / f"round-{number}"
         if Run(round_dir).checkpoint.exists():
             report(f"round {number}: finished in {round_dir}, skipped")
         else:
             labels_path = out / ROUNDS / f"round-{number}.pseudo.json"
-            model, previous_meta = load_run(previous, device=options.device, checkpoint="final")
-            videos = pseudo_labels(model, previous_meta, Path(options.data_dir), excluded, settings)
+            if previous_model is None:
+                previous_model, previous_meta = load_run(previous, device=options.device, checkpoint="final")
+            videos = pseudo_labels(previous_model, previous_meta, Path(options.data_dir), excluded, settings)
             kept = sum(len(v) for v in videos.values())
             report(f"round {number}: {kept} pseudo-labelled segments in {len(videos)} training videos")
             write_pseudo_labels(labels_path, meta.classes, videos, settings, _digest(Run(previous).checkpoint))
@@ -125,7 +127,7 @@ def refine(
                 pseudo_labels=labels_path, held_out=held, refinement=record,
             )  # fmt: skip
             train(round_options, on_log)
-        previous = round_dir
+        previous, previous_model = round_dir, None
     return _publish(Run(previous), Run(out))
 
 

@@ -239,7 +239,7 @@ def _prepare(options: TrainOptions) -> Session:
     config = with_epochs(config, len(entries))
     model = method(dataset.feature_dim, dataset.num_classes, config)
     if options.init_from is not None:
-        start_from(model, options.init_from)
+        start_from(model, load_run(options.init_from, checkpoint="final")[0], options.init_from)
     elif config.training.normalize_features:
         _standardize(model, dataset)
     pseudo = None if options.pseudo_labels is None else PseudoLabels.read(options.pseudo_labels, dataset.classes)
@@ -247,10 +247,9 @@ def _prepare(options: TrainOptions) -> Session:
     return Session(method, dataset, subset, model.to(device), sampler, held, device)
 
 
-def start_from(model: Method, run_dir: Path) -> None:
-    """Load a run's final weights into ``model`` (same method and widths); an actionness head the run did not
-    have starts from its fresh initialization."""
-    trained, _ = load_run(run_dir, checkpoint="final")
+def start_from(model: Method, trained: Method, run_dir: Path) -> None:
+    """Load ``trained``'s weights (the final ones of ``run_dir``) into ``model`` (same method and widths); an
+    actionness head the run did not have starts from its fresh initialization."""
     ours = model.state_dict()
     theirs = trained.state_dict()
     misfits = sorted(

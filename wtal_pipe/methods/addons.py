@@ -46,11 +46,9 @@ def ranked_targets(cas: torch.Tensor, labels: torch.Tensor, share: float) -> tup
 
 
 def weighted_bce(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """Binary cross-entropy of logits against soft targets, averaged with per-element weights (0: no target)."""
-    total = weight.sum()
-    if float(total) == 0.0:
-        return logits.sum() * 0.0
-    return (F.binary_cross_entropy_with_logits(logits, target, reduction="none") * weight).sum() / total
+    """Binary cross-entropy of logits against soft targets, averaged over the elements whose 0/1 weight is 1."""
+    losses = F.binary_cross_entropy_with_logits(logits, target, reduction="none") * weight
+    return losses.sum() / weight.sum().clamp_min(1.0)  # no host sync; 0 when nothing has a target
 
 
 def pseudo_label_loss(snippet_logits: torch.Tensor, targets: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
