@@ -13,9 +13,9 @@ import torch
 
 from wtal_pipe import refine as refine_module
 from wtal_pipe.data.annotations import load_annotations
-from wtal_pipe.errors import DataError
+from wtal_pipe.errors import DataError, WtalError
 from wtal_pipe.methods import get_method
-from wtal_pipe.methods.addons import ranked_targets
+from wtal_pipe.methods.addons import pseudo_background_loss, pseudo_foreground_loss, ranked_targets
 from wtal_pipe.methods.base import Batch
 from wtal_pipe.pseudo import PseudoLabels, PseudoLabelSettings, keep_confident, row_times, write_pseudo_labels
 from wtal_pipe.run import load_run
@@ -212,11 +212,21 @@ def test_the_head_learns_from_the_top_and_bottom_rows_of_the_labelled_classes():
     assert not chosen[1].any()  # a video without labels teaches the head nothing
 
 
-@pytest.mark.parametrize("name", METHODS)
-def test_pseudo_labels_train_every_methods_own_cas_on_its_labelled_classes(name):
+TARGETS = [
+    (name, target)
+    for name in METHODS
+    for target in ("cas", "cas-with-background", "foreground")
+    if target == "cas"
+    or (target == "foreground" and get_method(name).has_foreground)
+    or (target == "cas-with-background" and get_method(name).has_background_class)
+]
+
+
+@pytest.mark.parametrize(("name", "target"), TARGETS)
+def test_pseudo_labels_train_every_method_on_its_labelled_classes_only(name, target):
     method = get_method(name)
     torch.manual_seed(0)
-    model = method(6, 3, method.configure(method.narrow(8))).train()
+    model = method(6, 3, method.configure(method.narrow(8) | {"pseudo_label_target": target})).train()
     x = torch.randn(2, 40, 6)
     labels = torch.tensor([[1.0, 0, 0], [0, 1, 0]])
     pseudo = torch.zeros(2, 40, 3)
@@ -232,3 +242,36 @@ def test_pseudo_labels_train_every_methods_own_cas_on_its_labelled_classes(name)
     torch.manual_seed(1)
     same = model.objective(model(x), batch)["pseudo"]
     assert again.item() == pytest.approx(same.item())
+
+
+def test_each_method_defaults_to_the_pseudo_label_target_that_helped_it_and_refuses_one_it_lacks():
+    defaults = {name: get_method(name).defaults().network.pseudo_label_target for name in METHODS}
+    assert defaults == {"um": "cas", "basnet": "foreground", "cmcs": "cas-with-background", "backtal": "cas"}
+    with pytest.raises(WtalError, match="um has no foreground"):
+        get_method("um").configure({"pseudo_label_target": "foreground"})
+    with pytest.raises(WtalError, match="um has no cas-with-background"):
+        get_method("um").configure({"pseudo_label_target": "cas-with-background"})
+    with pytest.raises(WtalError, match="cmcs has no foreground"):
+        get_method("cmcs").configure({"pseudo_label_target": "foreground"})
+
+
+def test_rows_outside_pseudo_segments_are_background_in_the_softmax_target():
+    logits = torch.zeros(1, 2, 3, requires_grad=True)  # classes a, b and background; uniform: log 3 each row
+    targets = torch.tensor([[[1.0, 0.0], [0.0, 0.0]]])
+    loss = pseudo_background_loss(logits, targets, torch.tensor([[1.0, 0.0]]))
+    assert loss.item() == pytest.approx(np.log(3))
+    loss.backward()  # row 0 pulls class a up, row 1 background; class b down in both
+    grad = logits.grad[0]
+    assert grad[0, 0] < 0 and grad[1, 2] < 0 and (grad[:, 1] > 0).all()
+    half = torch.tensor([[[0.5, 0.0], [0.0, 0.0]]])  # half a class, half background
+    assert pseudo_background_loss(torch.zeros(1, 2, 3), half, torch.ones(1, 2)).item() == pytest.approx(np.log(3))
+    assert pseudo_background_loss(torch.zeros(1, 2, 3), targets, torch.zeros(1, 2)).item() == 0.0
+
+
+def test_the_foreground_term_weighs_the_few_action_rows_as_much_as_the_background():
+    foreground = torch.tensor([[0.5, 0.5, 0.5, 0.9]])
+    targets = torch.tensor([[[1.0], [0.0], [0.0], [0.0]]])
+    loss = pseudo_foreground_loss(foreground, targets, torch.ones(1, 1))
+    expected = -np.log(0.5) - (2 * np.log(0.5) + np.log(0.1)) / 3  # action mean + background mean
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
+    assert pseudo_foreground_loss(foreground, targets, torch.zeros(1, 1)).item() == 0.0

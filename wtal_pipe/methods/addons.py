@@ -6,7 +6,8 @@ The head follows ASL (Ma et al., CVPR 2021) and CASE (Liu et al., ICCV 2023): a 
 the input features whose sigmoid is a per-row probability of "some action here"; it learns from the rows
 the method's own CAS ranks highest (action) and lowest (background) for the video's labelled classes, and
 at test time it scales the CAS. The pseudo-label term follows the self-training family (RSKP, ASM-Loc,
-Zhou et al. CVPR 2023): soft per-row targets for the labelled classes, supervising the method's CAS.
+Zhou et al. CVPR 2023): soft per-row targets for the labelled classes, supervising the method's CAS, its
+per-row softmax over classes and background, or its class-agnostic foreground weight (``pseudo_label_target``).
 """
 
 from __future__ import annotations
@@ -51,8 +52,33 @@ def weighted_bce(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tenso
     return losses.sum() / weight.sum().clamp_min(1.0)  # no host sync; 0 when nothing has a target
 
 
-def pseudo_label_loss(snippet_logits: torch.Tensor, targets: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def pseudo_cas_loss(snippet_logits: torch.Tensor, targets: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Binary cross-entropy between the per-row class logits (B, T, C) and the soft pseudo targets, on the
     video's labelled classes only (the video-level loss already covers the others)."""
     weight = (labels > 0).to(snippet_logits.dtype)[:, None, :].expand_as(snippet_logits)
     return weighted_bce(snippet_logits, targets, weight)
+
+
+def pseudo_background_loss(row_logits: torch.Tensor, targets: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Per row of a labelled video, cross-entropy of the softmax over the classes and background (B, T, C + 1)
+    against each labelled class's soft target and background's ``1 -`` the largest of them, normalized:
+    a row outside every pseudo segment is background, as a background click is for BackTAL."""
+    action = targets * (labels[:, None, :] > 0)
+    target = torch.cat([action, 1 - action.amax(dim=2, keepdim=True)], dim=2)
+    target = target / target.sum(dim=2, keepdim=True)  # >= 1 before: the background share covers the largest
+    rows = (labels > 0).any(dim=1, keepdim=True).to(row_logits.dtype).expand(-1, row_logits.shape[1])
+    losses = -(target * F.log_softmax(row_logits, dim=2)).sum(dim=2) * rows
+    return losses.sum() / rows.sum().clamp_min(1.0)
+
+
+def pseudo_foreground_loss(foreground: torch.Tensor, targets: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy of a method's class-agnostic foreground weight (B, T) in (0, 1) against the
+    largest soft target of the labelled classes, its action and background parts averaged apart (action
+    rows are the few) and summed; labelled videos only."""
+    action = (targets * (labels[:, None, :] > 0)).amax(dim=2)
+    rows = (labels > 0).any(dim=1, keepdim=True).to(foreground.dtype)
+    positive, negative = action * rows, (1 - action) * rows
+    clamped = foreground.clamp(1e-6, 1 - 1e-6)
+    return -(positive * clamped.log()).sum() / positive.sum().clamp_min(1e-6) - (
+        negative * (1 - clamped).log()
+    ).sum() / negative.sum().clamp_min(1e-6)

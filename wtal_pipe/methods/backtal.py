@@ -113,6 +113,7 @@ ACTIVITYNET = {
 @register_method("backtal")
 class BackTAL(Method):
     Network = BackTALNetwork
+    has_foreground = True
     training_defaults = TrainingSettings(
         train_sampling="interpolate",
         iterations=520,  # 40 epochs of the 200 THUMOS14 training videos, batch 16
@@ -175,6 +176,8 @@ class BackTAL(Method):
                 "cas_supp": cas_supp,
                 "embedding": embedding,
             },
+            cas_with_background=cas_base,
+            foreground=weights[..., 0],
         )
 
     def loss(self, outputs: MethodOutput, batch: Batch) -> dict[str, torch.Tensor]:

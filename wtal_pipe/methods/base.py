@@ -18,7 +18,14 @@ import torch
 from torch import nn
 
 from ..errors import WtalError
-from .addons import ActionnessHead, pseudo_label_loss, ranked_targets, weighted_bce
+from .addons import (
+    ActionnessHead,
+    pseudo_background_loss,
+    pseudo_cas_loss,
+    pseudo_foreground_loss,
+    ranked_targets,
+    weighted_bce,
+)
 from .presets import Presets
 from .settings import GROUPS, LocalizationSettings, MethodConfig, NetworkSettings, Settings, TrainingSettings
 
@@ -36,6 +43,10 @@ class MethodOutput:
     cas: torch.Tensor  # (B, T, C) the per-segment signal the method localizes on, before config.cas_normalization
     actionness: torch.Tensor | None  # (B, T) class-agnostic score in [0, 1] for a second proposal set, or None
     internals: dict[str, torch.Tensor] = field(default_factory=dict)  # what the method's own loss needs
+    # what pseudo labels can supervise besides the CAS (wtal refine): per-row logits over the classes and
+    # background (methods with a background class), and a class-agnostic foreground weight in (0, 1)
+    cas_with_background: torch.Tensor | None = None  # (B, T, C + 1), background last
+    foreground: torch.Tensor | None = None  # (B, T)
 
 
 @dataclass
@@ -61,6 +72,7 @@ class Method(nn.Module):
     has_background_class: ClassVar[bool] = True  # can train on background-only pseudo videos (hard negatives)
     negatives_by_default: ClassVar[bool] = False  # trains with hard negatives whenever DATA_DIR/negatives exists
     has_actionness: ClassVar[bool] = False  # outputs a class-agnostic actionness (a second proposal set)
+    has_foreground: ClassVar[bool] = False  # outputs a class-agnostic foreground weight (BaS-Net's filter)
     cas_kind: ClassVar[Literal["logits", "probabilities"]] = "logits"  # what ``MethodOutput.cas`` holds
     #: per benchmark preset (``presets.py``), the settings that differ from the THUMOS14 defaults, with sources
     presets: ClassVar[Presets] = {}
@@ -127,6 +139,11 @@ class Method(nn.Module):
         made = MethodConfig(**updated)
         if made.localization.actionness_thresholds and not cls.has_actionness:
             raise WtalError(f"{cls.name} has no actionness score: actionness_thresholds would never be used")
+        target = made.network.pseudo_label_target
+        if (target == "foreground" and not cls.has_foreground) or (
+            target == "cas-with-background" and not cls.has_background_class
+        ):
+            raise WtalError(f"{cls.name} has no {target} for pseudo labels to train", "--set pseudo_label_target=cas")
         return made
 
     @classmethod
@@ -151,8 +168,7 @@ class Method(nn.Module):
         own_cas = outputs.internals.get("own_cas", outputs.cas)
         labelled = (batch.labels > 0).any(dim=1, keepdim=True)  # (B, 1)
         if batch.pseudo is not None:
-            logits = own_cas if self.cas_kind == "logits" else torch.logit(own_cas.clamp(1e-6, 1 - 1e-6))
-            terms["pseudo"] = network.pseudo_label_weight * pseudo_label_loss(logits, batch.pseudo, batch.labels)
+            terms["pseudo"] = network.pseudo_label_weight * self._pseudo_label_term(outputs, own_cas, batch)
         head = outputs.internals.get("actionness_head")
         if head is not None:
             if batch.pseudo is not None:
@@ -162,6 +178,18 @@ class Method(nn.Module):
                 target, chosen = ranked_targets(own_cas, batch.labels, network.actionness_head_topk)
             terms["actionness_head"] = network.actionness_head_weight * weighted_bce(head, target, chosen.float())
         return terms
+
+    def _pseudo_label_term(self, outputs: MethodOutput, own_cas: torch.Tensor, batch: Batch) -> torch.Tensor:
+        assert batch.pseudo is not None
+        target = self.config.network.pseudo_label_target
+        if target == "foreground":
+            assert outputs.foreground is not None, f"{self.name} sets has_foreground but outputs none"
+            return pseudo_foreground_loss(outputs.foreground, batch.pseudo, batch.labels)
+        if target == "cas-with-background":
+            assert outputs.cas_with_background is not None, f"{self.name} has a background class but no such CAS"
+            return pseudo_background_loss(outputs.cas_with_background, batch.pseudo, batch.labels)
+        logits = own_cas if self.cas_kind == "logits" else torch.logit(own_cas.clamp(1e-6, 1 - 1e-6))
+        return pseudo_cas_loss(logits, batch.pseudo, batch.labels)
 
     def collapse(self, outputs: MethodOutput) -> str | None:
         """What, if anything, says this training batch's outputs have collapsed into a state the method

@@ -22,7 +22,16 @@ from torch import nn
 
 from .base import Batch, Method, MethodOutput, normalized_targets, rename_official, topk_mean, typed
 from .registry import register_method
-from .settings import AtLeast, Count, LocalizationSettings, MethodConfig, NetworkSettings, Share, TrainingSettings
+from .settings import (
+    AtLeast,
+    Count,
+    LocalizationSettings,
+    MethodConfig,
+    NetworkSettings,
+    PseudoLabelTarget,
+    Share,
+    TrainingSettings,
+)
 
 
 @dataclass(frozen=True)
@@ -39,6 +48,7 @@ class SuppressionNetwork(NetworkSettings):
 @dataclass(frozen=True)
 class BaSNetNetwork(SuppressionNetwork):
     topk_divisor: Count = 8  # video score = mean of the top T // 8 CAS values
+    pseudo_label_target: PseudoLabelTarget = "foreground"  # the filter; on the CAS they hurt (README)
 
 
 class CASModule(nn.Module):
@@ -115,6 +125,7 @@ class BaSNet(Method):
     Network = BaSNetNetwork
     # official main.py: after the first epoch every step takes the first batch of a new shuffle
     training_defaults = TrainingSettings(batch_order="fresh")
+    has_foreground = True
     localization_defaults = LocalizationSettings(binarize_class_score=True)  # official test.py scores with 1
     settings: BaSNetNetwork
 
@@ -136,6 +147,8 @@ class BaSNet(Method):
             cas=cas_supp[..., :-1],
             actionness=None,
             internals={"score_base": score_base, "score_supp": score_supp, "weights": weights},
+            cas_with_background=cas_base,
+            foreground=weights[..., 0],
         )
 
     def loss(self, outputs: MethodOutput, batch: Batch) -> dict[str, torch.Tensor]:

@@ -183,6 +183,9 @@ class TrainingSettings(Settings):
             raise WtalError("whole-video training (train_sampling whole) needs --batch-size 1")
 
 
+PseudoLabelTarget = Literal["cas", "cas-with-background", "foreground"]
+
+
 @dataclass(frozen=True)
 class NetworkSettings(Settings):
     """The network and its loss; each method subclasses it with its own fields (changing one changes
@@ -197,6 +200,10 @@ class NetworkSettings(Settings):
     actionness_head_weight: Annotated[float, AtLeast(0)] = 1.0
     actionness_head_topk: Annotated[float, Above(0), AtMost(0.5)] = 0.125  # share of rows taken as action / background
     pseudo_label_weight: Annotated[float, AtLeast(0)] = 1.0  # the snippet pseudo-label term (wtal refine)
+    # what the pseudo labels supervise: the localized CAS (per labelled class), the per-row softmax over classes
+    # and background (methods with a background class), or the class-agnostic foreground weight (methods with
+    # one); each method defaults to the one that helped it on the THUMOS-shaped benchmark (README)
+    pseudo_label_target: PseudoLabelTarget = "cas"
 
 
 @dataclass(frozen=True)
