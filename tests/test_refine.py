@@ -246,7 +246,12 @@ def test_pseudo_labels_train_every_method_on_its_labelled_classes_only(name, tar
 
 def test_each_method_defaults_to_the_pseudo_label_target_that_helped_it_and_refuses_one_it_lacks():
     defaults = {name: get_method(name).defaults().network.pseudo_label_target for name in METHODS}
-    assert defaults == {"um": "cas", "basnet": "foreground", "cmcs": "cas-with-background", "backtal": "cas"}
+    assert defaults == {
+        "um": "cas",
+        "basnet": "foreground",
+        "cmcs": "cas-with-background",
+        "backtal": "cas-with-background",
+    }
     with pytest.raises(WtalError, match="um has no foreground"):
         get_method("um").configure({"pseudo_label_target": "foreground"})
     with pytest.raises(WtalError, match="um has no cas-with-background"):

@@ -104,7 +104,8 @@ def refine_cli(
 ):
     """Self-train a run on its own confident detections on its training videos (their labelled classes only),
     round by round into OUT/rounds/round-K; OUT then holds the last round as a run. Pseudo-label settings:
-    keep_ratio, sigma; also the run's training settings (iterations, lr) and pseudo_label_weight."""
+    keep_ratio, sigma; also the run's training settings (iterations, lr), pseudo_label_weight and
+    pseudo_label_target (what the pseudo labels supervise: cas, cas-with-background or foreground)."""
     from ..refine import RefineOptions, refine
     from ..train import parse_settings
 

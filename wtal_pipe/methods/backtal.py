@@ -37,7 +37,17 @@ from .basnet import (
 )
 from .presets import Presets, Sourced
 from .registry import register_method
-from .settings import Above, AtLeast, AtMost, Count, LocalizationSettings, MethodConfig, TrainingSettings, steps
+from .settings import (
+    Above,
+    AtLeast,
+    AtMost,
+    Count,
+    LocalizationSettings,
+    MethodConfig,
+    PseudoLabelTarget,
+    TrainingSettings,
+    steps,
+)
 
 
 @dataclass(frozen=True)
@@ -52,6 +62,8 @@ class BackTALNetwork(SuppressionNetwork):
     affinity_weight: Annotated[float, AtLeast(0)] = 0.8
     same_set_margin: float = 0.5  # hardest cosine within foreground (or within clicks) should be >= this
     cross_set_margin: float = 0.1  # hardest cosine between foreground and clicks should be <= this
+    # the base branch's rows, as its clicks are trained; on the filter or the CAS they hurt (README)
+    pseudo_label_target: PseudoLabelTarget = "cas-with-background"
 
 
 def neighbour_similarity(embedding: torch.Tensor) -> torch.Tensor:
