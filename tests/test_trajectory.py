@@ -98,6 +98,12 @@ def parameter_gaps(mine: dict[str, list[float]], theirs: dict[str, list[float]])
     return gaps
 
 
+#: largest relative gap allowed: losses and terms (measured on two CPU classes: <= 6.8e-7), and the weights'
+#: fingerprints, where Adam turns the rounding of near-zero gradients into steps of size lr and the gap grows
+#: with the steps (BackTAL's embed2 after 20 steps: 7.3e-7 on an AVX2 EPYC, 3.4e-5 on an AVX512 EPYC)
+LOSS_TOLERANCE, WEIGHT_TOLERANCE = 1e-5, 1e-4
+
+
 @pytest.mark.parametrize("method", list(SETUPS))
 def test_our_trainer_takes_the_official_trajectory(method, tmp_path):
     expected = json.loads(TRAJECTORY.read_text())[method]
@@ -108,9 +114,9 @@ def test_our_trainer_takes_the_official_trajectory(method, tmp_path):
         assert set(mine["params"]) == set(theirs["params"]), step
         gaps = [relative_gap(mine["loss"], theirs["loss"])]
         gaps += [relative_gap(mine["terms"][k], v) for k, v in theirs["terms"].items()]
-        gaps += parameter_gaps(mine["params"], theirs["params"])
-        worst = max(worst, *gaps)
-        assert max(gaps) <= 1e-5, (method, step, max(gaps))
+        weights = parameter_gaps(mine["params"], theirs["params"])
+        worst = max(worst, *gaps, *weights)
+        assert max(gaps) <= LOSS_TOLERANCE and max(weights) <= WEIGHT_TOLERANCE, (method, step, max(gaps), max(weights))
     print(f"{method}: {len(ours)} steps, largest relative gap {worst:.1e}")
 
 

@@ -14,7 +14,7 @@ from typing import Any, Literal, get_args
 from .errors import WtalError
 from .video.flow_engines import engine_class, flow_preset
 
-Precision = Literal["auto", "fp32", "bf16"]  # auto: bf16 on CUDA and on CPUs with native bf16, else fp32
+Precision = Literal["auto", "fp32", "bf16"]  # auto: fp32 (device.resolve_precision says why)
 DeviceName = Literal["auto", "cpu", "cuda"]
 PRECISIONS: tuple[str, ...] = get_args(Precision)
 

@@ -42,7 +42,12 @@ FlowPresetOption = Annotated[
 Chunk = Annotated[int, typer.Option(min=1, help="Frames per feature row.")]
 RgbWeights = Annotated[str | None, typer.Option(help="RGB I3D checkpoint: path or registry name.")]
 FlowWeights = Annotated[str | None, typer.Option(help="Flow I3D checkpoint: path or registry name.")]
-PrecisionOption = Annotated[Precision, typer.Option(help="auto: bf16 where the hardware has it, else fp32.")]
+PrecisionOption = Annotated[
+    Precision,
+    typer.Option(
+        help="auto = fp32 (the same features on every machine); bf16 is faster on some hardware, features move ~1e-2."
+    ),
+]
 BatchSize = Annotated[int, typer.Option(min=1, help="16-frame chunks per I3D forward pass.")]
 Force = Annotated[bool, typer.Option(help="Recompute every stage, even when cached.")]
 AllowPartial = Annotated[

@@ -32,7 +32,7 @@ class I3DPair:
     @classmethod
     def load(cls, config: FeatureConfig, device: str = "auto") -> I3DPair:
         dev = resolve_device(device)
-        precision = resolve_precision(config.precision, dev)
+        precision = resolve_precision(config.precision)
         rgb, rgb_info = load_i3d("rgb", config.rgb_weights)
         flw, flow_info = load_i3d("flow", config.flow_weights)
         memory_format = torch.channels_last_3d
