@@ -221,9 +221,9 @@ def test_an_existing_run_is_replaced_only_with_force_and_whole(official_um, tmp_
     assert _import(run_cli, path, data, run)[0] == 0
     (run / "train_log.jsonl").write_text("from an older run\n")
     code, _, err = _import(run_cli, path, data, run)
-    assert code == 2 and one_line_error(err, "already holds a run", "--force")
+    assert code == 2 and one_line_error(err, "already holds an imported run (um)", "--force")
     code, _, err = _import(run_cli, path, data, run, "--force")
-    assert code == 0 and "replaced the run in" in err and not (run / "train_log.jsonl").exists()
+    assert code == 0 and "replaced an imported run (um) in" in err and not (run / "train_log.jsonl").exists()
 
 
 def test_a_symlinked_run_folder_stays_a_link_and_its_target_is_replaced_whole(official_um, tmp_path, run_cli):

@@ -34,10 +34,10 @@ def _lines(path: Path) -> list[dict]:
 
 def test_the_validation_split_is_stratified_seeded_and_disjoint(data):
     database = load_annotations(data / "annotations.json")
-    held = choose_held_out(database, "train", "0.25", test_subset=None, seed=0)
+    held = choose_held_out(database, "train", "0.25", test_subset="test", select_on_test=False, seed=0)
     assert held is not None and held.selected_on == "validation" and held.subset == "train"
-    again = choose_held_out(database, "train", "0.25", test_subset=None, seed=0)
-    other = choose_held_out(database, "train", "0.25", test_subset=None, seed=1)
+    again = choose_held_out(database, "train", "0.25", test_subset="test", select_on_test=False, seed=0)
+    other = choose_held_out(database, "train", "0.25", test_subset="test", select_on_test=False, seed=1)
     assert again is not None and other is not None and again.videos == held.videos != other.videos
     train = [vid for vid, e in database.items() if e["subset"] == "train"]
     first = {vid: database[vid]["labels"][0] for vid in train}
@@ -110,7 +110,9 @@ def test_held_out_videos_need_segments(data, tmp_path, run_cli):
     other.mkdir()
     (other / "annotations.json").write_text(json.dumps({"database": labels_only}))
     (other / "features").symlink_to(data / "features")
-    code, _, err = run_cli("train", "--method", "um", "--data", other, "--out", tmp_path / "r", "--val", "test", *QUICK)
+    code, _, err = run_cli(
+        "train", "--method", "um", "--data", other, "--out", tmp_path / "r", "--select-on", "test", *QUICK
+    )
     assert code == 2 and one_line_error(err, "have labels but no segments: they cannot be scored")
     code, _, err = run_cli(
         "train", "--method", "um", "--data", data, "--out", tmp_path / "r", "--eval-every", "5", *QUICK
@@ -186,3 +188,16 @@ def test_without_tensorboard_the_extra_is_named(data, tmp_path, run_cli, monkeyp
     args = ["--out", tmp_path / "r", "--iters", "2", "--tensorboard", tmp_path / "tb", *QUICK]
     code, _, err = run_cli("train", "--method", "um", "--data", data, *args)
     assert code == 2 and one_line_error(err, "pip install 'wtal-pipe[tb]'")
+
+
+@pytest.mark.parametrize(
+    ("val", "message"),
+    [
+        ("test", "--val test is the subset runs are tested on: a checkpoint chosen there is chosen on test"),
+        ("0.99", "--val 0.99 holds out all 20 videos of 'train', leaving none to train on"),
+        ("nosuch", "--val nosuch: no videos in subset 'nosuch' (subsets present: test, train)"),
+    ],
+)
+def test_a_held_out_set_that_would_mislead_or_empty_training_is_refused(data, tmp_path, run_cli, val, message):
+    code, _, err = run_cli("train", "--method", "um", "--data", data, "--out", tmp_path / "r", "--val", val, *QUICK)
+    assert code == 2 and one_line_error(err, message) and not (tmp_path / "r").exists()

@@ -21,6 +21,8 @@ from typing import Any, BinaryIO
 import numpy as np
 from numpy.typing import DTypeLike
 
+from .errors import DataError
+
 _TMP_MARK = ".tmp-"
 # temporaries are named by host and pid: on a shared DATA_DIR (a cluster) only the machine that wrote
 # one can tell whether its writer is still alive
@@ -140,6 +142,18 @@ def atomic_dir(final: str | Path) -> Iterator[Path]:
             os.replace(staging, final)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def check_output_file(path: str | Path, option: str) -> Path:
+    """``path`` as a file a command may write at its end, checked before the work: not a folder, its parent a
+    folder that exists or can be made and that we may write to (else a one-line error naming ``option``)."""
+    path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{option} {path} is a folder", f"give {option} a file name, e.g. {path / 'report.md'}", path)
+    parent = next((p for p in (path.parent, *path.parent.parents) if p.exists()), Path("."))
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise DataError(f"{option} {path} cannot be written there", "pick a writable folder", parent)
+    return path
 
 
 def atomic_write_text(final: str | Path, text: str) -> None:

@@ -4,7 +4,9 @@ Per class and tIoU threshold: detections sorted by score (descending); each take
 ground truth of its video with the highest tIoU >= threshold (TP), else it is a FP (so duplicates are
 FPs); AP is the area under the monotone precision envelope at every recall point. mAP averages over
 the ground truth's classes; a class without detections scores 0. A detection on a video without
-ground truth of its class is a FP. Ties are broken exactly as the reference implementation
+ground truth of its class is a FP, whether or not the video is in the subset (the reference rule); only
+videos an evaluation sets aside on purpose (labels without segments, ``--skip-unannotated``) take their
+detections with them, and those are counted. Ties are broken exactly as the reference implementation
 (``argsort()[::-1]`` on scores and on tIoUs), so per-class AP matches it to float precision.
 """
 
@@ -12,12 +14,13 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .data.annotations import class_index, load_annotations, scored_videos
+from .data.annotations import class_index, load_annotations, unscored_videos
 from .detections import DetectionTable
 from .errors import DataError
 from .intervals import tiou
@@ -103,6 +106,7 @@ class EvaluationResult:
     classes: list[str]
     ap: np.ndarray  # (n_classes, n_thr)
     ignored: dict[str, int] = field(default_factory=dict)  # detections of known classes without GT in the subset
+    set_aside: tuple[int, int] = (0, 0)  # (videos, their detections) left out on purpose (labels, no segments)
 
     @property
     def map_per_threshold(self) -> np.ndarray:
@@ -126,13 +130,16 @@ class EvaluationResult:
     def table(self) -> str:
         head = " ".join(f"{t:>6.2f}" for t in self.thresholds)
         vals = " ".join(f"{100 * m:6.2f}" for m in self.map_per_threshold)
-        note = ""
+        notes = []
         if self.ignored:
-            note = (
-                f"\n(not counted: {sum(self.ignored.values())} detections of {len(self.ignored)} class(es) "
+            notes.append(
+                f"(not counted: {sum(self.ignored.values())} detections of {len(self.ignored)} class(es) "
                 f"without ground truth in this subset: {', '.join(sorted(self.ignored))})"
             )
-        return f"tIoU {head}    avg\nmAP  {vals} {100 * self.average_map:6.2f}{note}"
+        if self.set_aside[0]:
+            videos, detections = self.set_aside
+            notes.append(f"(set aside: {detections} detections on {videos} video(s) with labels but no segments)")
+        return "\n".join([f"tIoU {head}    avg\nmAP  {vals} {100 * self.average_map:6.2f}", *notes])
 
 
 def evaluate(
@@ -142,34 +149,32 @@ def evaluate(
     thresholds=THUMOS_TIOU,
     detections_path: str | Path | None = None,
     known_classes: list[str] | None = None,
-    videos: list[str] | None = None,
+    set_aside: Collection[str] = (),
 ) -> EvaluationResult:
     """mAP of ``detections`` (ActivityNet result JSON as a dict, or a run's table) against a GT ``database`` dict.
 
     Detections of a class without ground truth in ``subset`` do not count (mAP is over the GT's classes)
     and are tallied in ``ignored``, when the class is known: a label of the GT file's other subsets or
     of ``known_classes`` (the run's). Any other label is an error (a typo would silently score 0).
-    ``videos`` limits the evaluation to those videos of the subset (ground truth and detections alike).
+    ``set_aside`` names videos left out of the evaluation, ground truth and detections alike (counted in the
+    result); a detection on any other video without ground truth is a false positive.
     """
     thresholds = np.asarray(thresholds, float)
-    chosen = None if videos is None else set(videos)
-    if chosen is not None:
-        ground_truth = {vid: v for vid, v in ground_truth.items() if vid in chosen or v.get("subset") != subset}
-    classes, video_index, gt = _ground_truth_rows(ground_truth, subset)
+    aside = set(set_aside)
+    classes, video_index, gt = _ground_truth_rows(
+        {vid: v for vid, v in ground_truth.items() if vid not in aside}, subset
+    )
     if isinstance(detections, DetectionTable):
-        det, ignored = _table_rows(detections, classes, video_index, chosen)
+        det, ignored, dropped = _table_rows(detections, classes, video_index, aside)
     else:
-        results = detections.get("results")
-        if chosen is not None and isinstance(results, dict):
-            detections = {**detections, "results": {vid: d for vid, d in results.items() if vid in chosen}}
         known = set(known_classes or []) | {label for v in ground_truth.values() for label in _labels(v)}
-        det, ignored = _detection_rows(detections, classes, video_index, known, detections_path)
+        det, ignored, dropped = _detection_rows(detections, classes, video_index, known, detections_path, aside)
     ap = np.zeros((len(classes), len(thresholds)))
     for c in range(len(classes)):
         g = gt[gt[:, 0] == c]
         d = det[det[:, 0] == c]
         ap[c] = average_precision(g[:, 1].astype(int), g[:, 2:4], d[:, 1].astype(int), d[:, 2:4], d[:, 4], thresholds)
-    return EvaluationResult(thresholds, classes, ap, ignored)
+    return EvaluationResult(thresholds, classes, ap, ignored, (len(aside), dropped))
 
 
 def _labels(video: dict) -> list[str]:
@@ -195,19 +200,28 @@ def _ground_truth_rows(ground_truth: dict, subset: str) -> tuple[list[str], dict
 
 
 def _detection_rows(
-    detections: dict, classes: list[str], video_index: dict[str, int], known: set[str], path: str | Path | None
-) -> tuple[np.ndarray, dict[str, int]]:
-    """Detections as rows (class, video, start, end, score), and the count of those ignored by class."""
+    detections: dict,
+    classes: list[str],
+    video_index: dict[str, int],
+    known: set[str],
+    path: str | Path | None,
+    aside: set[str],
+) -> tuple[np.ndarray, dict[str, int], int]:
+    """Detections as rows (class, video, start, end, score), the count of those ignored by class, and the
+    count of those on set-aside videos."""
     results = detections.get("results")
     if not isinstance(results, dict):
         raise DataError('no "results" object', "pass ActivityNet-format detections", path)
     index = class_index(classes)
     ignored: dict[str, int] = {}
-    rows = []
+    rows, dropped = [], 0
     for vid, dets in results.items():
-        vindex = video_index.setdefault(vid, len(video_index))  # videos outside the GT: their detections are FPs
         if not isinstance(dets, list):
             raise DataError(f"video {vid}: detections are not a list", DETECTIONS_FORMAT, path)
+        if vid in aside:
+            dropped += len(dets)
+            continue
+        vindex = video_index.setdefault(vid, len(video_index))  # videos outside the GT: their detections are FPs
         for det in dets:
             start, end, score = _detection(vid, det, path)
             label = det.get("label")
@@ -221,16 +235,17 @@ def _detection_rows(
                     "fix the label, or pass the annotation file it belongs to",
                     path,
                 )
-    return np.asarray(rows, float).reshape(-1, 5), ignored
+    return np.asarray(rows, float).reshape(-1, 5), ignored, dropped
 
 
 def _table_rows(
-    table: DetectionTable, classes: list[str], video_index: dict[str, int], chosen: set[str] | None
-) -> tuple[np.ndarray, dict[str, int]]:
+    table: DetectionTable, classes: list[str], video_index: dict[str, int], aside: set[str]
+) -> tuple[np.ndarray, dict[str, int], int]:
     """A run's detections as rows (class, video, start, end, score) in the order they were added, as the
-    result file would give them; the run's classes without ground truth here are tallied in ``ignored``."""
+    result file would give them; the run's classes without ground truth here are tallied in ``ignored``,
+    the detections on set-aside videos counted."""
     video, label, score, start, end = table.columns()
-    wanted = np.array([chosen is None or vid in chosen for vid in table.videos], bool)
+    wanted = np.array([vid not in aside for vid in table.videos], bool)
     # videos outside the GT get new indices: their detections are FPs
     table_to_gt = np.full(len(table.videos), -1, np.int64)
     for i in np.flatnonzero(wanted):
@@ -244,7 +259,7 @@ def _table_rows(
     }
     counted = keep & (target >= 0)
     columns = [target[counted], table_to_gt[video[counted]], start[counted], end[counted], score[counted]]
-    return np.stack(columns, axis=1).astype(float).reshape(-1, 5), ignored
+    return np.stack(columns, axis=1).astype(float).reshape(-1, 5), ignored, int((~keep).sum())
 
 
 DETECTIONS_FORMAT = 'expected {"results": {vid: [{"label": ..., "score": number, "segment": [start_s, end_s]}]}}'
@@ -283,7 +298,7 @@ def evaluate_files(
     if not isinstance(detections, dict):
         raise DataError(f"a {type(detections).__name__} at the top level", DETECTIONS_FORMAT, detections_path)
     database = load_annotations(gt_path)
-    scored = scored_videos(database, subset, skip_unannotated, gt_path)
-    if scored is None:
+    unscored = unscored_videos(database, subset, skip_unannotated, gt_path)
+    if unscored is None:
         raise DataError(f"no video of subset {subset!r} has segments: there is no ground truth to score", "", gt_path)
-    return evaluate(database, detections, subset, thresholds, detections_path, videos=scored)
+    return evaluate(database, detections, subset, thresholds, detections_path, set_aside=unscored)

@@ -49,15 +49,17 @@ class HeldOut:
 
 
 def choose_held_out(
-    database: dict, train_subset: str, val: str | None, *, test_subset: str | None, seed: int
+    database: dict, train_subset: str, val: str | None, *, test_subset: str, select_on_test: bool, seed: int
 ) -> HeldOut | None:
-    """``val``: a fraction of the training subset (``"0.2"``) or another subset's name; ``test_subset``: select
-    on the benchmark's test subset, as the official code does. Held-out videos need segments."""
-    if val is not None and test_subset is not None:
+    """``val``: a fraction of the training subset (``"0.2"``) or another subset's name; ``select_on_test``:
+    select on the benchmark's ``test_subset``, as the official code does (and labelled so). ``val`` may not
+    name the test subset: a checkpoint chosen on it is chosen on test, whatever the option was called.
+    Held-out videos need segments."""
+    if val is not None and select_on_test:
         raise WtalError("--val and --select-on test choose the checkpoint in two ways", "pass one of them")
-    if test_subset is not None:
+    if select_on_test:
         how = f"the {test_subset!r} subset, the benchmark's test set (the official protocol)"
-        held = HeldOut(_subset(database, test_subset), test_subset, "test", how)
+        held = HeldOut(_subset(database, test_subset, "--select-on test"), test_subset, "test", how)
     elif val is None:
         return None
     elif (fraction := _fraction(val)) is not None:
@@ -66,12 +68,22 @@ def choose_held_out(
         chosen = sorted(vid for vid, part in split.items() if part == "test")
         if not chosen:
             raise WtalError(f"--val {val} holds out no video of {len(training)}", "use a larger fraction")
+        if len(chosen) == len(training):
+            raise WtalError(
+                f"--val {val} holds out all {len(training)} videos of {train_subset!r}, leaving none to train on",
+                "use a smaller fraction, e.g. --val 0.2",
+            )
         how = f"{val} of {train_subset!r}, stratified by label, seed {seed}"
         held = HeldOut(chosen, train_subset, "validation", how)
+    elif val == test_subset:
+        raise WtalError(
+            f"--val {val} is the subset runs are tested on: a checkpoint chosen there is chosen on test",
+            "pass --select-on test to do that knowingly (every output then says so), or --val 0.2",
+        )
     else:
         if val == train_subset:
             raise WtalError(f"--val {val} is the training subset itself", "pass a fraction like 0.2, or another subset")
-        held = HeldOut(_subset(database, val), val, "validation", f"the {val!r} subset")
+        held = HeldOut(_subset(database, val, f"--val {val}"), val, "validation", f"the {val!r} subset")
     unscored = [vid for vid in held.videos if is_labels_only(database[vid])]
     if unscored:
         raise DataError(
@@ -91,10 +103,11 @@ def _fraction(text: str) -> float | None:
     return value
 
 
-def _subset(database: dict, subset: str) -> list[str]:
+def _subset(database: dict, subset: str, option: str) -> list[str]:
     videos = sorted(vid for vid, e in database.items() if e.get("subset") == subset)
     if not videos:
-        raise WtalError(f"no videos in subset {subset!r}", "name a subset of annotations.json")
+        present = ", ".join(sorted({str(e.get("subset")) for e in database.values()}))
+        raise WtalError(f"{option}: no videos in subset {subset!r}", f"subsets present: {present}")
     return videos
 
 
@@ -117,7 +130,8 @@ class Monitor:
     @classmethod
     def open(cls, data_dir: Path, held_out: HeldOut, classes: list[str], every: int, run_dir: Path) -> Monitor:
         dataset = Dataset(data_dir, held_out.subset, classes=classes, only=set(held_out.videos))
-        database = load_annotations(dataset.annotations_path)
+        annotations = load_annotations(dataset.annotations_path)
+        database = {vid: annotations[vid] for vid in held_out.videos}  # the held-out videos are the ground truth
         return cls(held_out, dataset.videos, database, classes, every, Run(run_dir).metrics)
 
     def due(self, step: int, last: int) -> bool:
@@ -137,7 +151,7 @@ class Monitor:
         model.train(was_training)
         thresholds = parse_tiou(model.config.localization.eval_tiou)
         detections = DetectionTable.of({vid: r.detections for vid, r in results.items()}, self.classes)
-        result = evaluate(self.database, detections, self.held_out.subset, thresholds, videos=self.held_out.videos)
+        result = evaluate(self.database, detections, self.held_out.subset, thresholds)
         terms = {name: float(np.mean([loss[name] for loss in losses])) for name in losses[0]}
         record = {
             "step": step,

@@ -32,8 +32,20 @@ from .methods.presets import DEFAULT_PRESET
 from .monitor import HeldOut
 from .pipeline import check_feature_dim, infer
 from .pseudo import PseudoLabelSettings, keep_confident, write_pseudo_labels
-from .run import BEST, CONFIG, LOG, Run, RunMeta, load_run
-from .train import TrainOptions, start_from, train
+from .run import (
+    BEST,
+    CHECKPOINT,
+    CONFIG,
+    LOG,
+    METRICS,
+    Run,
+    RunMeta,
+    check_replaceable,
+    existing_run,
+    finished_as_asked,
+    load_run,
+)
+from .train import TrainOptions, plan_run, start_from, train
 
 ROUNDS = "rounds"
 
@@ -73,11 +85,13 @@ def refine(
     on_log: Callable[[dict], None] | None = None,
 ) -> Path:
     """Refine ``options.run_dir`` for ``options.rounds`` rounds into ``options.out_dir``; returns the refined
-    run's checkpoint. Finished rounds are kept and skipped."""
-    out = Path(options.out_dir)
-    base = Path(options.run_dir)
-    if out.resolve() == base.resolve():
-        raise WtalError("--out is the run being refined", "pass a new folder for the refined run")
+    run's checkpoint. Finished rounds made from the same base run with the same settings are kept; rounds
+    made otherwise are refused (``run.finished_as_asked``)."""
+    out, base = Path(options.out_dir), Path(options.run_dir)
+    if out.resolve().is_relative_to(base.resolve()) or base.resolve().is_relative_to(out.resolve()):
+        raise WtalError(
+            f"--out {out} and --run {base} lie one inside the other", "pass a folder outside the run being refined"
+        )
     trained, meta = load_run(base, device=options.device, checkpoint="final")
     if meta.subset is None:
         raise DataError("records no training subset (an imported checkpoint?)", "refine a run from wtal train", base)
@@ -99,45 +113,56 @@ def refine(
     _claim(out, options.force)
     held = HeldOut(**meta.held_out) if meta.held_out else None
     excluded = set(held.videos) if held is not None and held.subset == meta.subset else set()
+    base_digest = _digest(Run(base).checkpoint)
     previous, previous_meta = base, meta
     previous_model: Method | None = trained  # loaded once; later rounds load the round before
     for number in range(1, options.rounds + 1):
         round_dir = out / ROUNDS / f"round-{number}"
-        if Run(round_dir).checkpoint.exists():
-            report(f"round {number}: finished in {round_dir}, skipped")
+        labels_path = out / ROUNDS / f"round-{number}.pseudo.json"
+        record = {
+            "base_run": str(base.resolve()),
+            "base_checkpoint": base_digest,
+            "round": number,
+            "rounds": options.rounds,
+            "pseudo_labels": asdict(settings),
+            "pseudo_label_file": labels_path.name,
+        }
+        round_options = TrainOptions(
+            meta.method, Path(options.data_dir), round_dir, seed=meta.seed or 0, subset=meta.subset,
+            preset=meta.preset or DEFAULT_PRESET, device=options.device, negatives=bool(meta.negatives),
+            simulate_clicks=meta.clicks == "simulated", overrides=config.values(), init_from=previous,
+            pseudo_labels=labels_path, held_out=held, refinement=record,
+        )  # fmt: skip
+        if finished_as_asked(round_dir, plan_run(round_options).meta, f"round {number}"):
+            report(f"round {number}: finished in {round_dir} from the same run and settings, kept")
         else:
-            labels_path = out / ROUNDS / f"round-{number}.pseudo.json"
             if previous_model is None:
                 previous_model, previous_meta = load_run(previous, device=options.device, checkpoint="final")
             videos = pseudo_labels(previous_model, previous_meta, Path(options.data_dir), excluded, settings)
             kept = sum(len(v) for v in videos.values())
             report(f"round {number}: {kept} pseudo-labelled segments in {len(videos)} training videos")
             write_pseudo_labels(labels_path, meta.classes, videos, settings, _digest(Run(previous).checkpoint))
-            record = {
-                "base_run": str(base.resolve()),
-                "round": number,
-                "rounds": options.rounds,
-                "pseudo_labels": asdict(settings),
-                "pseudo_label_file": labels_path.name,
-            }
-            round_options = TrainOptions(
-                meta.method, Path(options.data_dir), round_dir, seed=meta.seed or 0, subset=meta.subset,
-                preset=meta.preset or DEFAULT_PRESET, device=options.device, negatives=bool(meta.negatives),
-                simulate_clicks=meta.clicks == "simulated", overrides=config.values(), init_from=previous,
-                pseudo_labels=labels_path, held_out=held, refinement=record,
-            )  # fmt: skip
             train(round_options, on_log)
         previous, previous_model = round_dir, None
     return _publish(Run(previous), Run(out))
 
 
+#: what ``wtal refine`` writes into OUT, and all that ``--force`` removes there
+PRODUCTS = (ROUNDS, CHECKPOINT, BEST, CONFIG, LOG, METRICS)
+
+
 def _claim(out: Path, force: bool) -> None:
-    """``out`` may be new, empty, an unfinished refine (resumed) or, with ``force``, a finished one (redone)."""
-    run = Run(out)
-    if run.checkpoint.exists():
-        if not force:
-            raise DataError("already holds a refined run", "pass --force to redo it, or another --out", out)
-        shutil.rmtree(out)
+    """``out`` may be new, empty, an unfinished refine (resumed) or, with ``force``, a finished refined run
+    (redone: only what refine wrote there is removed). A run of another kind is never replaced."""
+    previous = existing_run(out)
+    if previous is not None:
+        check_replaceable(out, previous, force, "refined")
+        for name in PRODUCTS:
+            path = out / name
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
     elif out.exists() and any(p.name != ROUNDS for p in out.iterdir()):
         raise DataError("exists and holds something other than a refine", "pass a new or empty folder", out)
 

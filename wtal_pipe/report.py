@@ -10,14 +10,15 @@ not at all (the final step).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .cache import atomic_path, atomic_write_json, atomic_write_text
-from .data.annotations import load_annotations, scored_videos
+from .cache import atomic_path, atomic_write_json, atomic_write_text, read_json
+from .data.annotations import load_annotations, unscored_videos
 from .errors import WtalError
 from .evaluate import EvaluationResult, evaluate, parse_tiou
 from .layout import DataLayout
@@ -60,17 +61,22 @@ class Group:
 
 
 def expand(paths: list[Path]) -> list[Path]:
-    """Run folders: each path itself, or its ``seed-*`` runs."""
-    runs = []
+    """Run folders: each path itself, or its ``seed-*`` runs; a run reached twice (``R R``, ``R R/seed-0``,
+    a link) is a one-line error naming both spellings: counted twice, it would shrink the sd."""
+    runs: dict[Path, Path] = {}
     for path in paths:
-        if Run(path).checkpoint.exists():
-            runs.append(Path(path))
-            continue
-        seeds = sorted(p for p in Path(path).glob("seed-*") if Run(p).checkpoint.exists())
-        if not seeds:
+        found = [Path(path)] if Run(path).checkpoint.exists() else sorted(Path(path).glob("seed-*"))
+        found = [p for p in found if Run(p).checkpoint.exists()]
+        if not found:
             raise WtalError("holds no run (checkpoint.pt) and no seed-K runs", "pass run folders of wtal train", path)
-        runs += seeds
-    return runs
+        for run in found:
+            first = runs.get(run.resolve())
+            if first is not None:
+                raise WtalError(
+                    f"the run {run} is given twice (also as {first})", "name each run once: it would count twice"
+                )
+            runs[run.resolve()] = run
+    return list(runs.values())
 
 
 def _group_key(meta: RunMeta, protocol: str) -> str:
@@ -79,23 +85,32 @@ def _group_key(meta: RunMeta, protocol: str) -> str:
 
 
 def score_runs(
-    paths: list[Path], data_dir: Path, subset: str, checkpoint: Checkpoint | None, tiou: str | None
+    paths: list[Path],
+    data_dir: Path,
+    subset: str,
+    checkpoint: Checkpoint | None,
+    tiou: str | None,
+    report: Callable[[str], None] = lambda _: None,
 ) -> tuple[list[Group], np.ndarray]:
-    """Every run scored on ``subset`` and grouped; the tIoU thresholds used."""
+    """Every run scored on ``subset`` and grouped; the tIoU thresholds used. ``report`` hears of a run whose
+    ``config.json`` is missing or unreadable (its checkpoint's own record is used; nothing is guessed)."""
     from .pipeline import localize_dataset
 
     layout = DataLayout(Path(data_dir))
     database = load_annotations(layout.annotations)
-    scored = scored_videos(database, subset, False, layout.annotations)
-    if scored is None:
+    if unscored_videos(database, subset, False, layout.annotations) is None:
         raise WtalError(f"no video of subset {subset!r} has segments: nothing to score", "", layout.annotations)
-    loaded = [(path, *load_run(path, "cpu", checkpoint=checkpoint)) for path in expand(paths)]
+    runs = expand(paths)
+    for path in runs:
+        if not isinstance(read_json(Run(path).config), dict):
+            report(f"{Run(path).config} is missing or unreadable: {path} is read from its checkpoint's own record")
+    loaded = [(path, *load_run(path, "cpu", checkpoint=checkpoint)) for path in runs]
     ranges = {model.config.localization.eval_tiou for _, model, _ in loaded}
     thresholds = parse_tiou(tiou or (ranges.pop() if len(ranges) == 1 else DEFAULT_TIOU))
     groups: dict[str, Group] = {}
     for path, model, meta in loaded:
         detections = localize_dataset(model, meta, data_dir, subset)
-        result = evaluate(database, detections, subset, thresholds, known_classes=meta.classes, videos=scored)
+        result = evaluate(database, detections, subset, thresholds, known_classes=meta.classes)
         run = RunScore(path, meta, result)
         key = _group_key(meta, run.protocol)
         groups.setdefault(key, Group(f"{meta.method} ({len(groups) + 1})")).runs.append(run)

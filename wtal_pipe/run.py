@@ -11,6 +11,15 @@
     RUN_DIR/localize/         wtal localize's extraction cache for new clips
 
 The directory is written whole or not at all (:func:`~wtal_pipe.cache.atomic_dir`).
+
+Two rules keep months of runs in one folder apart, for every command that writes runs:
+
+- **what ``--force`` may replace**: a run of the kind the command makes (``wtal train`` a trained run,
+  ``wtal refine`` a refined one, ``wtal import checkpoint`` an imported one), never another kind and never a
+  folder that is not a run (:func:`run_target`);
+- **what a resumed command may reuse** (``--seeds``, ``wtal refine``'s rounds): a finished run whose record
+  equals, field for field, the record the command would write now (:func:`differences`); anything else is
+  refused, naming the difference.
 """
 
 from __future__ import annotations
@@ -23,7 +32,7 @@ from typing import Any, Literal
 
 import torch
 
-from .cache import atomic_path, read_json
+from .cache import atomic_path
 from .config import ExtractionConfig
 from .device import resolve_device
 from .errors import DataError
@@ -67,6 +76,21 @@ class RunMeta:
     format: str = FORMAT
 
     @property
+    def kind(self) -> RunKind:
+        """Which command made the run: ``imported`` (official weights), ``refined`` or ``trained``."""
+        if self.imported_from is not None:
+            return "imported"
+        return "refined" if self.refinement is not None else "trained"
+
+    def describe(self) -> str:
+        """The run in a few words, for messages: its kind, method and seed (and base run, when refined)."""
+        article = "an" if self.kind == "imported" else "a"
+        what = f"{article} {self.kind} run ({self.method}" + (f", seed {self.seed}" if self.seed is not None else "")
+        if self.refinement:
+            what += f", round {self.refinement.get('round')} of {self.refinement.get('base_run')}"
+        return what + ")"
+
+    @property
     def selected_on_test(self) -> bool:
         """These weights are the step that scored best on the test subset (the official protocol)."""
         return self.checkpoint.startswith("selected on test")
@@ -107,24 +131,13 @@ def save_checkpoint(path: Path, meta: RunMeta, model: Method) -> None:
 
 
 Checkpoint = Literal["final", "best"]
+RunKind = Literal["trained", "refined", "imported"]
+#: record fields that say where or how a run was stored, not what it is: a run made elsewhere is the same run
+CIRCUMSTANCES = frozenset({"device", "checkpoint", "best", "format"})
 
 
-def load_run(
-    run_dir: str | Path, device: str = "cpu", overrides: dict | None = None, checkpoint: Checkpoint | None = None
-) -> tuple[Method, RunMeta]:
-    """The trained model (eval mode) and its metadata; ``checkpoint`` picks the final step or the best one on
-    the held-out videos (default: the best when they were a validation split, else the final step);
-    ``overrides`` change localization settings only (a setting that changes what the weights mean is refused)."""
-    run = Run(Path(run_dir))
-    if checkpoint is None:
-        checkpoint = "best" if run.best.exists() and _validated(run) else "final"
-    path = run.best if checkpoint == "best" else run.checkpoint
-    if not path.exists():
-        if checkpoint == "best" and run.checkpoint.exists():
-            raise DataError(
-                "has no best step", "train with --val (or --select-on test), or use --checkpoint final", run_dir
-            )
-        raise DataError("no checkpoint in this run directory", "train first: wtal train --out RUN_DIR", run_dir)
+def read_checkpoint(path: Path) -> tuple[RunMeta, dict[str, torch.Tensor]]:
+    """A checkpoint's run record and weights, its digest checked (a damaged file is a one-line error)."""
     saved = load_trusted_types(path, "re-train the run")
     if not isinstance(saved, dict) or saved.get("format") not in READABLE:
         found = saved.get("format") if isinstance(saved, dict) else None
@@ -142,7 +155,31 @@ def load_run(
             "re-train the run, or restore the file from a copy",
             path,
         )
-    meta = RunMeta.from_dict(record)
+    return RunMeta.from_dict(record), state
+
+
+def load_run(
+    run_dir: str | Path, device: str = "cpu", overrides: dict | None = None, checkpoint: Checkpoint | None = None
+) -> tuple[Method, RunMeta]:
+    """The trained model (eval mode) and its metadata; ``checkpoint`` picks the final step or the best one on
+    the held-out videos (default: the best when they were a validation split, as its own record says, else
+    the final step); ``overrides`` change localization settings only (a setting that changes what the weights
+    mean is refused). ``config.json`` is for people: nothing here reads it."""
+    run = Run(Path(run_dir))
+    loaded = None
+    if checkpoint is None and run.best.exists():
+        loaded = read_checkpoint(run.best)
+        held = loaded[0].held_out
+        if not (isinstance(held, dict) and held.get("selected_on") == "validation"):
+            loaded = None  # selected on test: never the default
+    path = run.best if checkpoint == "best" else run.checkpoint
+    if loaded is None and not path.exists():
+        if checkpoint == "best" and run.checkpoint.exists():
+            raise DataError(
+                "has no best step", "train with --val (or --select-on test), or use --checkpoint final", run_dir
+            )
+        raise DataError("no checkpoint in this run directory", "train first: wtal train --out RUN_DIR", run_dir)
+    meta, state = loaded or read_checkpoint(path)
     cls = get_method(meta.method)
     config = cls.configure(overrides or {}, base=cls.from_saved(meta.config), only=("localization",))
     model = cls(meta.feature_dim, len(meta.classes), config)
@@ -150,16 +187,16 @@ def load_run(
     return model.to(resolve_device(device)).eval(), meta
 
 
-def _validated(run: Run) -> bool:
-    """The run held out a validation split (not the test subset)."""
-    meta = read_json(run.config)
-    held = meta.get("held_out") if isinstance(meta, dict) else None
-    return isinstance(held, dict) and held.get("selected_on") == "validation"
+def existing_run(folder: Path) -> RunMeta | None:
+    """The record of the run ``folder`` holds (from its checkpoint), or None when it holds none."""
+    path = Run(folder).checkpoint
+    return read_checkpoint(path)[0] if path.exists() else None
 
 
-def run_target(run_dir: str | Path, force: bool) -> tuple[Path, str | None]:
-    """Where a new run is written (a symbolic link is followed; the link stays), and what it replaces, in
-    words (None for a new folder). A folder that is not a run is never replaced; a run only with ``force``."""
+def run_target(run_dir: str | Path, force: bool, kind: RunKind) -> tuple[Path, str | None]:
+    """Where a new run of ``kind`` is written (a symbolic link is followed; the link stays), and what it
+    replaces, in words (None for a new folder). A folder that is not a run is never replaced, nor a run of
+    another kind; a run of this kind only with ``force``."""
     given = Path(run_dir)
     target = given.resolve()
     if given.is_symlink() and not target.exists() and not target.parent.is_dir():
@@ -168,15 +205,82 @@ def run_target(run_dir: str | Path, force: bool) -> tuple[Path, str | None]:
         return target, None
     if not target.is_dir():
         raise DataError("exists and is not a folder", "pass a new folder for the run", given)
-    if not (target / CHECKPOINT).exists():
+    previous = existing_run(target)
+    if previous is None:
         if any(target.iterdir()):
             raise DataError("exists and holds something other than a run", "pass a new or empty folder", given)
         return target, None
+    check_replaceable(given, previous, force, kind)
+    return target, f"{previous.describe()} in {given}"
+
+
+def check_replaceable(folder: Path, previous: RunMeta, force: bool, kind: RunKind) -> None:
+    """A command that makes ``kind`` runs may replace ``previous`` only when it is of that kind, with ``force``."""
+    if previous.kind != kind:
+        raise DataError(
+            f"holds {previous.describe()}; this command replaces only {kind} runs",
+            "pass another --out (move that run away first if you mean to replace it)",
+            folder,
+        )
     if not force:
-        raise DataError("already holds a run", "pass --force to replace it, or another --out", given)
-    previous = read_json(target / CONFIG)
-    when = f" ({previous.get('method')}, {previous.get('checkpoint')})" if isinstance(previous, dict) else ""
-    return target, f"the run in {given}{when}"
+        raise DataError(f"already holds {previous.describe()}", "pass --force to replace it, or another --out", folder)
+
+
+def finished_as_asked(folder: Path, wanted: RunMeta, what: str) -> bool:
+    """True when ``folder`` holds a finished run that is the run ``wanted`` describes (a resumed command keeps
+    it), False when it holds none; a run made otherwise is a one-line error naming ``what`` and the
+    differences, so two configurations never end up side by side as if they were one."""
+    saved = existing_run(folder)
+    if saved is None:
+        return False
+    found = differences(saved, wanted)
+    if found:
+        shown = "; ".join(found[:4]) + (f"; and {len(found) - 4} more" if len(found) > 4 else "")
+        raise DataError(
+            f"{what} holds a run made otherwise: {shown}",
+            "pass the options it was made with, or another --out",
+            folder,
+        )
+    return True
+
+
+def differences(saved: RunMeta, wanted: RunMeta) -> list[str]:
+    """What makes ``saved`` another run than the one ``wanted`` describes, one phrase per setting or field
+    (``"lr 0.001 (asked: 0.0003)"``, ``"refinement.pseudo_labels.keep_ratio 0.3 (asked: 0.5)"``); [] when it is
+    the same run (another method is said alone: all its settings differ too). A refined round's ``rounds`` is
+    not compared: asking for more rounds extends a refinement."""
+    if saved.method != wanted.method:
+        return [f"method {saved.method} (asked: {wanted.method})"]
+    old, new = (json.loads(json.dumps(meta.to_dict(), default=str)) for meta in (saved, wanted))  # lists = tuples
+    old_fields, new_fields = (
+        _flat_settings(record.pop("config")) | _leaves({k: v for k, v in record.items() if k not in CIRCUMSTANCES})
+        for record in (old, new)
+    )
+    return [
+        f"{name} {_short(old_fields.get(name))} (asked: {_short(new_fields.get(name))})"
+        for name in sorted(set(old_fields) | set(new_fields))
+        if name != "refinement.rounds" and old_fields.get(name) != new_fields.get(name)
+    ]
+
+
+def _flat_settings(config: dict[str, Any]) -> dict[str, Any]:
+    return {name: value for group in config.values() if isinstance(group, dict) for name, value in group.items()}
+
+
+def _leaves(record: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dicts as dotted names -> values (``{"a": {"b": 1}}`` -> ``{"a.b": 1}``)."""
+    out: dict[str, Any] = {}
+    for key, value in record.items():
+        if isinstance(value, dict) and value:
+            out |= _leaves(value, f"{prefix}{key}.")
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = json.dumps(value, sort_keys=True, default=str)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def run_meta(

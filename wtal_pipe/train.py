@@ -30,7 +30,7 @@ from .methods.presets import DEFAULT_PRESET, benchmark, preset_settings
 from .methods.settings import MethodConfig
 from .monitor import HeldOut, Monitor, choose_held_out, tensorboard_writer
 from .pseudo import PseudoLabels, row_times
-from .run import Run, load_run, run_meta, run_target, save_checkpoint
+from .run import Run, RunMeta, finished_as_asked, load_run, run_meta, run_target, save_checkpoint
 
 
 @dataclass
@@ -173,20 +173,6 @@ class BatchSampler:
         )
 
 
-def _attach_clicks(options: TrainOptions, dataset: Dataset, rng: np.random.Generator) -> None:
-    """Simulated clicks (``--simulate-clicks``), or a one-line error when a click-trained method has none."""
-    if options.simulate_clicks:
-        for video in dataset.videos:
-            if not video.background_only:
-                video.clicks = simulate_clicks(video.segments, video.duration, video.frame_rate, rng)
-    elif not dataset.has_clicks:
-        raise DataError(
-            f"{options.method} is trained with background clicks, and there are none",
-            "add clicks (wtal annotate, or wtal import clicks ...) or pass --simulate-clicks",
-            dataset.clicks_path,
-        )
-
-
 def _standardize(model: Method, dataset: Dataset) -> None:
     """``normalize_features``: the model's input statistics from every training row."""
     count, total = 0, np.zeros(dataset.feature_dim)
@@ -201,28 +187,30 @@ def _standardize(model: Method, dataset: Dataset) -> None:
 
 
 @dataclass
-class Session:
-    """What a training run is made of, before its first step."""
+class Plan:
+    """A run as it will be recorded, before any weights exist: what ``--seeds`` and ``wtal refine`` compare a
+    finished run with before reusing it (``run.differences``)."""
 
     method: type[Method]
+    config: MethodConfig
     dataset: Dataset
-    subset: str
-    model: Method
-    sampler: BatchSampler
+    entries: list[Entry]
     held_out: HeldOut | None
-    device: torch.device
+    meta: RunMeta
 
 
-def _prepare(options: TrainOptions) -> Session:
+def plan_run(options: TrainOptions) -> Plan:
+    """The method's settings (preset, then overrides, then epochs counted in steps), the training videos, the
+    held-out split and the record the run will carry; every refusal happens here, before any work."""
     method = get_method(options.method)
     config = method.configure(preset_settings(method, options.preset, options.overrides))
     if options.eval_every is not None and options.val is None and not options.select_on_test:
         raise WtalError("--eval-every scores held-out videos, and none are held out", "add --val 0.2 (or --val SUBSET)")
     facts = benchmark(options.preset)
-    subset = options.subset or facts.train_subset
     database = load_annotations(DataLayout(Path(options.data_dir)).annotations)
+    subset = options.subset or facts.train_subset_of(database)
     held = options.held_out or choose_held_out(
-        database, subset, options.val, test_subset=facts.test_subset if options.select_on_test else None,
+        database, subset, options.val, test_subset=facts.test_subset, select_on_test=options.select_on_test,
         seed=options.seed,
     )  # fmt: skip
     exclude = set(held.videos) if held is not None and held.subset == subset else None
@@ -230,21 +218,63 @@ def _prepare(options: TrainOptions) -> Session:
         options.data_dir, subset, negatives=_use_negatives(options, method), annotator=options.annotator,
         exclude=exclude,
     )  # fmt: skip
-    rng = np.random.default_rng(options.seed)
-    torch.manual_seed(options.seed)
-    if method.uses_clicks:
-        _attach_clicks(options, dataset, rng)
-    device = resolve_device(options.device)
+    if method.uses_clicks and not options.simulate_clicks and not dataset.has_clicks:
+        raise DataError(
+            f"{options.method} is trained with background clicks, and there are none",
+            "add clicks (wtal annotate, or wtal import clicks ...) or pass --simulate-clicks",
+            dataset.clicks_path,
+        )
     entries = training_entries(dataset.videos, config.training.single_label_copies)
     config = with_epochs(config, len(entries))
-    model = method(dataset.feature_dim, dataset.num_classes, config)
+    meta = run_meta(
+        options.method,
+        config,
+        classes=dataset.classes,
+        feature_dim=dataset.feature_dim,
+        data_dir=dataset.data_dir,
+        features=dataset.videos[0].features,
+        seed=options.seed,
+        subset=subset,
+        preset=options.preset,
+        videos=len(dataset.videos),
+        negatives=sum(v.background_only for v in dataset.videos),
+        clicks="simulated" if options.simulate_clicks else ("real" if method.uses_clicks else "none"),
+        device=str(resolve_device(options.device)),
+        held_out=held.to_dict() if held else None,
+        refinement=options.refinement,
+    )
+    return Plan(method, config, dataset, entries, held, meta)
+
+
+@dataclass
+class Session:
+    """What a training run is made of, before its first step."""
+
+    dataset: Dataset
+    model: Method
+    sampler: BatchSampler
+    held_out: HeldOut | None
+    device: torch.device
+
+
+def _prepare(options: TrainOptions, plan: Plan) -> Session:
+    """The seeded model (started from a run's weights, or standardized) and its batch sampler."""
+    dataset, config = plan.dataset, plan.config
+    rng = np.random.default_rng(options.seed)
+    torch.manual_seed(options.seed)
+    if options.simulate_clicks and plan.method.uses_clicks:
+        for video in dataset.videos:
+            if not video.background_only:
+                video.clicks = simulate_clicks(video.segments, video.duration, video.frame_rate, rng)
+    device = resolve_device(options.device)
+    model = plan.method(dataset.feature_dim, dataset.num_classes, config)
     if options.init_from is not None:
         start_from(model, load_run(options.init_from, checkpoint="final")[0], options.init_from)
     elif config.training.normalize_features:
         _standardize(model, dataset)
     pseudo = None if options.pseudo_labels is None else PseudoLabels.read(options.pseudo_labels, dataset.classes)
-    sampler = BatchSampler(entries, config, rng, pseudo)
-    return Session(method, dataset, subset, model.to(device), sampler, held, device)
+    sampler = BatchSampler(plan.entries, config, rng, pseudo)
+    return Session(dataset, model.to(device), sampler, plan.held_out, device)
 
 
 def start_from(model: Method, trained: Method, run_dir: Path) -> None:
@@ -279,28 +309,12 @@ def with_epochs(config: MethodConfig, entries: int) -> MethodConfig:
 def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -> Path:
     """Train ``options.method`` on DATA_DIR's training subset; returns the final checkpoint's path (with a
     held-out set, ``best.pt`` beside it holds the best step's weights)."""
-    session = _prepare(options)
-    dataset, model = session.dataset, session.model
-    out_dir, replaced = run_target(options.out_dir, force=True)
+    plan = plan_run(options)
+    out_dir, replaced = run_target(options.out_dir, force=True, kind="trained")
+    session = _prepare(options, plan)
     if out_dir.parent.exists():
         sweep_stale_tmp(out_dir.parent, f".{out_dir.name}")
-    meta = run_meta(
-        options.method,
-        model.config,
-        classes=dataset.classes,
-        feature_dim=dataset.feature_dim,
-        data_dir=dataset.data_dir,
-        features=dataset.videos[0].features,
-        seed=options.seed,
-        subset=session.subset,
-        preset=options.preset,
-        videos=len(dataset.videos),
-        negatives=sum(v.background_only for v in dataset.videos),
-        clicks="simulated" if options.simulate_clicks else ("real" if session.method.uses_clicks else "none"),
-        device=str(session.device),
-        held_out=session.held_out.to_dict() if session.held_out else None,
-        refinement=options.refinement,
-    )
+    meta = plan.meta
     with atomic_dir(out_dir) as staging:
         run = Run(staging)
         atomic_write_json(run.config, meta.to_dict())
@@ -313,11 +327,11 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
         finally:
             if writer is not None:
                 writer.close()
-        save_checkpoint(run.checkpoint, meta, model)
+        save_checkpoint(run.checkpoint, meta, session.model)
         if monitor is not None:
             meta.best = {"step": monitor.best_step, "average_mAP": monitor.best_score}
             best = dataclasses.replace(meta, checkpoint=monitor.describe_best())
-            save_checkpoint(run.best, best, monitor.best_model(model))
+            save_checkpoint(run.best, best, monitor.best_model(session.model))
             atomic_write_json(run.config, meta.to_dict())
     if replaced:
         warnings.warn(f"replaced {replaced}", TrainingWarning, stacklevel=2)
@@ -346,23 +360,39 @@ def parse_seeds(text: str) -> list[int]:
     return list(dict.fromkeys(seeds))
 
 
+@dataclass(frozen=True)
+class SeedRun:
+    """One seed of ``--seeds``: its checkpoint, and whether this call trained it (else it was finished)."""
+
+    seed: int
+    checkpoint: Path
+    trained: bool
+
+
 def train_seeds(
     options: TrainOptions,
     seeds: list[int],
     on_log: Callable[[dict], None] | None = None,
     report: Callable[[str], None] = print,
-) -> list[Path]:
-    """One run per seed under ``OUT/seed-K/``; a seed whose run is finished is skipped (a run is written
-    whole or not at all, so a crashed seed is trained again)."""
+) -> list[SeedRun]:
+    """One run per seed under ``OUT/seed-K/``. A seed whose finished run is the run asked for now (method,
+    every setting, data, split) is kept; one made otherwise is refused before any seed trains (a run is written
+    whole or not at all, so a crashed seed is simply trained again)."""
+    runs = [(s, dataclasses.replace(options, seed=s, out_dir=Path(options.out_dir) / f"seed-{s}")) for s in seeds]
+    finished = {
+        seed: finished_as_asked(Path(seeded.out_dir), plan_run(seeded).meta, f"seed {seed}")
+        for seed, seeded in runs
+        if Run(Path(seeded.out_dir)).checkpoint.exists()
+    }
     done = []
-    for seed in seeds:
-        out = Path(options.out_dir) / f"seed-{seed}"
-        if Run(out).checkpoint.exists():
-            report(f"seed {seed}: finished in {out}, skipped")
+    for seed, seeded in runs:
+        out = Path(seeded.out_dir)
+        if finished.get(seed):
+            report(f"seed {seed}: finished in {out} with these settings, kept")
         else:
             report(f"seed {seed}: training into {out}")
-            train(dataclasses.replace(options, seed=seed, out_dir=out), on_log)
-        done.append(Run(out).checkpoint)
+            train(seeded, on_log)
+        done.append(SeedRun(seed, Run(out).checkpoint, trained=not finished.get(seed)))
     return done
 
 

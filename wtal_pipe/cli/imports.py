@@ -15,11 +15,14 @@ def import_bas_thumos_cli(
     source: Annotated[Path, typer.Argument(help="Folder with features/{train,test}/{rgb,flow}/ and gt.json.")],
     data: Data = Path("data"),
     durations: Annotated[Path | None, typer.Option(help="Annotation file with per-video durations.")] = None,
+    force: Annotated[
+        bool, typer.Option(help="Import over an existing dataset (its annotations and features).")
+    ] = False,
 ):
     """Import the BaS-Net/UM THUMOS14 I3D feature release (rows become concat(rgb, flow))."""
     from ..data.importers import import_bas_thumos
 
-    count = import_bas_thumos(source, data, durations)
+    count = import_bas_thumos(source, data, durations, force)
     console.print(f"imported {count} videos into {data}")
 
 
@@ -27,11 +30,12 @@ def import_bas_thumos_cli(
 def import_clicks_cli(
     csv_file: Annotated[Path, typer.Argument(help="BackTAL click file (URLID,URL,TagID,Tag,Start,End,Time,State).")],
     data: Data = Path("data"),
+    force: Annotated[bool, typer.Option(help="Replace other clicks in DATA_DIR/clicks.json.")] = False,
 ):
     """Write DATA_DIR/clicks.json from a background-click CSV."""
     from ..data.importers import import_clicks
 
-    count = import_clicks(csv_file, data)
+    count = import_clicks(csv_file, data, force)
     console.print(f"wrote clicks of {count} videos into {data}")
 
 

@@ -45,7 +45,8 @@ def test_cli(
     device: Device = "cpu",
 ):
     """Localize every video of a subset from its features, write detections, print the mAP table."""
-    from ..data.annotations import load_annotations, scored_videos
+    from ..cache import check_output_file
+    from ..data.annotations import load_annotations, unscored_videos
     from ..evaluate import evaluate, parse_tiou
     from ..layout import DataLayout
     from ..methods.presets import benchmark
@@ -53,6 +54,7 @@ def test_cli(
     from ..run import load_run
     from ..train import parse_settings
 
+    check_output_file(out, "--out")
     model, meta = load_run(run, device, parse_settings(settings or []), checkpoint)
     console.print(f"{run}: {meta.checkpoint}")
     subset = subset or benchmark(meta.preset).test_subset
@@ -60,7 +62,7 @@ def test_cli(
     thresholds = parse_tiou(tiou or localization.eval_tiou)
     annotations = DataLayout(data).annotations
     database = load_annotations(annotations)
-    scored = scored_videos(database, subset, skip_unannotated, annotations)  # before the work: a mixed subset
+    unscored = unscored_videos(database, subset, skip_unannotated, annotations)  # before the work: a mixed subset
     scores = out.with_suffix(".cas.npz")
     detections = localize_dataset(model, meta, data, subset, scores_out=scores, report=warn)
     detections.write_json(out)
@@ -68,14 +70,14 @@ def test_cli(
         _plot(scores, detections, localization, meta.classes, data, subset, plot_dir)
     found = f"{len(detections)} detections in {len(detections.videos)} videos"
     console.print(f"wrote {out} ({found}; raw scores in {scores})")
-    if scored is None:
+    if unscored is None:
         console.print(f"no ground truth for subset {subset} (labels only, no segments): mAP not computed")
         return
-    left_out = sum(1 for v in database.values() if v.get("subset") == subset) - len(scored)
-    if left_out:
-        console.print(f"left out of the mAP: {left_out} video(s) with labels but no segments (--skip-unannotated)")
-    result = evaluate(database, detections, subset, thresholds, out, meta.classes, videos=scored)
-    counts = f"{len(scored)} videos with ground truth, {len(result.classes)} classes"
+    if unscored:
+        console.print(f"left out of the mAP: {len(unscored)} video(s) with labels but no segments (--skip-unannotated)")
+    result = evaluate(database, detections, subset, thresholds, out, meta.classes, set_aside=unscored)
+    scored = sum(1 for v in database.values() if v.get("subset") == subset) - len(unscored)
+    counts = f"{scored} videos with ground truth, {len(result.classes)} classes"
     console.print(f"{meta.method} on {subset} ({counts}), {meta.checkpoint}:")
     console.print(escape(result.table()))
 

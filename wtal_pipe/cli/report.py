@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 import typer
 from rich.markup import escape
 
-from .app import Data, app, console
+from .app import Data, app, console, warn
 
 
 @app.command("report")
@@ -32,8 +32,12 @@ def report_cli(
 ):
     """Per group of runs (seeds apart): mAP at each tIoU and on average, mean +- sd over seeds, with n and the
     protocol that chose each checkpoint."""
+    from ..cache import check_output_file
     from ..report import score_runs, write_report
 
-    groups, thresholds = score_runs(runs, data, subset, checkpoint, tiou)
+    for option, path in (("--out", out), ("--json", json_out), ("--plot", plot)):
+        if path is not None:
+            check_output_file(path, option)  # before scoring every run
+    groups, thresholds = score_runs(runs, data, subset, checkpoint, tiou, report=warn)
     text = write_report(groups, thresholds, subset, data, out=out, json_out=json_out, plot=plot)
     console.print(escape(text))

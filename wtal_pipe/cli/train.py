@@ -84,8 +84,9 @@ def train_cli(
     if seeds is None:
         console.print(f"wrote {train(options, on_log=show_progress)}")
         return
-    for checkpoint in train_seeds(options, parse_seeds(seeds), on_log=show_progress, report=console.print):
-        console.print(f"wrote {checkpoint}")
+    for seeded in train_seeds(options, parse_seeds(seeds), on_log=show_progress, report=console.print):
+        if seeded.trained:
+            console.print(f"wrote {seeded.checkpoint}")
 
 
 Rounds = Annotated[int, typer.Option(min=1, help="Rounds of pseudo-labelling and training.")]

@@ -76,10 +76,10 @@ def is_labels_only(entry: dict) -> bool:
     return bool(entry["labels"]) and not entry["annotations"]
 
 
-def scored_videos(database: dict, subset: str, skip_unannotated: bool, source: Path | str) -> list[str] | None:
-    """The videos of ``subset`` an evaluation scores: None when none has segments (nothing can be scored);
-    a subset that mixes videos with segments and videos with labels only is a one-line error naming them,
-    unless ``skip_unannotated`` leaves the labels-only ones out."""
+def unscored_videos(database: dict, subset: str, skip_unannotated: bool, source: Path | str) -> list[str] | None:
+    """The videos of ``subset`` an evaluation sets aside: those with labels but no segments, which only
+    ``skip_unannotated`` allows ([] when every video can be scored); None when none has segments (nothing can
+    be scored). A subset that mixes the two is otherwise a one-line error naming them."""
     videos = [vid for vid, entry in database.items() if entry.get("subset") == subset]
     unscored = [vid for vid in videos if is_labels_only(database[vid])]
     if len(unscored) == len(videos):
@@ -91,7 +91,7 @@ def scored_videos(database: dict, subset: str, skip_unannotated: bool, source: P
             "add their segments, or pass --skip-unannotated to leave them out",
             source,
         )
-    return [vid for vid in videos if vid not in unscored]
+    return unscored
 
 
 def class_index(classes: list[str]) -> dict[str, int]:

@@ -241,17 +241,25 @@ class DataWarning(UserWarning):
 
 
 def read_feature_rows(path: Path, missing_fix: str = "re-extract this video") -> np.ndarray:
-    """A feature file as a (T, D) memmap, or a one-line error naming it (missing, unreadable, or not a
-    non-empty 2-D array)."""
+    """A feature file as a (T, D) memmap, or a one-line error naming it (missing, unreadable, not numbers, or
+    not a (T, D) array with T and D >= 1)."""
     if not path.exists():
         raise DataError("features file missing", missing_fix, path)
     try:
         rows = np.load(path, mmap_mode="r")
     except (OSError, ValueError) as exc:
         raise DataError(f"unreadable features ({exc.__class__.__name__})", "re-extract this video", path) from exc
-    if rows.ndim != 2 or rows.shape[0] == 0:
+    return checked_rows(rows, path)
+
+
+def checked_rows(rows: np.ndarray, where: Path | str) -> np.ndarray:
+    """``rows`` when they are a (T, D) array of real numbers with T, D >= 1, else a one-line error naming
+    ``where`` (a structured, string or complex array would fail deep inside training)."""
+    if rows.dtype.kind not in "fiu":
+        raise DataError(f"holds {rows.dtype} values, not numbers", "pass float32 (T, D) feature arrays", where)
+    if rows.ndim != 2 or min(rows.shape) == 0:
         raise DataError(
-            f"features must be a non-empty (T, D) array, got shape {rows.shape}", "re-extract this video", path
+            f"features must be a non-empty (T, D) array, got shape {rows.shape}", "re-extract this video", where
         )
     return rows
 

@@ -3,24 +3,28 @@ the authors' own checkpoints of the four methods."""
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
 
-from ..cache import atomic_save_npy, atomic_write_json
+from ..cache import atomic_save_npy, atomic_write_json, read_json
 from ..errors import DataError
 from ..layout import DataLayout, inside
 from .annotations import load_annotations
+from .csv_rows import csv_rows
 from .dataset import read_feature_rows
+from .releases import refuse_existing_dataset, refuse_replacing
 from .timing import I3D_TIMING
 
 
-def import_bas_thumos(source: str | Path, data_dir: str | Path, durations: str | Path | None = None) -> int:
+def import_bas_thumos(
+    source: str | Path, data_dir: str | Path, durations: str | Path | None = None, force: bool = False
+) -> int:
     """``SOURCE/features/{train,test}/{rgb,flow}/<vid>.npy`` + ``SOURCE/gt.json`` -> DATA_DIR.
 
     Rows become ``concat(rgb, flow)`` (RGB first, as our extractor writes them). ``durations``
     optionally names an annotation file with ``duration`` per video (e.g. BackTAL's THUMOS14 file).
+    An existing dataset's annotations and feature files are replaced only with ``force``.
     Returns the number of videos imported.
     """
     source, layout = Path(source), DataLayout(Path(data_dir))
@@ -28,6 +32,8 @@ def import_bas_thumos(source: str | Path, data_dir: str | Path, durations: str |
     database = load_annotations(gt)
     extra = load_annotations(durations) if durations else {}
     pairs = {vid: _bas_pair(source, gt, vid, entry) for vid, entry in database.items()}  # all checked first
+    refuse_existing_dataset(layout, force)
+    refuse_replacing([layout.features(vid) for vid in pairs], force)
     for vid, (rgb_path, flow_path) in pairs.items():
         rows = np.concatenate([np.load(rgb_path), np.load(flow_path)], axis=1).astype(np.float32)
         atomic_save_npy(layout.features(vid, source=gt), rows)
@@ -72,26 +78,24 @@ def read_click_csv(path: str | Path) -> dict[str, list[float]]:
     if not path.exists():
         raise DataError("click file not found", "pass one of BackTAL's THUMOS14_Background-Click files", path)
     clicks: dict[str, list[float]] = {}
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        missing = {"URLID", "Start"} - set(reader.fieldnames or [])
-        if missing:
-            raise DataError(
-                f"missing column(s) {sorted(missing)}", "expected header URLID,URL,TagID,Tag,Start,End,Time,State", path
-            )
-        for line, row in enumerate(reader, start=2):
-            try:
-                start = float(row["Start"])
-            except (TypeError, ValueError) as exc:
-                raise DataError(f"line {line}: bad Start {row['Start']!r}", "times are seconds", path) from exc
-            clicks.setdefault(row["URLID"].strip(), []).append(start)
+    _, rows = csv_rows(path, ("URLID", "Start"), "expected header URLID,URL,TagID,Tag,Start,End,Time,State")
+    for line, row in rows:
+        try:
+            start = float(row["Start"])
+        except ValueError as exc:
+            raise DataError(f"line {line}: bad Start {row['Start']!r}", "times are seconds", path) from exc
+        clicks.setdefault(row["URLID"], []).append(start)
     return {vid: sorted(times) for vid, times in clicks.items()}
 
 
-def import_clicks(csv_path: str | Path, data_dir: str | Path) -> int:
-    """Write DATA_DIR/clicks.json from a click CSV; returns the number of videos with clicks."""
+def import_clicks(csv_path: str | Path, data_dir: str | Path, force: bool = False) -> int:
+    """Write DATA_DIR/clicks.json from a click CSV (another click file there is replaced only with ``force``:
+    it may hold hours of clicking in ``wtal annotate``); returns the number of videos with clicks."""
     clicks = read_click_csv(csv_path)
-    atomic_write_json(DataLayout(Path(data_dir)).clicks(), clicks)
+    target = DataLayout(Path(data_dir)).clicks()
+    if target.exists() and read_json(target) != clicks and not force:
+        raise DataError("already holds other clicks", "pass --force to replace them, or another --data", target)
+    atomic_write_json(target, clicks)
     return len(clicks)
 
 
@@ -110,7 +114,7 @@ def import_checkpoint(
     from .annotations import read_classes
 
     cls = get_method(method)
-    target, replaced = run_target(run_dir, force)
+    target, replaced = run_target(run_dir, force, kind="imported")
     fix = "pass the .pkl/.pth the official code saved"
     states = [unwrap_state_dict(load_trusted_types(Path(f), fix), Path(f)) for f in files]
     for path, state in zip(files, states, strict=True):

@@ -9,9 +9,8 @@ by a seeded split stratified by label, written into the annotations so it never 
 
 from __future__ import annotations
 
-import csv
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,8 @@ import numpy as np
 from ..cache import atomic_write_json, file_identity
 from ..errors import DataError
 from ..layout import DataLayout, safe_name
-from .annotations import checked_segment
+from .annotations import checked_segment, load_annotations
+from .csv_rows import csv_rows
 
 
 @dataclass(frozen=True)
@@ -30,10 +30,33 @@ class Built:
     videos: int
     classes: list[str]
     subsets: dict[str, int]
+    kept: int = 0  # videos the replaced file knew: their subsets are kept
+    moved: list[str] = field(default_factory=list)  # known videos the input puts in another subset
+    dropped: list[str] = field(default_factory=list)  # known videos no longer in the input
+    unreadable: bool = False  # the replaced file did not parse, so no split could be kept
 
     def summary(self) -> str:
         counts = ", ".join(f"{n} {subset}" for subset, n in sorted(self.subsets.items()))
-        return f"wrote {self.path}: {self.videos} videos ({counts}), {len(self.classes)} classes"
+        lines = [f"wrote {self.path}: {self.videos} videos ({counts}), {len(self.classes)} classes"]
+        if self.kept:
+            lines.append(
+                f"kept the subsets of the {self.kept} videos it held; split only the {self.videos - self.kept} new"
+            )
+        if self.moved:
+            lines.append(
+                f"note: the input moves {len(self.moved)} known video(s) to another subset: {_few(self.moved)}"
+            )
+        if self.unreadable:
+            lines.append("note: the replaced file did not parse: every video was split anew")
+        if self.dropped:
+            lines.append(
+                f"note: {len(self.dropped)} video(s) of the old file are no longer listed: {_few(self.dropped)}"
+            )
+        return "\n".join(lines)
+
+
+def _few(names: list[str]) -> str:
+    return ", ".join(names[:5]) + (" ..." if len(names) > 5 else "")
 
 
 def stratified_split(labels: dict[str, list[str]], test_fraction: float, seed: int) -> dict[str, str]:
@@ -53,14 +76,49 @@ def stratified_split(labels: dict[str, list[str]], test_fraction: float, seed: i
     return subsets
 
 
-def _write(layout: DataLayout, database: dict, force: bool) -> Built:
+@dataclass(frozen=True)
+class Split:
+    """How videos without a subset are split: this share of each label's new videos to test, seeded."""
+
+    test_fraction: float
+    seed: int
+
+
+def _write(
+    layout: DataLayout,
+    labels: dict[str, set[str]],
+    given: dict[str, str],
+    segments: dict[str, list[dict]],
+    split: Split,
+    force: bool,
+) -> Built:
+    """annotations.json from each video's labels, the subsets the input ``given`` and its segments. Over an
+    existing file (``force``) every video it knows keeps its subset unless the input names another (runs
+    trained on the old split stay uncontaminated); only new videos are split; the summary names what moved."""
     path = layout.annotations
-    if path.exists() and not force:
-        raise DataError("already exists", "pass --force to replace it", path)
+    known: dict[str, str] = {}
+    unreadable = False
+    if path.exists():
+        if not force:
+            raise DataError("already exists", "pass --force to replace it", path)
+        try:
+            known = {vid: str(entry.get("subset")) for vid, entry in load_annotations(path).items()}
+        except DataError:
+            unreadable = True  # nothing to keep: it is replaced as asked
+    new = {vid: sorted(v) for vid, v in labels.items() if vid not in given and vid not in known}
+    subsets = known | stratified_split(new, split.test_fraction, split.seed) | given
+    database = {vid: _entry(subsets[vid], labels[vid], segments.get(vid, [])) for vid in sorted(labels)}
     atomic_write_json(path, {"database": database})
-    labels = sorted({label for entry in database.values() for label in entry["labels"]})
-    subsets = Counter(entry["subset"] for entry in database.values())
-    return Built(path, len(database), labels, dict(subsets))
+    return Built(
+        path,
+        len(database),
+        sorted({label for entry in database.values() for label in entry["labels"]}),
+        dict(Counter(entry["subset"] for entry in database.values())),
+        kept=len(set(labels) & set(known)),
+        moved=sorted(vid for vid in set(given) & set(known) if given[vid] != known[vid]),
+        dropped=sorted(set(known) - set(labels)),
+        unreadable=unreadable,
+    )
 
 
 def _entry(subset: str, labels: set[str], segments: list[dict]) -> dict:
@@ -81,39 +139,28 @@ def import_labels_csv(
     labels: dict[str, set[str]] = {}
     subsets: dict[str, str] = {}
     segments: dict[str, list[dict]] = {}
-    with open(csv_path, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        columns = [c.strip() for c in reader.fieldnames or []]
-        if not {"video", "label"} <= set(columns):
-            raise DataError(
-                f"header {columns} lacks video and label", "the first row is video,label[,subset][,start,end]", csv_path
-            )
-        for line, row in enumerate(reader, start=2):
-            where = f"{csv_path}:{line}"
-            row = {k.strip(): (v or "").strip() for k, v in row.items() if k}
-            vid, label = row.get("video", ""), row.get("label", "")
-            safe_name(vid, "video name", where)
-            if not label:
-                raise DataError(f"video {vid}: an empty label", "every row names a label", where)
-            labels.setdefault(vid, set()).add(label)
-            if row.get("subset"):
-                if subsets.setdefault(vid, row["subset"]) != row["subset"]:
-                    raise DataError(
-                        f"video {vid} is in subset {subsets[vid]!r} and in {row['subset']!r}",
-                        "give it one subset",
-                        where,
-                    )
-                safe_name(row["subset"], "subset", where)
-            if row.get("start") or row.get("end"):
-                start, end = checked_segment(vid, (row.get("start"), row.get("end")), where)
-                segments.setdefault(vid, []).append({"label": label, "segment": [start, end]})
+    _, rows = csv_rows(csv_path, ("video", "label"), "the first row is video,label[,subset][,start,end]")
+    for line, row in rows:
+        where = f"{csv_path}:{line}"
+        vid, label = row.get("video", ""), row.get("label", "")
+        safe_name(vid, "video name", where)
+        if not label:
+            raise DataError(f"video {vid}: an empty label", "every row names a label", where)
+        labels.setdefault(vid, set()).add(label)
+        if row.get("subset"):
+            if subsets.setdefault(vid, row["subset"]) != row["subset"]:
+                raise DataError(
+                    f"video {vid} is in subset {subsets[vid]!r} and in {row['subset']!r}",
+                    "give it one subset",
+                    where,
+                )
+            safe_name(row["subset"], "subset", where)
+        if row.get("start") or row.get("end"):
+            start, end = checked_segment(vid, (row.get("start"), row.get("end")), where)
+            segments.setdefault(vid, []).append({"label": label, "segment": [start, end]})
     if not labels:
         raise DataError("no rows", "add one row per video and label", csv_path)
-    split = stratified_split({vid: sorted(v) for vid, v in labels.items() if vid not in subsets}, test_fraction, seed)
-    database = {
-        vid: _entry(subsets.get(vid) or split[vid], labels[vid], segments.get(vid, [])) for vid in sorted(labels)
-    }
-    return _write(DataLayout(Path(data_dir)), database, force)
+    return _write(DataLayout(Path(data_dir)), labels, subsets, segments, Split(test_fraction, seed), force)
 
 
 def import_class_folders(
@@ -144,6 +191,4 @@ def import_class_folders(
         raise DataError(
             "no videos in its class folders", "put the videos in sub-folders named after their class", videos_dir
         )
-    split = stratified_split({vid: sorted(v) for vid, v in labels.items()}, test_fraction, seed)
-    database = {vid: _entry(split[vid], labels[vid], []) for vid in sorted(labels)}
-    return _write(DataLayout(Path(data_dir)), database, force)
+    return _write(DataLayout(Path(data_dir)), labels, {}, {}, Split(test_fraction, seed), force)

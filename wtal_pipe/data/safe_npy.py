@@ -62,17 +62,45 @@ def load_npy(path: Path) -> np.ndarray:
     return value
 
 
-def _plain(value: Any, depth: int = 0) -> bool:
-    """Only arrays, strings, bytes, numbers and lists of them, nested a few levels at most."""
-    if depth > 8:
-        return False
-    if isinstance(value, np.ndarray):
-        return not value.dtype.hasobject or all(_plain(item, depth + 1) for item in value.ravel())
-    if isinstance(value, (list, tuple)):
-        return all(_plain(item, depth + 1) for item in value)
-    return isinstance(value, _SCALARS)
+#: at most this many objects in one file's pickled contents (a W-TALC release has a few per video)
+MAX_ITEMS = 5_000_000
 
 
-def as_text(value: Any) -> str:
-    """A name from a release: bytes (Python 2 strings) decoded as UTF-8, numpy strings as str."""
-    return value.decode("utf-8") if isinstance(value, (bytes, np.bytes_)) else str(value)
+def _plain(value: Any, limit: int = MAX_ITEMS) -> bool:
+    """Only arrays, strings, bytes, numbers and lists of them, nested a few levels at most. Each object is
+    visited once (pickle memo references can share one list a million times over) and at most ``limit``
+    items are looked at, so a small crafted file cannot keep the check busy."""
+    seen: set[int] = set()
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    looked = 0
+    while stack:
+        item, depth = stack.pop()
+        looked += 1
+        if looked > limit or depth > 8:
+            return False
+        if isinstance(item, _SCALARS):
+            continue
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, np.ndarray):
+            if item.dtype.hasobject:
+                stack.extend((child, depth + 1) for child in item.ravel())
+        elif isinstance(item, (list, tuple)):
+            stack.extend((child, depth + 1) for child in item)
+        else:
+            return False
+    return True
+
+
+def as_text(value: Any, what: str = "name", source: Path | str | None = None) -> str:
+    """A name from a release: bytes (Python 2 strings) decoded as UTF-8, numpy strings as str; anything else
+    (a list, a number) is a one-line error naming ``what`` and the file."""
+    if isinstance(value, (bytes, np.bytes_)):
+        try:
+            return bytes(value).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise DataError(f"a {what} is not UTF-8 text", "use the release's original file", source) from exc
+    if isinstance(value, (str, np.str_)):
+        return str(value)
+    raise DataError(f"a {what} is a {type(value).__name__}, not text", "use the release's original file", source)

@@ -120,9 +120,8 @@ class VideoTiming:
         return cls(int(rows), seconds_per_row, duration, int(frames), per_step)
 
 
-def declared_timing(features_path: Path, layout: DataLayout | None = None) -> FeatureTiming:
-    """A feature file's timing: from its record, else from the dataset's declaration (``layout``), else a
-    one-line error naming the file and the fix."""
+def own_timing(features_path: Path) -> FeatureTiming | None:
+    """A feature file's timing as its own record gives it (``wtal extract``, ``wtal import``), or None."""
     provenance = Provenance.read(features_path)
     if provenance.extraction is not None:
         extraction = provenance.extraction
@@ -130,6 +129,15 @@ def declared_timing(features_path: Path, layout: DataLayout | None = None) -> Fe
         return FeatureTiming(extraction.decode.fps, chunk, chunk)
     if provenance.timing is not None:
         return FeatureTiming.from_dict(provenance.timing, features_path.with_suffix(".json"))
+    return None
+
+
+def declared_timing(features_path: Path, layout: DataLayout | None = None) -> FeatureTiming:
+    """A feature file's timing: from its record, else from the dataset's declaration (``layout``), else a
+    one-line error naming the file and the fix."""
+    timing = own_timing(features_path)
+    if timing is not None:
+        return timing
     if layout is not None:
         declaration = layout.timing_declaration
         raw = read_json(declaration)

@@ -27,17 +27,25 @@ KEPT = "THUMOS14 value (no source gives one)"
 class Benchmark:
     """What a benchmark fixes for every method: where it trains and tests, and the tIoU range it reports."""
 
-    train_subset: str
+    train_subsets: tuple[str, ...]  # the training subset's names, the first one a dataset has is used
     test_subset: str
     eval_tiou: str | None  # None: each method's paper's own range (THUMOS14: they differ)
     source: str
 
+    def train_subset_of(self, database: dict) -> str:
+        """The training subset of an annotation database: the first of ``train_subsets`` it has (else the
+        first, and loading it names the subsets present)."""
+        present = {entry.get("subset") for entry in database.values()}
+        return next((name for name in self.train_subsets if name in present), self.train_subsets[0])
+
 
 BENCHMARKS: dict[str, Benchmark] = {
-    "thumos14": Benchmark("train", "test", None, "THUMOS14 validation videos train, test videos test"),
+    # THUMOS14 trains on its validation videos: our builders and the BaS-Net/UM release call them "train",
+    # the W-TALC release and THUMOS's own files "validation"
+    "thumos14": Benchmark(("train", "validation"), "test", None, "THUMOS14 validation videos train, test videos test"),
     **{
         name: Benchmark(
-            "training",
+            ("training",),
             "validation",
             "0.5:0.95:0.05",
             "ActivityNet protocol (test labels are withheld: train on training, report validation)",
