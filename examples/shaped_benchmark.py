@@ -24,17 +24,18 @@ import argparse
 import json
 from pathlib import Path
 
+from wtal_pipe.cli.options import parse_settings
 from wtal_pipe.data.annotations import load_annotations
 from wtal_pipe.data.dataset import Dataset
-from wtal_pipe.data.shaped import ShapedFeatures, write_shaped_dataset
-from wtal_pipe.detections import DetectionTable
-from wtal_pipe.evaluate import THUMOS_TIOU, evaluate, parse_tiou
+from wtal_pipe.evaluation.evaluate import THUMOS_TIOU, evaluate, parse_tiou
+from wtal_pipe.inference.detections import DetectionTable
+from wtal_pipe.inference.pipeline import infer, localize_dataset
 from wtal_pipe.methods import get_method
 from wtal_pipe.methods.presets import benchmark, preset_settings
 from wtal_pipe.methods.settings import LocalizationSettings
-from wtal_pipe.pipeline import infer, localize_dataset
 from wtal_pipe.run import load_run
-from wtal_pipe.train import TrainOptions, parse_settings, train
+from wtal_pipe.tools.shaped import ShapedFeatures, write_shaped_dataset
+from wtal_pipe.training.train import TrainOptions, train
 
 FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures"
 #: benchmark -> (annotations, a file with the durations if they lack them, the subsets to draw from)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from wtal_pipe.video.synthetic import ACTION_STYLES, PlantedAction, render_frames, write_video
+from wtal_pipe.tools.synthetic import ACTION_STYLES, PlantedAction, render_frames, write_video
 
 
 @pytest.fixture

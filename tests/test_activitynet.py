@@ -12,14 +12,15 @@ import numpy as np
 import pytest
 import torch
 
+from wtal_pipe.cli.train import preset_table_markdown
 from wtal_pipe.data.sampling import interpolate
 from wtal_pipe.data.timing import VideoTiming
-from wtal_pipe.localize import localize
+from wtal_pipe.inference.localize import localize
+from wtal_pipe.inference.pipeline import infer
 from wtal_pipe.methods import get_method
-from wtal_pipe.methods.presets import PRESET_NAMES, preset_settings, preset_table_markdown, preset_values
+from wtal_pipe.methods.presets import PRESET_NAMES, preset_settings, preset_values
 from wtal_pipe.methods.settings import steps
-from wtal_pipe.pipeline import infer
-from wtal_pipe.train import Trainer, with_epochs
+from wtal_pipe.training.train import Trainer, with_epochs
 
 from . import official
 from .test_parity import C, D, batch, close, same_detections
@@ -148,7 +149,7 @@ def test_a_preset_trains_on_training_and_tests_on_validation_at_activitynet_tiou
     """An ActivityNet 1.2-shaped set (real videos, durations and classes from the annotation file, rows drawn
     by data/shaped.py): the preset's settings reach the run, training reads "training", testing reads
     "validation" and reports tIoU 0.5:0.95."""
-    from wtal_pipe.data.shaped import ShapedFeatures, write_shaped_dataset
+    from wtal_pipe.tools.shaped import ShapedFeatures, write_shaped_dataset
 
     data, run = tmp_path / "data", tmp_path / "run"
     count = write_shaped_dataset(

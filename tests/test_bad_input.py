@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from wtal_pipe.video.synthetic import ACTION_STYLES, PlantedAction, render_frames, write_video
+from wtal_pipe.tools.synthetic import ACTION_STYLES, PlantedAction, render_frames, write_video
 
 from .conftest import slow_extract_command
 from .planted import write_planted_dataset
@@ -172,8 +172,7 @@ def test_display_rotation_is_applied_and_recorded(tmp_path, run_cli):
     write_video(
         tmp_path / "portrait.mp4", [image] * 20, fps=25.0, codec="libx264rgb", options={"crf": "0"}, rotation=-90
     )  # shown turned 90 degrees clockwise, as a phone held upright records
-    from wtal_pipe.config import DecodeConfig
-    from wtal_pipe.video.decode import iter_frames
+    from wtal_pipe.video.decode import DecodeConfig, iter_frames
 
     frame = next(iter_frames(tmp_path / "portrait.mp4", DecodeConfig(short_side=32, crop=32))).rgb
     assert frame[:8].mean() > 250 and frame[-8:].mean() < 5  # the white half is now on top
@@ -517,7 +516,7 @@ def test_negatives_on_missing_or_empty_features(planted, run_cli):
 
 @pytest.mark.slow
 def test_localize_reports_a_short_clip_and_writes_the_others(planted, tmp_path, run_cli, make_clip):
-    from wtal_pipe.train import TrainOptions, train
+    from wtal_pipe.training.train import TrainOptions, train
 
     write_planted_dataset(tmp_path / "d2048", num_classes=2, feature_dim=2048, n_train=2, n_test=1, rows=(20, 24))
     train(

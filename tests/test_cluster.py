@@ -12,10 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from wtal_pipe.config import DecodeConfig, ExtractionConfig, FlowConfig
+from wtal_pipe.features.config import ExtractionConfig
 from wtal_pipe.features.extract import ExtractJob, extract_all
+from wtal_pipe.features.shards import Shard, shard_of
 from wtal_pipe.features.two_stream import I3DPair
-from wtal_pipe.shards import Shard, shard_of
+from wtal_pipe.video.decode import DecodeConfig
+from wtal_pipe.video.flow_engines import FlowConfig
 
 distributed = pytest.importorskip("distributed", reason="the cluster tests need wtal-pipe[dask]")
 
@@ -46,13 +48,13 @@ def single_process(clips: list[Path], data: Path) -> dict[str, np.ndarray]:
 
 
 def job(client, data: Path, split_frames: int = 15000):
-    from wtal_pipe.cluster import ClusterJob
+    from wtal_pipe.features.cluster import ClusterJob
 
     return ClusterJob.probe(client, ExtractJob.of(data, EXTRACTION), device="cpu", split_frames=split_frames)
 
 
 def test_cluster_features_are_byte_identical_and_a_rerun_skips_them(client, clips, tmp_path):
-    from wtal_pipe.cluster import extract_on_cluster
+    from wtal_pipe.features.cluster import extract_on_cluster
 
     expected = single_process(clips, tmp_path / "single")
     data = tmp_path / "dask"
@@ -70,7 +72,7 @@ def test_cluster_features_are_byte_identical_and_a_rerun_skips_them(client, clip
 
 
 def test_a_worker_killed_mid_task_costs_only_its_task(client, make_clip, tmp_path):
-    from wtal_pipe.cluster import extract_on_cluster
+    from wtal_pipe.features.cluster import extract_on_cluster
 
     clips = [make_clip(f"long{i}.mp4", seconds=4.0, size=(160, 120), seed=i) for i in range(2)]
     expected = single_process(clips, tmp_path / "single")

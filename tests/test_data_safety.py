@@ -54,7 +54,7 @@ def _snapshot(folder: Path) -> dict[str, bytes]:
 
 def _extracted_like(data: Path) -> None:
     """Give every feature file the kind of record wtal extract writes (its timing lives there)."""
-    from wtal_pipe.config import ExtractionConfig
+    from wtal_pipe.features.config import ExtractionConfig
 
     for path in (data / "features").glob("*.npy"):
         path.with_suffix(".json").write_text(json.dumps({"extraction": ExtractionConfig().to_dict()}))

@@ -5,10 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from wtal_pipe.config import DecodeConfig
 from wtal_pipe.errors import VideoError, WtalError
-from wtal_pipe.video.decode import iter_frames, probe, resize_and_crop
-from wtal_pipe.video.synthetic import textured_background, write_video
+from wtal_pipe.tools.synthetic import textured_background, write_video
+from wtal_pipe.video.decode import DecodeConfig, iter_frames, probe, resize_and_crop
 
 SMALL = DecodeConfig(fps=25.0, short_side=64, crop=64)
 

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from wtal_pipe.data.annotations import load_annotations
-from wtal_pipe.detections import DetectionTable
 from wtal_pipe.errors import DataError
-from wtal_pipe.evaluate import evaluate, evaluate_files, interpolated_ap, parse_tiou
+from wtal_pipe.evaluation.evaluate import evaluate, evaluate_files, interpolated_ap, parse_tiou
+from wtal_pipe.inference.detections import DetectionTable
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

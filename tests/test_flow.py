@@ -11,12 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from wtal_pipe.config import DecodeConfig, ExtractionConfig, FlowConfig
 from wtal_pipe.errors import WtalError
+from wtal_pipe.features.config import ExtractionConfig
+from wtal_pipe.tools.synthetic import textured_background
 from wtal_pipe.video import flow_engines
+from wtal_pipe.video.decode import DecodeConfig
 from wtal_pipe.video.flow import compute_flow, dequantize_tensor, quantize, split_ranges
-from wtal_pipe.video.flow_engines import EngineEntry, make_flow_engine
-from wtal_pipe.video.synthetic import textured_background
+from wtal_pipe.video.flow_engines import EngineEntry, FlowConfig, make_flow_engine
 
 
 def _shifted_frames(dx: int, dy: int, size: int = 96) -> np.ndarray:
@@ -99,8 +100,8 @@ class ConstantFlow:
 
 def test_a_new_engine_is_one_class_and_one_registration_line(monkeypatch, make_clip, tmp_path):
     from wtal_pipe.features.extract import ExtractJob, extract_video
+    from wtal_pipe.features.provenance import Provenance
     from wtal_pipe.features.two_stream import I3DPair
-    from wtal_pipe.provenance import Provenance
 
     monkeypatch.setitem(
         flow_engines.FLOW_ENGINES, "toy", EngineEntry(f"{__name__}:ConstantFlow", {"dx": 4.0, "dy": -1.0})

@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from wtal_pipe.config import DecodeConfig, ExtractionConfig, FlowConfig
+from wtal_pipe.features.config import ExtractionConfig
+from wtal_pipe.video.decode import DecodeConfig
+from wtal_pipe.video.flow_engines import FlowConfig
 
 from .planted import write_planted_dataset
 from .test_bad_input import QUICK, one_line_error
@@ -319,7 +321,7 @@ def test_bench_checks_where_it_writes_before_measuring(tmp_path, run_cli):
 
 
 def test_tvl1_torch_on_a_cpu_is_warned_about(make_clip, run_cli, tmp_path, monkeypatch):
-    import wtal_pipe.features.extract as extract
+    import wtal_pipe.cli.extract as extract
 
     make_clip("v.mp4", seconds=1.0)
     monkeypatch.setattr(extract, "run_extraction", lambda videos, job, model, **kw: [])  # the warning is enough

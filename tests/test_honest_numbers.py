@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from wtal_pipe.data.annotations import load_annotations
-from wtal_pipe.evaluate import evaluate, parse_tiou
-from wtal_pipe.monitor import choose_held_out
+from wtal_pipe.evaluation.evaluate import evaluate, parse_tiou
+from wtal_pipe.training.monitor import choose_held_out
 
 from .planted import write_planted_dataset
 from .test_bad_input import one_line_error

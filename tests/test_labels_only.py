@@ -14,7 +14,7 @@ import pytest
 from wtal_pipe.data.annotations import load_annotations
 from wtal_pipe.data.dataset import Dataset
 from wtal_pipe.data.timing import FeatureTiming, VideoTiming
-from wtal_pipe.localize import VideoScores, localize
+from wtal_pipe.inference.localize import VideoScores, localize
 from wtal_pipe.methods import get_method
 
 from .planted import write_planted_dataset
@@ -162,7 +162,7 @@ def test_an_existing_annotation_file_is_replaced_only_with_force(tmp_path, run_c
 
 
 def _class_folders(root: Path, make_clip, per_class: int = 4) -> Path:
-    from wtal_pipe.video.synthetic import ACTION_STYLES, PlantedAction
+    from wtal_pipe.tools.synthetic import ACTION_STYLES, PlantedAction
 
     videos = root / "videos"
     for c, style in enumerate(ACTION_STYLES[:2]):

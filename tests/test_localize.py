@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from wtal_pipe.data.timing import VideoTiming
-from wtal_pipe.demo import run_demo
+from wtal_pipe.inference.localize import VideoScores, dilate, localize, nms, normalize, outer_bounds, resample
 from wtal_pipe.intervals import runs, tiou
-from wtal_pipe.localize import VideoScores, dilate, localize, nms, normalize, outer_bounds, resample
 from wtal_pipe.methods import get_method
 from wtal_pipe.methods.settings import LocalizationSettings
+from wtal_pipe.tools.demo import run_demo
 
 TIMING = VideoTiming(rows=50, seconds_per_row=0.64, duration=32.0, frame_count=800, frames_per_step=16)
 
@@ -190,7 +190,7 @@ def test_localize_bad_inputs(demo, tmp_path, run_cli):
 
 
 def test_localize_refuses_a_run_on_other_features(tmp_path, run_cli, make_clip):
-    from wtal_pipe.train import TrainOptions, train
+    from wtal_pipe.training.train import TrainOptions, train
 
     from .planted import write_planted_dataset
 

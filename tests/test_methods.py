@@ -9,13 +9,13 @@ import pytest
 import torch
 
 from wtal_pipe.errors import DataError, WtalError
-from wtal_pipe.evaluate import evaluate
+from wtal_pipe.evaluation.evaluate import evaluate
+from wtal_pipe.inference.pipeline import localize_dataset
 from wtal_pipe.methods import get_method, list_methods
 from wtal_pipe.methods.base import Batch
 from wtal_pipe.methods.registry import register_method
-from wtal_pipe.pipeline import localize_dataset
 from wtal_pipe.run import load_run
-from wtal_pipe.train import TrainOptions, train
+from wtal_pipe.training.train import TrainOptions, train
 
 from .planted import write_planted_dataset
 

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from wtal_pipe.data.dataset import Dataset
+from wtal_pipe.data.negatives import NegativesConfig, build_negatives, static_mask
 from wtal_pipe.errors import DataError
 from wtal_pipe.methods import get_method
-from wtal_pipe.negatives import NegativesConfig, build_negatives, static_mask
-from wtal_pipe.train import TrainOptions, train
-from wtal_pipe.video.synthetic import textured_background, write_video
+from wtal_pipe.tools.synthetic import textured_background, write_video
+from wtal_pipe.training.train import TrainOptions, train
 
 from .planted import write_planted_dataset
 

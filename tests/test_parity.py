@@ -14,10 +14,10 @@ import torch
 
 from wtal_pipe.data.sampling import inference_input, interpolate
 from wtal_pipe.data.timing import VideoTiming
-from wtal_pipe.localize import localization_signals, localize, selected_classes
+from wtal_pipe.inference.localize import localization_signals, localize, selected_classes
+from wtal_pipe.inference.pipeline import infer
 from wtal_pipe.methods import get_method
 from wtal_pipe.methods.base import Batch
-from wtal_pipe.pipeline import infer
 
 from . import official
 

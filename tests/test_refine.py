@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 import torch
 
-from wtal_pipe import refine as refine_module
 from wtal_pipe.data.annotations import load_annotations
 from wtal_pipe.errors import DataError, WtalError
 from wtal_pipe.methods import get_method
 from wtal_pipe.methods.addons import pseudo_background_loss, pseudo_foreground_loss, ranked_targets
 from wtal_pipe.methods.base import Batch
-from wtal_pipe.pseudo import PseudoLabels, PseudoLabelSettings, keep_confident, row_times, write_pseudo_labels
 from wtal_pipe.run import load_run
+from wtal_pipe.training import refine as refine_module
+from wtal_pipe.training.pseudo import PseudoLabels, PseudoLabelSettings, keep_confident, row_times, write_pseudo_labels
 
 from .planted import write_planted_dataset
 from .test_bad_input import one_line_error

@@ -8,8 +8,8 @@ import pickle
 import pytest
 import torch
 
-from wtal_pipe.config import ExtractionConfig
 from wtal_pipe.errors import WtalError
+from wtal_pipe.features.config import ExtractionConfig
 from wtal_pipe.features.plan import FeatureIdentity, StageKeys, VideoPlan
 from wtal_pipe.methods import get_method, list_methods
 from wtal_pipe.methods.settings import GROUPS, LocalizationSettings, TrainingSettings

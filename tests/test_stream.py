@@ -14,15 +14,18 @@ import pytest
 import torch
 
 from wtal_pipe.cache import stage_key
-from wtal_pipe.config import DecodeConfig, ExtractionConfig, FeatureConfig, FlowConfig
 from wtal_pipe.errors import VideoError
 from wtal_pipe.features import stages, stream
-from wtal_pipe.features.extract import ExtractJob, run_plan
+from wtal_pipe.features.config import ExtractionConfig, FeatureConfig
+from wtal_pipe.features.extract import ExtractJob
 from wtal_pipe.features.plan import VideoPlan
+from wtal_pipe.features.stages import run_plan
 from wtal_pipe.features.stream import frame_blocks, prefetch
 from wtal_pipe.features.two_stream import I3DPair, features_from_arrays
+from wtal_pipe.tools.synthetic import ACTION_STYLES, PlantedAction, render_frames, write_video
+from wtal_pipe.video.decode import DecodeConfig
 from wtal_pipe.video.flow import DeviceFlow, compute_flow, quantize, quantize_tensor
-from wtal_pipe.video.synthetic import ACTION_STYLES, PlantedAction, render_frames, write_video
+from wtal_pipe.video.flow_engines import FlowConfig
 
 TORCH_FLOW = FlowConfig("tvl1-torch")
 

@@ -22,7 +22,7 @@ from wtal_pipe.data.dataset import Dataset
 from wtal_pipe.data.sampling import random_perturb
 from wtal_pipe.methods import get_method
 from wtal_pipe.methods.base import Batch, Method
-from wtal_pipe.train import BatchSampler, Trainer, training_entries
+from wtal_pipe.training.train import BatchSampler, Trainer, training_entries
 
 from . import official
 from .planted import write_planted_dataset
@@ -196,7 +196,7 @@ def test_fresh_batches_after_the_first_epoch_as_basnet_draws_them():
 
 
 def test_a_collapsed_filter_is_reported_once_with_its_step(tmp_path):
-    from wtal_pipe.train import TrainingWarning
+    from wtal_pipe.training.train import TrainingWarning
 
     model, batches = trajectory_inputs("basnet", tmp_path)
     with torch.no_grad():  # every foreground weight near 0: sigmoid(-20)
@@ -211,7 +211,7 @@ def test_a_collapsed_filter_is_reported_once_with_its_step(tmp_path):
 
 
 def test_equal_um_magnitudes_are_reported(tmp_path):
-    from wtal_pipe.train import TrainingWarning
+    from wtal_pipe.training.train import TrainingWarning
 
     model, batches = trajectory_inputs("um", tmp_path)
     with torch.no_grad():  # the embedding ignores the input: every row has the same magnitude

@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from tests.motion import end_point_error, known_motion_pairs
-from wtal_pipe.config import DecodeConfig, ExtractionConfig, FeatureConfig, FlowConfig
+from wtal_pipe.features.config import ExtractionConfig, FeatureConfig
 from wtal_pipe.video import tvl1_torch
-from wtal_pipe.video.flow_engines import TVL1Params, make_flow_engine
+from wtal_pipe.video.decode import DecodeConfig
+from wtal_pipe.video.flow_engines import FlowConfig, TVL1Params, make_flow_engine
 from wtal_pipe.video.tvl1_torch import TVL1
 
 PARAMS = TVL1Params.from_params(FlowConfig("tvl1-torch").params)

@@ -1,17 +1,24 @@
-"""Which device and precision to run on (extraction, training and inference share the choice)."""
+"""Which device and precision to run on (extraction, training and inference share the choice). torch is
+imported where it is used, so the CLI can offer ``DeviceName`` without loading it."""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-
-import torch
+from typing import TYPE_CHECKING, Literal
 
 from .errors import WtalError
+
+if TYPE_CHECKING:
+    import torch
+
+DeviceName = Literal["auto", "cpu", "cuda"]  # --device
 
 
 def resolve_device(name: str) -> torch.device:
     """``auto`` -> CUDA when a GPU is visible, else the CPU; asking for CUDA without one is an error."""
+    import torch
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
@@ -21,6 +28,8 @@ def resolve_device(name: str) -> torch.device:
 
 def cpu_has_native_bf16() -> bool:
     """True on CPUs with AVX512-BF16 or AMX, where bf16 autocast is faster than fp32."""
+    import torch
+
     checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
     return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
 
@@ -36,6 +45,8 @@ def resolve_precision(precision: str) -> str:
 def fixed_threads(count: int) -> Iterator[None]:
     """Run torch's CPU kernels on exactly ``count`` threads inside the block: a sum split over another
     number of threads rounds differently, so results then do not depend on the machine's cores."""
+    import torch
+
     before = torch.get_num_threads()
     torch.set_num_threads(count)
     try:

@@ -10,7 +10,9 @@
     RUN_DIR/metrics.jsonl     one line per evaluation on the held-out videos (runs trained with --val)
     RUN_DIR/localize/         wtal localize's extraction cache for new clips
 
-The directory is written whole or not at all (:func:`~wtal_pipe.cache.atomic_dir`).
+``wtal train`` (``training/train.py``), ``wtal refine`` and ``wtal import checkpoint`` (:func:`import_checkpoint`,
+the authors' weights as a run) write it. The directory is written whole or not at all
+(:func:`~wtal_pipe.cache.atomic_dir`).
 
 Two rules keep months of runs in one folder apart, for every command that writes runs:
 
@@ -33,9 +35,9 @@ from typing import Any, Literal
 import torch
 
 from .cache import atomic_path
-from .config import ExtractionConfig
 from .device import resolve_device
 from .errors import DataError
+from .features.config import ExtractionConfig
 from .methods import get_method
 from .methods.base import Method
 from .methods.settings import MethodConfig
@@ -295,7 +297,7 @@ def run_meta(
 ) -> RunMeta:
     """The metadata of a run trained or imported on DATA_DIR; ``features`` is one of its feature files,
     whose provenance says how they were extracted."""
-    from .provenance import Provenance
+    from .features.provenance import Provenance
 
     extraction = Provenance.read(features).extraction if features else None
     data = str(Path(data_dir).resolve())
@@ -318,3 +320,63 @@ class Run:
         self.root = Path(self.root)
         self.checkpoint, self.best, self.config = self.root / CHECKPOINT, self.root / BEST, self.root / CONFIG
         self.log, self.metrics, self.localize_cache = self.root / LOG, self.root / METRICS, self.root / "localize"
+
+
+def import_checkpoint(
+    files: list[Path], method: str, data_dir: Path, run_dir: Path, force: bool = False
+) -> tuple[Path, str | None]:
+    """The authors' checkpoint(s) of ``method`` -> a RUN_DIR that ``wtal test`` and ``wtal localize`` use
+    like a trained run; returns its checkpoint and what it replaced (an existing run, only with ``force``).
+    Feature size and class count come from the tensors; class names from DATA_DIR (classes.txt, else the
+    sorted labels of annotations.json). CMCS takes one file (early fusion) or two, RGB then flow (late
+    fusion, the published I3D setting)."""
+    from .cache import atomic_dir, atomic_write_json, sha256_file
+    from .data.annotations import load_annotations, read_classes
+    from .data.dataset import read_feature_rows
+    from .layout import DataLayout
+    from .state_files import unwrap_state_dict
+
+    cls = get_method(method)
+    target, replaced = run_target(run_dir, force, kind="imported")
+    fix = "pass the .pkl/.pth the official code saved"
+    states = [unwrap_state_dict(load_trusted_types(Path(f), fix), Path(f)) for f in files]
+    for path, state in zip(files, states, strict=True):
+        broken = next((k for k, v in state.items() if v.is_floating_point() and not bool(v.isfinite().all())), None)
+        if broken:
+            raise DataError(f"tensor {broken} holds NaN or inf values", "use an intact checkpoint", path)
+    try:
+        model = cls.from_official(states)
+    except ValueError as exc:
+        raise DataError(str(exc), f"pass a checkpoint written by the official {method} code", files[0]) from exc
+    layout = DataLayout(Path(data_dir))
+    classes = read_classes(layout, load_annotations(layout.annotations), layout.annotations)
+    if len(classes) != model.num_classes:
+        source = layout.classes if layout.classes.exists() else layout.annotations
+        raise DataError(
+            f"{files[0].name} scores {model.num_classes} classes, but the dataset has {len(classes)}",
+            "list the model's classes, in its order, in DATA_DIR/classes.txt",
+            source,
+        )
+    features = sorted(layout.features_dir.glob("*.npy"))
+    if features:
+        dim = int(read_feature_rows(features[0]).shape[-1])
+        if dim != model.feature_dim:
+            raise DataError(
+                f"{files[0].name} takes {model.feature_dim}-d features, {features[0].name} has {dim}",
+                "import it next to the features it was trained on",
+                features[0],
+            )
+    meta = run_meta(
+        method,
+        model.config,
+        classes=classes,
+        feature_dim=model.feature_dim,
+        data_dir=layout.root,
+        features=features[0] if features else None,
+        checkpoint="imported official weights",
+        imported_from=[{"path": str(Path(f).resolve()), "sha256": sha256_file(f)} for f in files],
+    )
+    with atomic_dir(target) as staging:
+        save_checkpoint(Run(staging).checkpoint, meta, model)
+        atomic_write_json(Run(staging).config, meta.to_dict())
+    return Run(Path(run_dir)).checkpoint, replaced

@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from .. import __version__
-from ..config import DeviceName
+from ..device import DeviceName
 from ..methods.names import MethodName
 
 app = typer.Typer(

@@ -10,23 +10,13 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.markup import escape
 
-from ..config import ExtractionConfig, Precision
+from ..features.config import ExtractionConfig, Precision
 from ..video.flow_engines import flow_presets
-from .app import (
-    Data,
-    Device,
-    Workers,
-    app,
-    console,
-    err_console,
-    progress_bars,
-    random_weights_warning,
-    warn,
-)
+from .app import Data, Device, Workers, app, console, err_console, progress_bars, random_weights_warning, warn
 
 if TYPE_CHECKING:
-    from ..features.extract import ExtractOutcome
-    from ..features.two_stream import I3DPair
+    from ..features.extract import ExtractJob, ExtractOutcome, OnResult
+    from ..features.two_stream import I3DPair, ProgressFn
 
 DEFAULTS = ExtractionConfig()
 Fps = Annotated[float, typer.Option(min=0.001, help="Target frame rate (frames picked by timestamp).")]
@@ -97,7 +87,7 @@ def extract_cli(
     merge_report: MergeReport = False,
 ):
     """Decode -> TV-L1 flow -> two-stream I3D: one (T, 2048) .npy + provenance .json per video."""
-    from ..features.extract import ExtractJob, run_extraction
+    from ..features.extract import ExtractJob
 
     extraction = DEFAULTS.replace(
         fps=fps, short_side=short_side, crop=crop, preset=flow, chunk=chunk, rgb_weights=rgb_weights,
@@ -115,6 +105,31 @@ def extract_cli(
     _summarize(outcomes)
 
 
+def run_extraction(
+    videos: list[Path],
+    job: ExtractJob,
+    model: I3DPair,
+    *,
+    scheduler: str | None = None,
+    device: str = "auto",
+    split_minutes: float = 10.0,
+    progress: ProgressFn | None = None,
+    on_result: OnResult | None = None,
+) -> list[ExtractOutcome]:
+    """The driver: this machine, or the Dask cluster at ``scheduler`` (``model`` then only checked the weights;
+    the workers load their own on ``device``)."""
+    from ..features.extract import extract_all
+
+    if scheduler is None:
+        return extract_all(videos, job, model, progress=progress, on_result=on_result)
+    from ..features.cluster import ClusterJob, connect, extract_on_cluster
+
+    split = round(split_minutes * 60 * job.extraction.decode.fps)
+    with connect(scheduler) as client:
+        cluster_job = ClusterJob.probe(client, job, device=device, split_frames=split)
+        return extract_on_cluster(client, [video.resolve() for video in videos], cluster_job, on_result)
+
+
 def _summarize(outcomes: list[ExtractOutcome]) -> None:
     """The closing line; exit 1 when a video failed (the others are done)."""
     failed = sum(o.status == "failed" for o in outcomes)
@@ -127,7 +142,7 @@ def _summarize(outcomes: list[ExtractOutcome]) -> None:
 def _videos(videos: list[Path], data: Path, shard: str | None, merge_report: bool) -> list[Path]:
     """The videos this call extracts (its shard's); with ``merge_report``, the report instead (then exit)."""
     from ..errors import WtalError
-    from ..shards import Shard
+    from ..features.shards import Shard
     from ..video.discover import VIDEO_EXTENSIONS, find_videos
 
     found = find_videos(videos)
@@ -150,7 +165,7 @@ def _extractor(extraction: ExtractionConfig, device: str, scheduler: str | None)
     from ..features.two_stream import I3DPair
 
     if scheduler:
-        from ..cluster import check_scheduler
+        from ..features.cluster import check_scheduler
 
         check_scheduler(scheduler)
     model = I3DPair.load(extraction.features, device)
@@ -202,7 +217,7 @@ def _reporters(bars, total: int, per_second: bool) -> dict[str, Callable]:
 def _merge_report(videos: list[Path], data: Path, shards: int | None) -> None:
     """Which videos (of every shard) have no intact features yet; exit 1 when any is missing, else 0."""
     from ..features.extract import has_features
-    from ..shards import shard_of
+    from ..features.shards import shard_of
 
     missing = [video for video in videos if not has_features(video, data)]
     console.print(f"{len(videos) - len(missing)} of {len(videos)} video(s) have features in {data}")
@@ -228,8 +243,8 @@ def negatives_cli(
     ] = False,
 ):
     """Build CMCS hard-negative pseudo videos <vid>_bg from the static stretches of training videos."""
+    from ..data.negatives import NegativesConfig, build_negatives
     from ..layout import DataLayout
-    from ..negatives import NegativesConfig, build_negatives
 
     if from_features:
         warn(

@@ -50,7 +50,7 @@ def import_checkpoint_cli(
     force: Annotated[bool, typer.Option(help="Replace the run --out holds.")] = False,
 ):
     """Import the authors' trained weights as a RUN_DIR for wtal test / wtal localize."""
-    from ..data.importers import import_checkpoint
+    from ..run import import_checkpoint
 
     checkpoint, replaced = import_checkpoint(files, method, data, out, force)
     if replaced:

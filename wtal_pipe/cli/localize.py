@@ -11,9 +11,9 @@ from rich.markup import escape
 from ..video.flow_engines import flow_presets
 
 if TYPE_CHECKING:
-    from ..detections import DetectionTable
+    from ..inference.detections import DetectionTable
+    from ..inference.pipeline import ClipResult
     from ..methods.settings import LocalizationSettings
-    from ..pipeline import ClipResult
 from .app import Data, Device, Run, Settings, Workers, app, console, err_console, random_weights_warning, warn
 
 SkipUnannotated = Annotated[
@@ -47,12 +47,12 @@ def test_cli(
     """Localize every video of a subset from its features, write detections, print the mAP table."""
     from ..cache import check_output_file
     from ..data.annotations import load_annotations, unscored_videos
-    from ..evaluate import evaluate, parse_tiou
+    from ..evaluation.evaluate import evaluate, parse_tiou
+    from ..inference.pipeline import localize_dataset
     from ..layout import DataLayout
     from ..methods.presets import benchmark
-    from ..pipeline import localize_dataset
     from ..run import load_run
-    from ..train import parse_settings
+    from .options import parse_settings
 
     check_output_file(out, "--out")
     model, meta = load_run(run, device, parse_settings(settings or []), checkpoint)
@@ -86,7 +86,7 @@ def _plot(
     scores: Path, detections: DetectionTable, settings, classes: list[str], data: Path, subset: str, folder: Path
 ) -> None:
     from ..data.dataset import Dataset
-    from ..plot import plot_saved_scores
+    from ..evaluation.plot import plot_saved_scores
 
     dataset = Dataset(data, subset, classes=classes)
     count = plot_saved_scores(scores, detections, settings=settings, classes=classes, dataset=dataset, out_dir=folder)
@@ -105,7 +105,7 @@ def evaluate_cli(
     """mAP per tIoU threshold and on average, exactly the ActivityNet protocol."""
     import json
 
-    from ..evaluate import evaluate_files, parse_tiou
+    from ..evaluation.evaluate import evaluate_files, parse_tiou
 
     result = evaluate_files(detections, gt, subset, parse_tiou(tiou), skip_unannotated)
     if as_json:
@@ -136,9 +136,9 @@ def localize_cli(
 ):
     """Raw clips -> decode -> flow -> I3D -> trained model -> detections (seconds from the clip's start)."""
     from ..data.annotations import load_annotations
-    from ..detections import DetectionTable
     from ..errors import WtalError
-    from ..pipeline import clip_extraction, localize_clips
+    from ..inference.detections import DetectionTable
+    from ..inference.pipeline import clip_extraction, localize_clips
     from ..run import Run as RunDir
     from ..run import load_run
     from ..video.discover import find_videos
@@ -173,7 +173,7 @@ def _report_clip(
 ) -> None:
     """A clip's ten best detections (or its failure) and, with ``plot``, its picture (``truth``: its annotations)."""
     from ..data.annotations import class_index, segments_of
-    from ..pipeline import QuietVideos
+    from ..inference.pipeline import QuietVideos
 
     if clip.result is None:
         err_console.print(f"[red]FAILED[/] {escape(str(clip.error))}")
@@ -187,7 +187,7 @@ def _report_clip(
     for c, score, start, end in sorted(found, key=lambda d: -d[1])[:10]:
         console.print(f"  {escape(classes[c]):<28} {start:8.2f} - {end:8.2f} s   score {score:6.3f}")
     if plot:
-        from ..plot import plot_video
+        from ..evaluation.plot import plot_video
 
         segments = segments_of(truth, class_index(classes))
         plot_video(

@@ -33,7 +33,7 @@ def report_cli(
     """Per group of runs (seeds apart): mAP at each tIoU and on average, mean +- sd over seeds, with n and the
     protocol that chose each checkpoint."""
     from ..cache import check_output_file
-    from ..report import score_runs, write_report
+    from ..evaluation.report import score_runs, write_report
 
     for option, path in (("--out", out), ("--json", json_out), ("--plot", plot)):
         if path is not None:

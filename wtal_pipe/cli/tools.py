@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ..bench_sections import BENCH_SECTIONS
+from ..tools.bench_sections import BENCH_SECTIONS
 from .app import Device, app, console, warn
 
 
@@ -22,7 +22,7 @@ def demo_cli(
     seed: Annotated[int, typer.Option(help="Seed of the generated videos and the training.")] = 0,
 ):
     """The whole pipeline on a generated labelled video set: extract -> negatives -> train -> test -> localize."""
-    from ..demo import run_demo
+    from ..tools.demo import run_demo
 
     run_demo(out, n_videos=videos, seconds=seconds, iterations=iters, seed=seed, print_fn=console.print, warn_fn=warn)
 
@@ -34,7 +34,7 @@ def make_sample_cli(
     fps: Annotated[float, typer.Option(min=1.0, help="Its frame rate.")] = 30.0,
 ):
     """Write a small synthetic clip (textured scene, two planted moving shapes) to try the pipeline on."""
-    from ..video.synthetic import make_sample
+    from ..tools.synthetic import make_sample
 
     path, actions = make_sample(out, seconds=seconds, fps=fps)
     console.print(
@@ -86,7 +86,7 @@ def bench_cli(
     ] = None,
 ):
     """Throughput and memory of every stage, each next to a naive baseline measured in the same run."""
-    from ..bench import run_benchmarks
+    from ..tools.bench import run_benchmarks
 
     run_benchmarks(out, json_out, device, quick, gt, list(sections or []), print_fn=console.print)
     if out:

@@ -72,7 +72,8 @@ def train_cli(
     device: Device = "auto",
 ):
     """Train a method on DATA_DIR's features; writes RUN_DIR/checkpoint.pt, config.json, train_log.jsonl."""
-    from ..train import TrainOptions, parse_seeds, parse_settings, train, train_seeds
+    from ..training.train import TrainOptions, train, train_seeds
+    from .options import parse_seeds, parse_settings
 
     flags = {"iterations": iters, "batch_size": batch_size, "lr": lr, "num_segments": num_segments}
     options = TrainOptions(
@@ -107,8 +108,8 @@ def refine_cli(
     round by round into OUT/rounds/round-K; OUT then holds the last round as a run. Pseudo-label settings:
     keep_ratio, sigma; also the run's training settings (iterations, lr), pseudo_label_weight and
     pseudo_label_target (what the pseudo labels supervise: cas, cas-with-background or foreground)."""
-    from ..refine import RefineOptions, refine
-    from ..train import parse_settings
+    from ..training.refine import RefineOptions, refine
+    from .options import parse_settings
 
     options = RefineOptions(run, data, out, rounds, device, force, parse_settings(settings or []))
     console.print(f"wrote {refine(options, report=console.print, on_log=show_progress)}")
@@ -134,6 +135,21 @@ def progress_line(record: dict) -> str:
 @app.command("presets")
 def presets_cli() -> None:
     """Each method's settings per benchmark preset, with the source of every value (Markdown)."""
-    from ..methods.presets import preset_table_markdown
-
     print(preset_table_markdown(), end="")
+
+
+def preset_table_markdown() -> str:
+    """The README's table: per method and setting, its value under each preset, with the sources of the
+    ActivityNet values (``*``: the THUMOS14 value kept, no source gives one)."""
+    from ..methods import get_method, list_methods
+    from ..methods.presets import KEPT, PRESET_NAMES, preset_rows
+
+    lines = [
+        f"| method | setting | {' | '.join(PRESET_NAMES)} "
+        "| source of the ActivityNet values (official code unless said) |",
+        "|---|---|" + "---|" * len(PRESET_NAMES) + "---|",
+    ]
+    for method in list_methods():
+        for setting, cells, source in preset_rows(get_method(method)):
+            lines.append(f"| `{method}` | `{setting}` | {' | '.join(cells)} | {source} |")
+    return "\n".join(lines) + f"\n\n`*` {KEPT}.\n"

@@ -16,8 +16,8 @@ import numpy as np
 
 from ..cache import atomic_write_json, read_json
 from ..errors import DataError
+from ..features.provenance import DEFAULT_FPS, Provenance
 from ..layout import DataLayout
-from ..provenance import DEFAULT_FPS, Provenance
 from .annotations import class_index, load_annotations, read_classes, segments_of
 from .clicks import read_clicks
 from .timing import FeatureTiming, VideoTiming, declared_timing

@@ -21,8 +21,8 @@ import numpy as np
 
 from ..cache import read_json
 from ..errors import DataError
+from ..features.provenance import DEFAULT_FPS, DEFAULT_FRAMES_PER_ROW, Provenance
 from ..layout import DataLayout
-from ..provenance import DEFAULT_FPS, DEFAULT_FRAMES_PER_ROW, Provenance
 
 WHOLE_VIDEO = "whole-video"
 DECLARE = (

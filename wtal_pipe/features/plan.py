@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Literal, get_args
 
 from ..cache import file_identity, stage_key
-from ..config import ExtractionConfig
 from ..errors import VideoError
 from ..layout import DataLayout, safe_name
+from .config import ExtractionConfig
 
 Stage = Literal["frames", "flow", "features"]
 STAGES: tuple[Stage, ...] = get_args(Stage)

@@ -15,86 +15,21 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import closing
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Literal
 
 import numpy as np
 
 from ..cache import NpyStreamWriter, atomic_path, atomic_write_json, file_digest, reusable
 from ..errors import VideoError
-from ..provenance import extracted_record
 from ..video import decode, flow
 from .plan import CacheEntry, VideoPlan
+from .provenance import FlowRecord, FramesRecord, Provenance, extracted_record
 from .stream import frame_blocks, prefetch, stream_features
 from .two_stream import I3DPair, ProgressFn, features_from_arrays
 
-
-@dataclass(frozen=True)
-class Coverage:
-    """How much of what the container declares was decoded."""
-
-    decoded_seconds: float
-    declared_seconds: float | None
-    decoded_frames: int
-    declared_frames: int | None
-    missing_seconds: float
-    partial: bool
-
-
-@dataclass(frozen=True)
-class FramesRecord:
-    """What decoding produced and saw; ``digest`` is the frames cache's (None when the frames went
-    straight to the device)."""
-
-    key: str
-    n_frames: int
-    fps: float
-    duration: float
-    source: dict[str, Any]  # decode.VideoInfo as a dict
-    rotation: int
-    coverage: Coverage
-    digest: dict | None
-
-    @classmethod
-    def of(
-        cls, plan: VideoPlan, n_frames: int, info: decode.VideoInfo, stats: decode.DecodeStats, digest: dict | None
-    ) -> FramesRecord:
-        fps = plan.extraction.decode.fps
-        coverage = Coverage(
-            decoded_seconds=round(stats.span, 4),
-            declared_seconds=info.duration,
-            decoded_frames=stats.source_frames,
-            declared_frames=info.frames,
-            missing_seconds=round(stats.missing_seconds(info), 4),
-            partial=stats.is_partial(info),
-        )
-        return cls(plan.keys.frames, n_frames, fps, n_frames / fps, asdict(info), stats.rotation, coverage, digest)
-
-    @classmethod
-    def from_dict(cls, record: dict[str, Any]) -> FramesRecord:
-        return cls(**{**record, "coverage": Coverage(**record["coverage"])})
-
-
-@dataclass(frozen=True)
-class FlowRecord:
-    """What the flow stage wrote: from which frames, with which engine and parameters, stored how."""
-
-    key: str
-    frames_key: str
-    n_frames: int
-    preset: str
-    params: dict[str, Any]
-    bound: float
-    storage: str
-    digest: dict
-
-    @classmethod
-    def of(cls, plan: VideoPlan, n_frames: int, digest: dict) -> FlowRecord:
-        config = plan.extraction.flow
-        return cls(
-            plan.keys.flow, plan.keys.frames, n_frames, config.preset, config.params, config.bound, flow.STORAGE, digest
-        )
+Status = Literal["done", "cached", "failed"]  # of one video
 
 
 def intact_record(entry: CacheEntry) -> dict | None:
@@ -288,3 +223,44 @@ def write_features(plan: VideoPlan, rows: np.ndarray, frames: FramesRecord, mode
     record = extracted_record(plan=plan, frames=frames, model=model, shape=rows.shape, digest=digest)
     atomic_write_json(entry.record, record)
     return entry.data
+
+
+def check_same_stem(plan: VideoPlan) -> None:
+    """Refuse a second file whose stem names features already extracted from another file (a.mp4, a.mkv)."""
+    previous = Provenance.read(plan.features.data)
+    if (
+        not plan.forced
+        and previous.video
+        and previous.fingerprint != plan.fingerprint
+        and Path(previous.video) != plan.video.resolve()
+    ):
+        raise VideoError(
+            f"{plan.features.data.name} already holds the features of {previous.video}",
+            "rename one of the two videos, or pass --force to replace them",
+            plan.video,
+        )
+
+
+def run_plan(
+    plan: VideoPlan, model: I3DPair, *, workers: int, progress: ProgressFn | None = None, allow_partial: bool = False
+) -> Status:
+    """Run (or reuse) every stage of one plan: ``cached`` when the features were intact, else ``done``.
+
+    A video that decodes short of what its container declares, or to less than one chunk, is a
+    VideoError (``allow_partial`` keeps the features of a partial one, its coverage in the provenance).
+    """
+    check_same_stem(plan)
+    features = plan.features
+    same_key = Provenance.read(features.data).keys.get("features") == plan.keys.features
+    if plan.reuses("features") and same_key and reusable(features.data, features.record):
+        return "cached"
+    flow_cached = flow_is_cached(plan)
+    if plan.extraction.flow.on_device and not flow_cached:
+        rows, frames = stream_stages(plan, model, progress, allow_partial)
+    else:
+        frames_path, frames = checked_frames(plan, progress, allow_partial)
+        if not flow_cached:
+            write_flow(plan, frames_path, workers=workers, device=str(model.device), progress=progress)
+        rows = features_from_caches(plan, frames_path, model, progress)
+    write_features(plan, rows, frames, model)
+    return "done"

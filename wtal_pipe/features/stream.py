@@ -19,8 +19,8 @@ from typing import TypeVar
 import numpy as np
 import torch
 
-from ..config import FlowConfig
 from ..video.flow import DeviceFlow
+from ..video.flow_engines import FlowConfig
 from .i3d import FEATURE_DIM
 from .two_stream import I3DPair
 

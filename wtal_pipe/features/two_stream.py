@@ -9,9 +9,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..config import FeatureConfig
 from ..device import resolve_device, resolve_precision
 from ..video.flow import dequantize_tensor
+from .config import FeatureConfig
 from .i3d import FEATURE_DIM, InceptionI3d
 from .plan import FeatureIdentity
 from .weights import WeightsInfo, load_i3d

@@ -35,7 +35,6 @@ from .basnet import (
     filter_l1,
     two_branch_targets,
 )
-from .presets import Presets, Sourced
 from .registry import register_method
 from .settings import (
     Above,
@@ -44,7 +43,9 @@ from .settings import (
     Count,
     LocalizationSettings,
     MethodConfig,
+    Presets,
     PseudoLabelTarget,
+    Sourced,
     TrainingSettings,
     steps,
 )

@@ -26,8 +26,7 @@ from .addons import (
     ranked_targets,
     weighted_bce,
 )
-from .presets import Presets
-from .settings import GROUPS, LocalizationSettings, MethodConfig, NetworkSettings, Settings, TrainingSettings
+from .settings import GROUPS, LocalizationSettings, MethodConfig, NetworkSettings, Presets, Settings, TrainingSettings
 
 #: settings a run of an earlier wtal-pipe recorded that are no settings now (method traits, or widths of
 #: modules a method does not have); dropped when such a run is loaded

@@ -24,7 +24,6 @@ from torch import nn
 
 from ..errors import WtalError
 from .base import Batch, Method, MethodOutput, normalize_rows, typed
-from .presets import Presets, Sourced
 from .registry import register_method
 from .settings import (
     AtLeast,
@@ -32,8 +31,10 @@ from .settings import (
     LocalizationSettings,
     MethodConfig,
     NetworkSettings,
+    Presets,
     PseudoLabelTarget,
     Share,
+    Sourced,
     TrainingSettings,
 )
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from ..errors import WtalError
+from .settings import Sourced
 
 if TYPE_CHECKING:
     from .base import Method
@@ -56,17 +57,6 @@ BENCHMARKS: dict[str, Benchmark] = {
 
 #: the settings the preset table always shows, changed or not (num_segments only where rows are sampled)
 HEADLINE = ("num_segments", "batch_size", "lr", "iterations", "class_threshold", "nms_threshold")
-
-
-@dataclass(frozen=True)
-class Sourced:
-    """A preset value and where it comes from (an official config file, a paper)."""
-
-    value: Any
-    source: str
-
-
-Presets = dict[str, dict[str, Sourced]]  # preset name -> setting -> value with its source
 
 
 def benchmark(name: str | None) -> Benchmark:
@@ -124,19 +114,3 @@ def _shown(value: Any) -> str:
             else f"{value[0]:g}:{value[-1]:g} ({len(value)})"
         )
     return "none" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
-
-
-def preset_table_markdown() -> str:
-    """The README's table: per method and setting, its value under each preset, with the sources of the
-    ActivityNet values (``*``: the THUMOS14 value kept, no source gives one)."""
-    from .registry import get_method, list_methods
-
-    names = [name for name in PRESET_NAMES]
-    lines = [
-        f"| method | setting | {' | '.join(names)} | source of the ActivityNet values (official code unless said) |",
-        "|---|---|" + "---|" * len(names) + "---|",
-    ]
-    for method in list_methods():
-        for setting, cells, source in preset_rows(get_method(method)):
-            lines.append(f"| `{method}` | `{setting}` | {' | '.join(cells)} | {source} |")
-    return "\n".join(lines) + f"\n\n`*` {KEPT}.\n"

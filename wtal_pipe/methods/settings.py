@@ -267,3 +267,14 @@ class MethodConfig:
     def values(self) -> dict[str, Any]:
         """Every setting by name (names are unique across the groups)."""
         return {name: value for group in self.to_dict().values() for name, value in group.items()}
+
+
+@dataclass(frozen=True)
+class Sourced:
+    """A preset value and where it comes from (an official config file, a paper)."""
+
+    value: Any
+    source: str
+
+
+Presets = dict[str, dict[str, Sourced]]  # preset name -> setting -> value with its source

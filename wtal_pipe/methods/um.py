@@ -23,7 +23,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import Batch, Method, MethodOutput, normalize_rows, rename_official, topk_mean, typed
-from .presets import Presets, Sourced
 from .registry import register_method
 from .settings import (
     Above,
@@ -32,7 +31,9 @@ from .settings import (
     LocalizationSettings,
     MethodConfig,
     NetworkSettings,
+    Presets,
     Share,
+    Sourced,
     TrainingSettings,
     steps,
 )

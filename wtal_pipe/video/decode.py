@@ -10,17 +10,37 @@ truncated or corrupt file is not mistaken for a short one.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
-from ..config import DecodeConfig
-from ..errors import VideoError
+from ..errors import VideoError, WtalError
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    fps: float = 25.0  # output frame rate; frames are picked by timestamp, not by index
+    short_side: int = 256  # bilinear resize so the shorter side has this many pixels
+    crop: int = 224  # then a centre square crop of this size
+
+    def __post_init__(self) -> None:
+        if not math.isfinite(self.fps) or self.fps <= 0:
+            raise WtalError(f"fps must be a positive number, got {self.fps}", "pass e.g. --fps 25")
+        if self.crop < 1 or self.short_side < 1:
+            raise WtalError(
+                f"crop {self.crop} and short side {self.short_side} must be at least 1 pixel",
+                "pass e.g. --short-side 256 --crop 224",
+            )
+        if self.crop > self.short_side:
+            raise WtalError(
+                f"crop {self.crop} is larger than short side {self.short_side}", "use --crop <= --short-side"
+            )
+
 
 _PTS_TOLERANCE = 1e-4  # seconds; absorbs time-base rounding (e.g. 1001/30000)
 
@@ -114,6 +134,8 @@ def probe(path: str | Path) -> VideoInfo:
 
 def resize_and_crop(rgb: np.ndarray, short_side: int, crop: int) -> np.ndarray:
     """Bilinear resize to the given short side, then a centre ``crop`` x ``crop`` square."""
+    import cv2  # here, so the settings above load without OpenCV (wtal --help)
+
     height, width = rgb.shape[:2]
     scale = short_side / min(height, width)
     new_w, new_h = max(crop, round(width * scale)), max(crop, round(height * scale))

@@ -21,9 +21,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..config import FlowConfig
 from ..errors import WtalError
-from .flow_engines import FlowEngine, make_flow_engine
+from .flow_engines import FlowConfig, FlowEngine, make_flow_engine
 
 if TYPE_CHECKING:  # torch is imported only where flow runs on the device
     import torch

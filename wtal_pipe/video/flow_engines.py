@@ -111,3 +111,23 @@ def make_flow_engine(preset: str, device: str = "cpu") -> FlowEngine:
     """A ready engine for a preset (``device``: where an ``on_device`` engine runs)."""
     chosen = flow_preset(preset)
     return engine_class(chosen.engine)(chosen.params, device)
+
+
+@dataclass(frozen=True)
+class FlowConfig:
+    preset: str = "tvl1"  # a name of video.flow_engines.flow_presets(): an engine and its parameters
+    bound: float = 20.0  # flow is clipped to +-bound pixels, then scaled to [-1, 1]
+
+    def __post_init__(self) -> None:
+        flow_preset(self.preset)  # an unknown name is a one-line error listing the presets
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The engine's name (``algorithm``) and parameters, as the provenance records them."""
+        chosen = flow_preset(self.preset)
+        return {"algorithm": chosen.engine, **chosen.params}
+
+    @property
+    def on_device(self) -> bool:
+        """Computed on the extraction device (PyTorch) rather than in CPU worker processes."""
+        return engine_class(flow_preset(self.preset).engine).on_device

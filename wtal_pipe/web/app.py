@@ -105,8 +105,8 @@ class Workspace:
 
     def model_outputs(self, vid: str, subset: str | None) -> dict[str, Any]:
         """The run's detections and normalized per-class scores of one video, computed once on demand."""
-        from ..localize import localization_signals, shown_classes
-        from ..pipeline import localize_rows
+        from ..inference.localize import localization_signals, shown_classes
+        from ..inference.pipeline import localize_rows
         from ..run import load_run
 
         if self.run_dir is None:

@@ -11,7 +11,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import WtalError
+from ..errors import WtalError
 
 
 @dataclass(frozen=True)

@@ -17,12 +17,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .config import DecodeConfig, ExtractionConfig, FlowConfig
-from .device import fixed_threads
-from .video.synthetic import ACTION_STYLES, PlantedAction, render_frames, write_video
+from ..device import fixed_threads
+from ..features.config import ExtractionConfig
+from ..video.decode import DecodeConfig
+from ..video.flow_engines import FlowConfig
+from .synthetic import ACTION_STYLES, PlantedAction, render_frames, write_video
 
 if TYPE_CHECKING:
-    from .evaluate import EvaluationResult
+    from ..evaluation.evaluate import EvaluationResult
 
 DEMO_CLASSES = ACTION_STYLES[:3]
 FPS = 25.0
@@ -85,8 +87,8 @@ def run_demo(
 ) -> EvaluationResult:
     """Generate, extract, build negatives, train CMCS, test, localize one clip and plot; returns the
     test-set :class:`EvaluationResult`."""
-    from .cache import atomic_write_json
-    from .layout import DataLayout
+    from ..cache import atomic_write_json
+    from ..layout import DataLayout
 
     out = Path(out)
     data, videos = out / "data", out / "videos"
@@ -121,8 +123,8 @@ def _pipeline(
     clips: list[Path], database: dict, out: Path, *, iterations: int, seed: int, print_fn: Callable
 ) -> EvaluationResult:
     """Steps 2-6 on the generated clips: extract, negatives, train, test, localize one clip."""
-    from .negatives import build_negatives
-    from .train import TrainOptions, train
+    from ..data.negatives import build_negatives
+    from ..training.train import TrainOptions, train
 
     data, run = out / "data", out / "run"
     _extract(clips, data)
@@ -146,10 +148,10 @@ def _pipeline(
 
 
 def _extract(clips: list[Path], data: Path) -> None:
-    from .errors import WtalError
-    from .features.extract import ExtractJob, extract_all
-    from .features.two_stream import I3DPair
-    from .video.flow import default_workers
+    from ..errors import WtalError
+    from ..features.extract import ExtractJob, extract_all
+    from ..features.two_stream import I3DPair
+    from ..video.flow import default_workers
 
     extractor = I3DPair.load(DEMO_EXTRACTION.features, "auto")
     outcomes = extract_all(clips, ExtractJob.of(data, DEMO_EXTRACTION, workers=default_workers()), extractor)
@@ -160,13 +162,13 @@ def _extract(clips: list[Path], data: Path) -> None:
 
 def _test(run: Path, data: Path, out: Path) -> EvaluationResult:
     """``wtal test`` of the demo's run: detections, raw scores, plots and the mAP table."""
-    from .data.annotations import load_annotations
-    from .data.dataset import Dataset
-    from .evaluate import THUMOS_TIOU, evaluate
-    from .layout import DataLayout
-    from .pipeline import localize_dataset
-    from .plot import plot_saved_scores
-    from .run import load_run
+    from ..data.annotations import load_annotations
+    from ..data.dataset import Dataset
+    from ..evaluation.evaluate import THUMOS_TIOU, evaluate
+    from ..evaluation.plot import plot_saved_scores
+    from ..inference.pipeline import localize_dataset
+    from ..layout import DataLayout
+    from ..run import load_run
 
     model, meta = load_run(run)
     scores = out / "dets_test.cas.npz"
@@ -182,13 +184,13 @@ def _test(run: Path, data: Path, out: Path) -> EvaluationResult:
 
 def _localize_clip(clip: Path, run: Path, data: Path, out: Path, entry: dict, print_fn: Callable) -> None:
     """``wtal localize`` of one held-out clip from its raw video, with a plot."""
-    from .data.annotations import class_index, segments_of
-    from .detections import DetectionTable
-    from .errors import WtalError
-    from .pipeline import localize_clips
-    from .plot import plot_video
-    from .run import load_run
-    from .video.flow import default_workers
+    from ..data.annotations import class_index, segments_of
+    from ..errors import WtalError
+    from ..evaluation.plot import plot_video
+    from ..inference.detections import DetectionTable
+    from ..inference.pipeline import localize_clips
+    from ..run import load_run
+    from ..video.flow import default_workers
 
     model, meta = load_run(run)
     [clip_result] = localize_clips(

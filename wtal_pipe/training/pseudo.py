@@ -20,9 +20,9 @@ from typing import Annotated, Any
 
 import numpy as np
 
-from .cache import atomic_write_text
-from .errors import DataError
-from .methods.settings import Above, AtMost, Settings
+from ..cache import atomic_write_text
+from ..errors import DataError
+from ..methods.settings import Above, AtMost, Settings
 
 FORMAT = "wtal-pipe/pseudo-labels/1"
 Segments = np.ndarray  # (N, 4): class index, start_s, end_s, score

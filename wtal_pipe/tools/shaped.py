@@ -28,10 +28,10 @@ from pathlib import Path
 import numpy as np
 
 from ..cache import atomic_save_npy, atomic_write_json
+from ..data.annotations import load_annotations
+from ..data.timing import I3D_TIMING
 from ..errors import WtalError
 from ..layout import DataLayout
-from .annotations import load_annotations
-from .timing import I3D_TIMING
 
 
 @dataclass(frozen=True)

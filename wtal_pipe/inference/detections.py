@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .cache import atomic_path
+from ..cache import atomic_path
 from .localize import Detection
 
 #: the precision the result file keeps (and the evaluation of the same run sees): 1 ms, 1e-6 of score

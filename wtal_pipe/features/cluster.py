@@ -21,16 +21,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import WtalError
-from .features.extract import ExtractJob, ExtractOutcome, OnResult, run_plan
-from .features.plan import FeatureIdentity, VideoPlan
-from .features.stages import assemble_flow, checked_frames, ensure_flow_part, flow_is_cached
-from .video.flow import split_ranges
+from ..errors import WtalError
+from ..video.flow import split_ranges
+from .extract import ExtractJob, ExtractOutcome, OnResult
+from .plan import FeatureIdentity, VideoPlan
+from .stages import assemble_flow, checked_frames, ensure_flow_part, flow_is_cached, run_plan
 
 if TYPE_CHECKING:
     from distributed import Client
 
-    from .features.two_stream import I3DPair
+    from .two_stream import I3DPair
 
 INSTALL_HINT = "pip install 'wtal-pipe[dask]'"
 RETRIES = 2  # re-runs of a task that raised an unexpected error (a worker that died is re-run by Dask)
@@ -109,7 +109,7 @@ _models: dict[str, I3DPair] = {}
 
 def _model(cluster_job: ClusterJob) -> I3DPair:
     """One loaded I3D per worker process and setting, reused by every video it extracts."""
-    from .features.two_stream import I3DPair
+    from .two_stream import I3DPair
 
     features = cluster_job.job.extraction.features
     key = json.dumps([dataclasses.asdict(features), cluster_job.device], sort_keys=True)

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .data.annotations import class_index, load_annotations, unscored_videos
-from .detections import DetectionTable
-from .errors import DataError
-from .intervals import tiou
+from ..data.annotations import class_index, load_annotations, unscored_videos
+from ..errors import DataError
+from ..inference.detections import DetectionTable
+from ..intervals import tiou
 
 THUMOS_TIOU = tuple(np.round(np.arange(0.1, 0.75, 0.1), 2))
 

@@ -22,17 +22,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .cache import atomic_path
-from .data.dataset import Dataset
-from .errors import DataError, WtalError
-from .localize import localize
-from .methods import get_method
-from .methods.base import Method
-from .methods.presets import DEFAULT_PRESET
-from .monitor import HeldOut
-from .pipeline import check_feature_dim, infer
-from .pseudo import PseudoLabelSettings, keep_confident, write_pseudo_labels
-from .run import (
+from ..cache import atomic_path
+from ..data.dataset import Dataset
+from ..errors import DataError, WtalError
+from ..inference.localize import localize
+from ..inference.pipeline import check_feature_dim, infer
+from ..methods import get_method
+from ..methods.base import Method
+from ..methods.presets import DEFAULT_PRESET
+from ..run import (
     BEST,
     CHECKPOINT,
     CONFIG,
@@ -45,6 +43,8 @@ from .run import (
     finished_as_asked,
     load_run,
 )
+from .monitor import HeldOut
+from .pseudo import PseudoLabelSettings, keep_confident, write_pseudo_labels
 from .train import TrainOptions, plan_run, start_from, train
 
 ROUNDS = "rounds"

@@ -19,18 +19,18 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import torch
 
-from .data.annotations import is_labels_only, load_annotations
-from .data.dataset import Dataset, Video
-from .data.labels import stratified_split
-from .detections import DetectionTable
-from .errors import DataError, WtalError
-from .evaluate import evaluate, parse_tiou
-from .methods.base import Batch, Method
-from .pipeline import localize_rows, model_input
-from .run import Run
+from ..data.annotations import is_labels_only, load_annotations
+from ..data.dataset import Dataset, Video
+from ..data.labels import stratified_split
+from ..errors import DataError, WtalError
+from ..evaluation.evaluate import evaluate, parse_tiou
+from ..inference.detections import DetectionTable
+from ..inference.pipeline import localize_rows, model_input
+from ..methods.base import Batch, Method
+from ..run import Run
 
 if TYPE_CHECKING:
-    from .run import RunMeta
+    from ..run import RunMeta
 
 SelectedOn = Literal["validation", "test"]
 

@@ -16,21 +16,21 @@ from typing import Any
 import numpy as np
 import torch
 
-from .cache import atomic_dir, atomic_write_json, sweep_stale_tmp
-from .data.annotations import load_annotations
-from .data.clicks import simulate_clicks
-from .data.dataset import Dataset, Video
-from .data.sampling import click_mask, training_input
-from .device import resolve_device
-from .errors import DataError, WtalError
-from .layout import DataLayout
-from .methods import get_method
-from .methods.base import Batch, Method, MethodOutput
-from .methods.presets import DEFAULT_PRESET, benchmark, preset_settings
-from .methods.settings import MethodConfig
+from ..cache import atomic_dir, atomic_write_json, sweep_stale_tmp
+from ..data.annotations import load_annotations
+from ..data.clicks import simulate_clicks
+from ..data.dataset import Dataset, Video
+from ..data.sampling import click_mask, training_input
+from ..device import resolve_device
+from ..errors import DataError, WtalError
+from ..layout import DataLayout
+from ..methods import get_method
+from ..methods.base import Batch, Method, MethodOutput
+from ..methods.presets import DEFAULT_PRESET, benchmark, preset_settings
+from ..methods.settings import MethodConfig
+from ..run import Run, RunMeta, finished_as_asked, load_run, run_meta, run_target, save_checkpoint
 from .monitor import HeldOut, Monitor, choose_held_out, tensorboard_writer
 from .pseudo import PseudoLabels, row_times
-from .run import Run, RunMeta, finished_as_asked, load_run, run_meta, run_target, save_checkpoint
 
 
 @dataclass
@@ -57,21 +57,6 @@ class TrainOptions:
     pseudo_labels: Path | None = None
     held_out: HeldOut | None = None
     refinement: dict | None = None
-
-
-def parse_settings(pairs: list[str]) -> dict:
-    """``["accumulate=4", "nms_threshold=none"]`` -> {"accumulate": 4, "nms_threshold": None} (JSON values)."""
-    settings = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise WtalError(f"bad --set {pair!r}", "use --set name=value")
-        value = "null" if value.strip().lower() == "none" else value
-        try:
-            settings[key.strip()] = json.loads(value)
-        except ValueError:
-            settings[key.strip()] = value
-    return settings
 
 
 def _use_negatives(options: TrainOptions, method: type[Method]) -> bool:
@@ -344,20 +329,6 @@ def _monitor(options: TrainOptions, session: Session, run_dir: Path) -> Monitor 
     iterations = session.model.config.training.iterations
     every = options.eval_every or max(1, iterations // 10)
     return Monitor.open(options.data_dir, session.held_out, session.dataset.classes, every, run_dir)
-
-
-def parse_seeds(text: str) -> list[int]:
-    """``"0,1,2"`` or ``"0-4"`` (or both, ``"0-2,7"``) -> the seeds, in order, each once."""
-    seeds: list[int] = []
-    try:
-        for part in text.split(","):
-            first, _, last = part.strip().partition("-")
-            seeds += range(int(first), int(last or first) + 1)
-    except ValueError:
-        raise WtalError(f"--seeds {text!r} is not like 0,1,2 or 0-4", "e.g. --seeds 0-4") from None
-    if not seeds:
-        raise WtalError(f"--seeds {text!r} names no seed", "e.g. --seeds 0-4")
-    return list(dict.fromkeys(seeds))
 
 
 @dataclass(frozen=True)

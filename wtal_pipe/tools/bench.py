@@ -27,10 +27,12 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import WtalError
+from ..features.config import ExtractionConfig, FeatureConfig
+from ..features.provenance import DEFAULT_FPS, DEFAULT_SECONDS_PER_ROW
+from ..video.decode import DecodeConfig
+from ..video.flow_engines import FlowConfig
 from .bench_sections import BENCH_SECTIONS, DEFAULT_SECTIONS, BenchSection
-from .config import DecodeConfig, ExtractionConfig, FeatureConfig, FlowConfig
-from .errors import WtalError
-from .provenance import DEFAULT_FPS, DEFAULT_SECONDS_PER_ROW
 
 PrintFn = Callable[[str], None]
 
@@ -118,7 +120,7 @@ def machine() -> dict[str, Any]:
     import cv2
     import torch
 
-    from . import __version__
+    from .. import __version__
 
     cpu = platform.processor() or "unknown"
     if Path("/proc/cpuinfo").exists():
@@ -155,14 +157,14 @@ def timer() -> Iterator[list[float]]:
 
 def generated_clip(path: Path, seconds: float, size: tuple[int, int]) -> Path:
     """A 30 fps clip with a textured background and a planted moving shape (flow has work to do)."""
-    from .video.synthetic import ACTION_STYLES, PlantedAction, render_frames, write_video
+    from .synthetic import ACTION_STYLES, PlantedAction, render_frames, write_video
 
     frames = render_frames(seconds, 30.0, size[0], size[1], [PlantedAction(ACTION_STYLES[0], 0.0, seconds)], pan=1.0)
     return write_video(path, frames, fps=30.0)
 
 
 def decoded_frames(clip: Path, crop: int) -> np.ndarray:
-    from .video.decode import iter_frames
+    from ..video.decode import iter_frames
 
     return np.stack([f.rgb for f in iter_frames(clip, DecodeConfig(short_side=crop, crop=crop))])
 
@@ -173,10 +175,10 @@ def decoded_frames(clip: Path, crop: int) -> np.ndarray:
 def naive_features(clip: Path, extraction: ExtractionConfig) -> np.ndarray:
     """Decode everything into memory, OpenCV TV-L1 pair by pair in this process, I3D fp32 one chunk at a
     time: the same arithmetic as the pipeline, none of its engineering."""
-    from .features.two_stream import I3DPair
-    from .video.decode import iter_frames
-    from .video.flow import quantize
-    from .video.flow_engines import make_flow_engine
+    from ..features.two_stream import I3DPair
+    from ..video.decode import iter_frames
+    from ..video.flow import quantize
+    from ..video.flow_engines import make_flow_engine
 
     frames = [frame.rgb for frame in iter_frames(clip, extraction.decode)]
     engine = make_flow_engine("tvl1")
@@ -197,7 +199,7 @@ def naive_features(clip: Path, extraction: ExtractionConfig) -> np.ndarray:
 
 
 def bench_decode(clip: Path, sizes: Sizes) -> Section:
-    from .video.decode import iter_frames
+    from ..video.decode import iter_frames
 
     config = DecodeConfig()
     with timer() as streamed:
@@ -220,8 +222,8 @@ def bench_decode(clip: Path, sizes: Sizes) -> Section:
 
 def bench_flow(frames: np.ndarray, sizes: Sizes, device: str) -> Section:
     """OpenCV presets in 1..N worker processes and tvl1-torch per batch size, all on the same pairs."""
-    from .video.flow import compute_flow, default_workers
-    from .video.flow_engines import make_flow_engine
+    from ..video.flow import compute_flow, default_workers
+    from ..video.flow_engines import make_flow_engine
 
     pairs = frames[: sizes.flow_pairs + 1]
     section = Section(
@@ -264,8 +266,8 @@ def bench_flow(frames: np.ndarray, sizes: Sizes, device: str) -> Section:
 def bench_i3d(sizes: Sizes, device: str) -> Section:
     import torch
 
-    from .device import cpu_has_native_bf16
-    from .features.two_stream import I3DPair
+    from ..device import cpu_has_native_bf16
+    from ..features.two_stream import I3DPair
 
     crop, batch = sizes.i3d_crop, sizes.i3d_batch
     rng = np.random.default_rng(0)
@@ -311,9 +313,9 @@ def bench_i3d(sizes: Sizes, device: str) -> Section:
 def bench_end_to_end(clip: Path, sizes: Sizes, device: str, workdir: Path) -> Section:
     """The pipeline (streamed decode, flow workers, batched I3D) against the naive script, on one clip
     with the published settings (TV-L1); the features must come out the same."""
-    from .features.extract import ExtractJob, extract_video
-    from .features.two_stream import I3DPair
-    from .video.flow import default_workers
+    from ..features.extract import ExtractJob, extract_video
+    from ..features.two_stream import I3DPair
+    from ..video.flow import default_workers
 
     crop = sizes.end_to_end_crop
     extraction = ExtractionConfig(
@@ -354,9 +356,9 @@ def _peak_rss_of_extraction(clip: str, data_dir: str, extraction: dict, device: 
     """In a fresh process: extract one clip and return this process's peak RSS in MiB."""
     from joblib.externals.loky import get_reusable_executor
 
-    from .features.extract import ExtractJob, extract_video
-    from .features.two_stream import I3DPair
-    from .video.flow import default_workers
+    from ..features.extract import ExtractJob, extract_video
+    from ..features.two_stream import I3DPair
+    from ..video.flow import default_workers
 
     config = ExtractionConfig.from_dict(extraction)
     model = I3DPair.load(config.features, device)
@@ -402,9 +404,9 @@ def _training_data(
     folder: Path, videos: int, rows: int, dim: int, classes: int, held_out: int = 0, seed: int = 0
 ) -> Path:
     """``videos`` training videos and ``held_out`` more in subset ``val``, random rows, one segment each."""
-    from .cache import atomic_write_json
-    from .data.timing import I3D_TIMING
-    from .layout import DataLayout
+    from ..cache import atomic_write_json
+    from ..data.timing import I3D_TIMING
+    from ..layout import DataLayout
 
     layout = DataLayout(folder)
     rng = np.random.default_rng(seed)
@@ -430,9 +432,9 @@ def bench_training(sizes: Sizes, device: str, workdir: Path) -> Section:
     features: THUMOS size (750 rows, 2048-d, hidden 2048) and the quick CPU size (64-d, hidden 64); and
     what one held-out evaluation (``--val``, 40 videos as THUMOS14's validation fifth) costs against the
     100 training steps between two evaluations at ``--eval-every 100``."""
-    from .methods import get_method
-    from .methods.names import METHOD_NAMES
-    from .train import TrainOptions, train
+    from ..methods import get_method
+    from ..methods.names import METHOD_NAMES
+    from ..training.train import TrainOptions, train
 
     shapes = [("THUMOS size: T 750, D 2048, hidden 2048", 2048, 2048)] if sizes.thumos_train else []
     shapes.append(("small: T 750, D 64, hidden 64", 64, 64))
@@ -467,9 +469,9 @@ def _activitynet_sized(folder: Path, videos: int, dim: int, seed: int = 0) -> Pa
     """An ActivityNet-1.3-shaped DATA_DIR: 2/3 ``training``, 1/3 ``validation`` (its 10,024 / 4,926), 200
     classes, 100-200 random I3D rows per video (ActivityNet's 30-240 s at 16 frames / 25 fps), one segment
     each; written once, a video at a time."""
-    from .cache import atomic_write_json
-    from .data.timing import I3D_TIMING
-    from .layout import DataLayout
+    from ..cache import atomic_write_json
+    from ..data.timing import I3D_TIMING
+    from ..layout import DataLayout
 
     layout = DataLayout(folder)
     rng = np.random.default_rng(seed)
@@ -542,7 +544,7 @@ def bench_scale(sizes: Sizes, device: str, workdir: Path) -> Section:
 def thumos_like_durations(count: int, gt: Path | None) -> list[float]:
     """Test-video durations from an annotation file with durations (e.g. THUMOS14's), or drawn like them."""
     if gt is not None:
-        from .data.annotations import load_annotations
+        from ..data.annotations import load_annotations
 
         database = load_annotations(gt)
         found = [float(v["duration"]) for v in database.values() if v.get("subset") == "test" and v.get("duration")]
@@ -554,7 +556,7 @@ def thumos_like_durations(count: int, gt: Path | None) -> list[float]:
 
 def _localize_test_set(durations: list[float], classes: list[str], dim: int) -> tuple[list[str], dict, dict, dict]:
     """Video ids, ground truth (one segment each), random features and timings of a test set."""
-    from .data.timing import I3D_TIMING, VideoTiming
+    from ..data.timing import I3D_TIMING, VideoTiming
 
     rng = np.random.default_rng(0)
     vids = [f"v{i}" for i in range(len(durations))]
@@ -575,12 +577,12 @@ def bench_localize(sizes: Sizes, device: str, gt: Path | None, durations: list[f
     every method with its official test settings, random weights and features (many proposals)."""
     import torch
 
-    from .detections import DetectionTable
-    from .evaluate import THUMOS_TIOU, evaluate
-    from .localize import localize
-    from .methods import get_method
-    from .methods.names import METHOD_NAMES
-    from .pipeline import infer
+    from ..evaluation.evaluate import THUMOS_TIOU, evaluate
+    from ..inference.detections import DetectionTable
+    from ..inference.localize import localize
+    from ..inference.pipeline import infer
+    from ..methods import get_method
+    from ..methods.names import METHOD_NAMES
 
     durations = durations or thumos_like_durations(sizes.localize_videos, gt)
     classes = [f"class{c}" for c in range(min(20, len(durations)))]  # every class has ground truth
@@ -664,8 +666,8 @@ def run_benchmarks(
     """Measure every section (or ``only`` those named), print each as it finishes, write the report."""
     import sys
 
-    from .cache import atomic_write_json, atomic_write_text
-    from .device import resolve_device
+    from ..cache import atomic_write_json, atomic_write_text
+    from ..device import resolve_device
 
     resolved = str(resolve_device(device))
     sizes = Sizes.pick(quick, resolved == "cuda")

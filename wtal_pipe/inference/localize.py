@@ -23,9 +23,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .data.timing import VideoTiming
-from .intervals import runs_2d
-from .methods.settings import LocalizationSettings
+from ..data.timing import VideoTiming
+from ..intervals import runs_2d
+from ..methods.settings import LocalizationSettings
 
 Detection = tuple[int, float, float, float]  # (class index, score, start_s, end_s)
 

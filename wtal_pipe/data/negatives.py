@@ -22,15 +22,15 @@ from typing import Literal
 import numpy as np
 from scipy.signal import medfilt
 
-from .cache import atomic_save_npy, atomic_write_json, file_digest, file_identity, read_json, reusable, stage_key
-from .data.annotations import load_annotations
-from .data.dataset import read_feature_rows
-from .data.timing import declared_timing
-from .errors import DataError, WtalError
-from .features.plan import video_cache
-from .intervals import runs
-from .layout import DataLayout
-from .provenance import Provenance
+from ..cache import atomic_save_npy, atomic_write_json, file_digest, file_identity, read_json, reusable, stage_key
+from ..errors import DataError, WtalError
+from ..features.plan import video_cache
+from ..features.provenance import Provenance
+from ..intervals import runs
+from ..layout import DataLayout
+from .annotations import load_annotations
+from .dataset import read_feature_rows
+from .timing import declared_timing
 
 RULES = "cmcs-official-1"  # keys the cache: cached negatives of an earlier rule are recomputed
 

@@ -1,62 +1,22 @@
-"""Parameters of the extraction stages, in one place.
+"""How features are extracted: the I3D stage's settings and :class:`ExtractionConfig`, which joins them with
+the decode (``video/decode.py``) and flow (``video/flow_engines.py``) settings.
 
-Each dataclass keys its stage's cache and is written into the provenance JSON next to every feature
+Each settings dataclass keys its stage's cache and is written into the provenance JSON next to every feature
 file (as one :class:`ExtractionConfig`), and a trained run carries the same object, so a new clip is
 extracted exactly as the training features were. The CLI takes its defaults from here.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, get_args
 
-from .errors import WtalError
-from .video.flow_engines import engine_class, flow_preset
+from ..errors import WtalError
+from ..video.decode import DecodeConfig
+from ..video.flow_engines import FlowConfig
 
 Precision = Literal["auto", "fp32", "bf16"]  # auto: fp32 (device.resolve_precision says why)
-DeviceName = Literal["auto", "cpu", "cuda"]
 PRECISIONS: tuple[str, ...] = get_args(Precision)
-
-
-@dataclass(frozen=True)
-class DecodeConfig:
-    fps: float = 25.0  # output frame rate; frames are picked by timestamp, not by index
-    short_side: int = 256  # bilinear resize so the shorter side has this many pixels
-    crop: int = 224  # then a centre square crop of this size
-
-    def __post_init__(self) -> None:
-        if not math.isfinite(self.fps) or self.fps <= 0:
-            raise WtalError(f"fps must be a positive number, got {self.fps}", "pass e.g. --fps 25")
-        if self.crop < 1 or self.short_side < 1:
-            raise WtalError(
-                f"crop {self.crop} and short side {self.short_side} must be at least 1 pixel",
-                "pass e.g. --short-side 256 --crop 224",
-            )
-        if self.crop > self.short_side:
-            raise WtalError(
-                f"crop {self.crop} is larger than short side {self.short_side}", "use --crop <= --short-side"
-            )
-
-
-@dataclass(frozen=True)
-class FlowConfig:
-    preset: str = "tvl1"  # a name of video.flow_engines.flow_presets(): an engine and its parameters
-    bound: float = 20.0  # flow is clipped to +-bound pixels, then scaled to [-1, 1]
-
-    def __post_init__(self) -> None:
-        flow_preset(self.preset)  # an unknown name is a one-line error listing the presets
-
-    @property
-    def params(self) -> dict[str, Any]:
-        """The engine's name (``algorithm``) and parameters, as the provenance records them."""
-        chosen = flow_preset(self.preset)
-        return {"algorithm": chosen.engine, **chosen.params}
-
-    @property
-    def on_device(self) -> bool:
-        """Computed on the extraction device (PyTorch) rather than in CPU worker processes."""
-        return engine_class(flow_preset(self.preset).engine).on_device
 
 
 @dataclass(frozen=True)

@@ -17,12 +17,12 @@ from typing import Any
 
 import numpy as np
 
-from .cache import atomic_path, atomic_write_json, atomic_write_text, read_json
-from .data.annotations import load_annotations, unscored_videos
-from .errors import WtalError
+from ..cache import atomic_path, atomic_write_json, atomic_write_text, read_json
+from ..data.annotations import load_annotations, unscored_videos
+from ..errors import WtalError
+from ..layout import DataLayout
+from ..run import Checkpoint, Run, RunMeta, load_run
 from .evaluate import EvaluationResult, evaluate, parse_tiou
-from .layout import DataLayout
-from .run import Checkpoint, Run, RunMeta, load_run
 
 DEFAULT_TIOU = "0.1:0.7:0.1"  # when the runs' papers report different ranges: THUMOS14's
 
@@ -94,7 +94,7 @@ def score_runs(
 ) -> tuple[list[Group], np.ndarray]:
     """Every run scored on ``subset`` and grouped; the tIoU thresholds used. ``report`` hears of a run whose
     ``config.json`` is missing or unreadable (its checkpoint's own record is used; nothing is guessed)."""
-    from .pipeline import localize_dataset
+    from ..inference.pipeline import localize_dataset
 
     layout = DataLayout(Path(data_dir))
     database = load_annotations(layout.annotations)

@@ -1,6 +1,7 @@
-"""The ``.json`` beside every feature file: how the features were made (``wtal extract``), or where they
-came from (``wtal import``, generated test data). One writer and one reader for every stage, so users
-can always tell which convention a feature file follows.
+"""The records of extraction: what decoding and the flow stage wrote (:class:`FramesRecord`, :class:`FlowRecord`,
+kept beside their cache entries), and the ``.json`` beside every feature file: how the features were made
+(``wtal extract``), or where they came from (``wtal import``, generated test data). One writer and one reader
+for every stage, so users can always tell which convention a feature file follows.
 """
 
 from __future__ import annotations
@@ -10,14 +11,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import __version__
-from .cache import read_json
+from .. import __version__
+from ..cache import read_json
+from ..video import decode, flow
 from .config import ExtractionConfig
 
 if TYPE_CHECKING:
-    from .features.plan import VideoPlan
-    from .features.stages import FramesRecord
-    from .features.two_stream import I3DPair
+    from .plan import VideoPlan
+    from .two_stream import I3DPair
 
 _CONVENTION = ExtractionConfig()  # the THUMOS14 I3D convention: 16-frame rows at 25 fps
 DEFAULT_SECONDS_PER_ROW = _CONVENTION.seconds_per_row
@@ -80,6 +81,73 @@ def _timing(raw: dict[str, Any]) -> dict[str, Any] | None:
         chunk = int(raw.get("chunk", DEFAULT_FRAMES_PER_ROW))
         return {"fps": chunk / float(raw["seconds_per_row"]), "frames_per_row": chunk, "stride": chunk}
     return None
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """How much of what the container declares was decoded."""
+
+    decoded_seconds: float
+    declared_seconds: float | None
+    decoded_frames: int
+    declared_frames: int | None
+    missing_seconds: float
+    partial: bool
+
+
+@dataclass(frozen=True)
+class FramesRecord:
+    """What decoding produced and saw; ``digest`` is the frames cache's (None when the frames went
+    straight to the device)."""
+
+    key: str
+    n_frames: int
+    fps: float
+    duration: float
+    source: dict[str, Any]  # decode.VideoInfo as a dict
+    rotation: int
+    coverage: Coverage
+    digest: dict | None
+
+    @classmethod
+    def of(
+        cls, plan: VideoPlan, n_frames: int, info: decode.VideoInfo, stats: decode.DecodeStats, digest: dict | None
+    ) -> FramesRecord:
+        fps = plan.extraction.decode.fps
+        coverage = Coverage(
+            decoded_seconds=round(stats.span, 4),
+            declared_seconds=info.duration,
+            decoded_frames=stats.source_frames,
+            declared_frames=info.frames,
+            missing_seconds=round(stats.missing_seconds(info), 4),
+            partial=stats.is_partial(info),
+        )
+        return cls(plan.keys.frames, n_frames, fps, n_frames / fps, asdict(info), stats.rotation, coverage, digest)
+
+    @classmethod
+    def from_dict(cls, record: dict[str, Any]) -> FramesRecord:
+        return cls(**{**record, "coverage": Coverage(**record["coverage"])})
+
+
+@dataclass(frozen=True)
+class FlowRecord:
+    """What the flow stage wrote: from which frames, with which engine and parameters, stored how."""
+
+    key: str
+    frames_key: str
+    n_frames: int
+    preset: str
+    params: dict[str, Any]
+    bound: float
+    storage: str
+    digest: dict
+
+    @classmethod
+    def of(cls, plan: VideoPlan, n_frames: int, digest: dict) -> FlowRecord:
+        config = plan.extraction.flow
+        return cls(
+            plan.keys.flow, plan.keys.frames, n_frames, config.preset, config.params, config.bound, flow.STORAGE, digest
+        )
 
 
 def library_versions() -> dict[str, str]:

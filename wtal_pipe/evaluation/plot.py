@@ -7,14 +7,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .cache import atomic_path
-from .data.dataset import Dataset
-from .detections import DetectionTable
-from .errors import WtalError
-from .layout import inside
-from .localize import localization_signals, shown_classes
-from .methods.settings import LocalizationSettings
-from .pipeline import Localized
+from ..cache import atomic_path
+from ..data.dataset import Dataset
+from ..errors import WtalError
+from ..inference.detections import DetectionTable
+from ..inference.localize import localization_signals, shown_classes
+from ..inference.pipeline import Localized
+from ..layout import inside
+from ..methods.settings import LocalizationSettings
 
 
 def pyplot():
@@ -85,7 +85,7 @@ def plot_saved_scores(
     out_dir: Path,
 ) -> int:
     """One plot per video of a ``wtal test`` run, from the raw scores it saved (no model needed)."""
-    from .pipeline import load_scores
+    from ..inference.pipeline import load_scores
 
     scores, timings = load_scores(scores_path)
     per_video = dict(detections.per_video())

@@ -12,18 +12,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .cache import atomic_path
-from .config import ExtractionConfig
-from .data.dataset import Dataset
-from .data.sampling import inference_input
-from .data.timing import VideoTiming, declared_timing
+from ..cache import atomic_path
+from ..data.dataset import Dataset
+from ..data.sampling import inference_input
+from ..data.timing import VideoTiming, declared_timing
+from ..errors import DataError
+from ..features.config import ExtractionConfig
+from ..features.provenance import DEFAULT_FPS, Provenance
+from ..methods.base import Method
+from ..methods.settings import LocalizationSettings
+from ..run import RunMeta
 from .detections import DetectionTable
-from .errors import DataError
 from .localize import Detection, VideoScores, localize, selected_classes
-from .methods.base import Method
-from .methods.settings import LocalizationSettings
-from .provenance import DEFAULT_FPS, Provenance
-from .run import RunMeta
 
 
 def model_input(model: Method, features: np.ndarray) -> torch.Tensor:
@@ -179,9 +179,9 @@ def localize_clips(
 
     A clip that fails to decode is reported in its result and the others go on.
     """
-    from .features.extract import ExtractJob, extract_all
-    from .features.i3d import FEATURE_DIM
-    from .features.two_stream import I3DPair
+    from ..features.extract import ExtractJob, extract_all
+    from ..features.i3d import FEATURE_DIM
+    from ..features.two_stream import I3DPair
 
     if meta.feature_dim != 2 * FEATURE_DIM:
         raise DataError(
