@@ -1,6 +1,6 @@
 """Shaped benchmarks: a real annotation file's timing (THUMOS14: 410 videos, 20 classes; ActivityNet 1.2:
 the training and validation videos, 100 classes) with synthetic features made hard on purpose (part-only,
-low-contrast actions, class context beside them, generic motion in the background; ``wtal_pipe/data/shaped.py``).
+low-contrast actions, class context beside them, generic motion in the background; ``wtal_pipe/tools/shaped.py``).
 
     python examples/shaped_benchmark.py OUT_DIR [--benchmark thumos14|activitynet1.2] [--videos N]
         [--methods basnet,um,cmcs,backtal] [--device cuda] [--scale 1.0] [--dim 2048] [--hidden 2048]
@@ -27,14 +27,15 @@ from pathlib import Path
 from wtal_pipe.cli.options import parse_settings
 from wtal_pipe.data.annotations import load_annotations
 from wtal_pipe.data.dataset import Dataset
-from wtal_pipe.evaluation.evaluate import THUMOS_TIOU, evaluate, parse_tiou
+from wtal_pipe.evaluation.evaluate import THUMOS_TIOU, evaluate
 from wtal_pipe.inference.detections import DetectionTable
 from wtal_pipe.inference.pipeline import infer, localize_dataset
+from wtal_pipe.intervals import parse_tiou
 from wtal_pipe.methods import get_method
 from wtal_pipe.methods.presets import benchmark, preset_settings
 from wtal_pipe.methods.settings import LocalizationSettings
 from wtal_pipe.run import load_run
-from wtal_pipe.tools.shaped import ShapedFeatures, write_shaped_dataset
+from wtal_pipe.tools.shaped import ShapedFeatures, narrowed, write_shaped_dataset
 from wtal_pipe.training.train import TrainOptions, train
 
 FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures"
@@ -111,7 +112,7 @@ def main() -> None:
         overrides = {
             **length,
             "lr": 1e-3 if args.scale < 1 else published.lr,
-            **cls.narrow(args.hidden),
+            **narrowed(cls, args.hidden),
             **parse_settings(args.set),
         }
         for seed in (int(s) for s in args.seeds.split(",")):

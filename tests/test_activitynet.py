@@ -20,6 +20,7 @@ from wtal_pipe.inference.pipeline import infer
 from wtal_pipe.methods import get_method
 from wtal_pipe.methods.presets import PRESET_NAMES, preset_settings, preset_values
 from wtal_pipe.methods.settings import steps
+from wtal_pipe.tools.shaped import narrowed
 from wtal_pipe.training.train import Trainer, with_epochs
 
 from . import official
@@ -147,7 +148,7 @@ def test_backtal_thumos_topk_is_unchanged_by_the_ratio():
 @pytest.mark.parametrize("method", ["basnet", "um", "cmcs", "backtal"])
 def test_a_preset_trains_on_training_and_tests_on_validation_at_activitynet_tious(method, tmp_path, run_cli):
     """An ActivityNet 1.2-shaped set (real videos, durations and classes from the annotation file, rows drawn
-    by data/shaped.py): the preset's settings reach the run, training reads "training", testing reads
+    by tools/shaped.py): the preset's settings reach the run, training reads "training", testing reads
     "validation" and reports tIoU 0.5:0.95."""
     from wtal_pipe.tools.shaped import ShapedFeatures, write_shaped_dataset
 
@@ -156,7 +157,7 @@ def test_a_preset_trains_on_training_and_tests_on_validation_at_activitynet_tiou
         ROOT / "tests/fixtures/activitynet12.min.json", None, data, ShapedFeatures(dim=32), 0, VIDEO_SUBSETS, 24
     )
     assert count == 24
-    width = get_method(method).narrow(16)
+    width = narrowed(get_method(method), 16)
     extra = ["--set", f"hidden_dim={width['hidden_dim']}"] if width else []
     clicks = ["--simulate-clicks"] if method == "backtal" else []
     code, _, err = run_cli(

@@ -325,3 +325,35 @@ def test_csv_files_that_are_not_plain_utf8_name_the_file_line_and_fix(tmp_path, 
     (tmp_path / "labels.csv").write_bytes(content)
     code, _, err = run_cli("import", "labels", tmp_path / "labels.csv", "--data", tmp_path / "data")
     assert code == 2 and one_line_error(err, message, "CSV UTF-8")
+
+
+# --- runs of the previous version --------------------------------------------------------------------------
+
+
+def _as_previous_version(run: Path) -> None:
+    """Rewrite a run's checkpoint as the previous version wrote it: the add-on settings inside the network
+    group, outer_region named after a paper, how it was chosen said in words only."""
+    import torch
+
+    from wtal_pipe.run import checkpoint_digest
+
+    saved = torch.load(run / "checkpoint.pt", weights_only=True)
+    record = {k: v for k, v in saved.items() if k not in ("state_dict", "digest")}
+    config = record["config"]
+    config["network"] |= config.pop("addons")
+    config["localization"]["outer_region"] = "bas"
+    record.pop("selection")
+    state = saved["state_dict"]
+    torch.save({**record, "state_dict": state, "digest": checkpoint_digest(record, state)}, run / "checkpoint.pt")
+
+
+def test_a_run_of_the_previous_version_loads_groups_and_counts_as_finished(data, tmp_path, run_cli):
+    out = tmp_path / "seeds"
+    args = ["train", "--method", "um", "--data", data, "--out", out, "--iters", "2", *QUICK]
+    assert run_cli(*args, "--seeds", "0-1")[0] == 0
+    _as_previous_version(out / "seed-0")
+    code, printed, err = run_cli(*args, "--seeds", "0-1")
+    assert code == 0 and "seed 0: finished" in printed and "seed 1: finished" in printed, err
+    code, printed, err = run_cli("report", out, "--data", data)
+    assert code == 0 and "| um | final step | 2 |" in printed, err
+    assert run_cli("test", "--run", out / "seed-0", "--data", data, "--out", tmp_path / "d.json")[0] == 0

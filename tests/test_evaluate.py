@@ -11,8 +11,9 @@ import pytest
 
 from wtal_pipe.data.annotations import load_annotations
 from wtal_pipe.errors import DataError
-from wtal_pipe.evaluation.evaluate import evaluate, evaluate_files, interpolated_ap, parse_tiou
+from wtal_pipe.evaluation.evaluate import evaluate, evaluate_files, interpolated_ap, read_detections
 from wtal_pipe.inference.detections import DetectionTable
+from wtal_pipe.intervals import parse_tiou
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -97,8 +98,13 @@ def _random_detections(database: dict, subset: str, rng: np.random.Generator, pe
     return {"version": "test", "results": results, "external_data": {}}
 
 
+def _file(database: dict, detections: dict, subset: str, thresholds, known_classes=None):
+    """Detections as a result file holds them, evaluated (what wtal evaluate does)."""
+    return evaluate(database, read_detections(detections, database, known_classes), subset, thresholds)
+
+
 def _check_against_reference(database, subset, detections, thresholds):
-    result = evaluate(database, detections, subset, thresholds)
+    result = _file(database, detections, subset, thresholds)
     for c, label in enumerate(result.classes):
         gt = [
             {"video": vid, "segment": a["segment"]}
@@ -148,7 +154,7 @@ def test_thumos_string_segments_and_cliffdiving_duplicates():
     for vid, seg in cliff:
         results.setdefault(vid, []).append({"label": "CliffDiving", "score": 0.9, "segment": seg})
         results[vid].append({"label": "Diving", "score": 0.8, "segment": seg})
-    result = evaluate(database, {"results": results}, "test", [0.5])
+    result = _file(database, {"results": results}, "test", [0.5])
     by_class = dict(zip(result.classes, result.ap[:, 0]))
     assert by_class["CliffDiving"] == pytest.approx(1.0)
     n_diving = sum(a["label"] == "Diving" for v in database.values() if v["subset"] == "test" for a in v["annotations"])
@@ -167,7 +173,7 @@ GT = {
 
 
 def _ap(results, thresholds=(0.5,)):
-    result = evaluate(GT, {"results": results}, "test", thresholds)
+    result = _file(GT, {"results": results}, "test", thresholds)
     return dict(zip(result.classes, result.ap[:, 0])), result
 
 
@@ -196,7 +202,7 @@ def test_hand_computed_best_iou_gt_is_taken_first():
         "v": {"subset": "test", "annotations": [{"label": "a", "segment": [0, 10]}, {"label": "a", "segment": [8, 20]}]}
     }
     dets = {"v": [{"label": "a", "score": 0.9, "segment": [7, 20]}, {"label": "a", "score": 0.5, "segment": [0, 9]}]}
-    result = evaluate(gt, {"results": dets}, "test", [0.5])
+    result = _file(gt, {"results": dets}, "test", [0.5])
     assert result.ap[0, 0] == pytest.approx(1.0)
 
 
@@ -223,7 +229,7 @@ def test_detections_of_classes_without_gt_in_the_subset_do_not_count():
             {"label": "d", "score": 0.98, "segment": [0, 10]},
         ]
     }
-    result = evaluate(GT, {"results": dets}, "test", [0.5], known_classes=["a", "b", "c", "d"])
+    result = _file(GT, {"results": dets}, "test", [0.5], known_classes=["a", "b", "c", "d"])
     assert result.classes == ["a", "b"] and result.ignored == {"c": 1, "d": 1}
     assert dict(zip(result.classes, result.ap[:, 0]))["a"] == pytest.approx(0.5)  # unchanged by them
     assert "not counted: 2 detections of 2 class(es)" in result.table()
@@ -284,7 +290,7 @@ def test_a_runs_table_scores_as_its_written_file(tmp_path):
     for aside in ((), test_videos[::2]):
         from_table = evaluate(database, table, "test", parse_tiou("0.1:0.7:0.1"), set_aside=aside)
         from_file = evaluate(
-            database, written, "test", parse_tiou("0.1:0.7:0.1"), known_classes=list(known), set_aside=aside
+            database, read_detections(written, database, list(known)), "test", parse_tiou("0.1:0.7:0.1"), aside
         )
         np.testing.assert_array_equal(from_table.ap, from_file.ap)
         assert from_table.classes == from_file.classes and from_table.ignored == from_file.ignored
@@ -321,7 +327,7 @@ def test_detections_outside_the_subset_are_false_positives_as_in_the_reference(t
     from_file = evaluate_files(tmp_path / "d.json", FIXTURES / "thumos14_gt.json", "test", parse_tiou("0.1:0.7:0.1"))
     reference = _check_against_reference(database, "test", detections, parse_tiou("0.1:0.7:0.1"))
     np.testing.assert_array_equal(from_file.ap, reference.ap)
-    without = evaluate(
+    without = _file(
         database,
         {"results": {v: d for v, d in detections["results"].items() if v not in others}},
         "test",

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from wtal_pipe.data.annotations import load_annotations
-from wtal_pipe.evaluation.evaluate import evaluate, parse_tiou
+from wtal_pipe.evaluation.evaluate import evaluate, read_detections
+from wtal_pipe.intervals import parse_tiou
 from wtal_pipe.training.monitor import choose_held_out
 
 from .planted import write_planted_dataset
@@ -156,7 +157,7 @@ def test_the_report_is_the_mean_and_sd_of_the_runs_own_scores(data, tmp_path, ru
     for k in range(3):  # by hand: each run's detections (wtal test), evaluated, then mean and sd
         assert run_cli("test", "--run", out / f"seed-{k}", "--data", data, "--out", tmp_path / f"d{k}.json")[0] == 0
         dets = json.loads((tmp_path / f"d{k}.json").read_text())
-        result = evaluate(truth, dets, "test", parse_tiou("0.1:0.7:0.1"))
+        result = evaluate(truth, read_detections(dets, truth), "test", parse_tiou("0.1:0.7:0.1"))
         scores.append([*result.map_per_threshold, result.average_map])
     scores_pct = np.array(scores) * 100
     np.testing.assert_allclose(group["mean"], scores_pct.mean(0), atol=1e-9)

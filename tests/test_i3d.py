@@ -3,13 +3,37 @@
 from __future__ import annotations
 
 import pickle
+import re
 
 import pytest
 import torch
 
 from wtal_pipe.errors import DataError
 from wtal_pipe.features.i3d import InceptionI3d, _same_pad
-from wtal_pipe.features.weights import load_i3d, normalize_state_dict, to_video_features_layout
+from wtal_pipe.features.weights import load_i3d, normalize_state_dict
+
+#: pytorch-i3d key -> video_features key (how that toolbox names the same tensors), for checkpoints in its layout
+VIDEO_FEATURES_NAMES = [
+    (r"^logits\.", "conv3d_0c_1x1."),
+    (r"^Conv3d_(\w+?)\.", lambda m: f"conv3d_{m.group(1)}."),
+    (r"^Mixed_(\w+?)\.", lambda m: f"mixed_{m.group(1)}."),
+    (r"\.b0\.", ".branch_0."),
+    (r"\.b1a\.", ".branch_1.0."),
+    (r"\.b1b\.", ".branch_1.1."),
+    (r"\.b2a\.", ".branch_2.0."),
+    (r"\.b2b\.", ".branch_2.1."),
+    (r"\.b3b\.", ".branch_3.1."),
+    (r"\.bn\.", ".batch3d."),
+]
+
+
+def to_video_features_layout(state: dict) -> dict:
+    out = {}
+    for key, value in state.items():
+        for pattern, replacement in VIDEO_FEATURES_NAMES:
+            key = re.sub(pattern, replacement, key)
+        out[key] = value
+    return out
 
 
 @pytest.fixture(scope="module")

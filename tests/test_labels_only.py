@@ -16,6 +16,7 @@ from wtal_pipe.data.dataset import Dataset
 from wtal_pipe.data.timing import FeatureTiming, VideoTiming
 from wtal_pipe.inference.localize import VideoScores, localize
 from wtal_pipe.methods import get_method
+from wtal_pipe.tools.shaped import narrowed
 
 from .planted import write_planted_dataset
 from .test_bad_input import one_line_error
@@ -64,7 +65,7 @@ def test_labels_only_training_writes_the_same_checkpoint_as_with_segments(tmp_pa
     for name, database in (("segments", _database(data)), ("labels", _labels_only(_database(data), "train"))):
         (data / "annotations.json").write_text(json.dumps({"database": database}))
         for method in ("basnet", "um", "cmcs"):
-            width = get_method(method).narrow(16)
+            width = narrowed(get_method(method), 16)
             extra = ["--set", f"hidden_dim={width['hidden_dim']}"] if width else ["--batch-size", "1"]
             out = tmp_path / f"{name}_{method}"
             code, _, err = run_cli(
@@ -321,7 +322,7 @@ def test_class_folders_to_detections_for_every_method(make_clip, tmp_path, run_c
     test_clip = next(videos.rglob("*.mp4"))
     for method in ("basnet", "um", "cmcs", "backtal"):
         run = tmp_path / f"run_{method}"
-        width = get_method(method).narrow(32)
+        width = narrowed(get_method(method), 32)
         extra = ["--set", f"hidden_dim={width['hidden_dim']}"] if width else ["--batch-size", "1"]
         clicks = ["--simulate-clicks"] if method == "backtal" else []
         code, _, err = run_cli(

@@ -58,15 +58,24 @@ def test_grid_geometries_and_times():
     assert time(np.array([750 * 24])) == pytest.approx(64.0)
 
 
-def test_outer_region_conventions():
+def test_outer_region_conventions_and_their_old_names():
+    from wtal_pipe.methods import get_method
+
+    old = {"training": {}, "network": {}, "localization": {"outer_region": "cmcs"}}  # a run of an earlier version
+    assert get_method("cmcs").from_saved(old).localization.outer_region == "one-point-minimum"
     start, end = np.array([10]), np.array([17])  # 8 points, r * L = 2
-    assert [int(v[0]) for v in outer_bounds(start, end, 100, 0.25, "bas")] == [8, 10, 18, 20]
-    assert [int(v[0]) for v in outer_bounds(start, end, 100, 0.25, "backtal")] == [8, 10, 18, 19]
-    assert [int(v[0]) for v in outer_bounds(start, end, 100, 0.25, "cmcs")] == [8, 10, 18, 20]
+    assert [int(v[0]) for v in outer_bounds(start, end, 100, 0.25, "through-reach")] == [8, 10, 18, 20]
+    assert [int(v[0]) for v in outer_bounds(start, end, 100, 0.25, "before-reach")] == [8, 10, 18, 19]
+    assert [int(v[0]) for v in outer_bounds(start, end, 100, 0.25, "one-point-minimum")] == [8, 10, 18, 20]
     # 5 points (r * L = 1.25): BaS-Net rounds the left side up and the right side down
-    assert [int(v[0]) for v in outer_bounds(np.array([10]), np.array([14]), 100, 0.25, "bas")] == [8, 10, 15, 16]
+    assert [int(v[0]) for v in outer_bounds(np.array([10]), np.array([14]), 100, 0.25, "through-reach")] == [
+        8,
+        10,
+        15,
+        16,
+    ]
     # CMCS: a left region reaching past the start is empty (the official negative slice)
-    left_lo, left_hi, _, _ = outer_bounds(np.array([1]), np.array([12]), 100, 0.25, "cmcs")
+    left_lo, left_hi, _, _ = outer_bounds(np.array([1]), np.array([12]), 100, 0.25, "one-point-minimum")
     assert left_hi[0] - left_lo[0] == 0
 
 

@@ -15,6 +15,7 @@ from wtal_pipe.methods import get_method, list_methods
 from wtal_pipe.methods.base import Batch
 from wtal_pipe.methods.registry import register_method
 from wtal_pipe.run import load_run
+from wtal_pipe.tools.shaped import narrowed
 from wtal_pipe.training.train import TrainOptions, train
 
 from .planted import write_planted_dataset
@@ -54,7 +55,7 @@ def _batch(b=2, t=40, d=24, c=3, clicks=True):
 def test_contract_shapes_and_finite_losses(name, dim):
     torch.manual_seed(0)
     cls = get_method(name)
-    model = cls(dim, 3, cls.configure(cls.narrow(32)))
+    model = cls(dim, 3, cls.configure(narrowed(cls, 32)))
     batch = _batch(d=dim)
     out = model(batch.features)
     assert out.video_scores.shape == (2, 3) and out.cas.shape == (2, 40, 3)
@@ -75,7 +76,7 @@ def test_backtal_batch_without_clicks_trains():
 
 def test_background_only_videos_train_the_background_class():
     for name in ("basnet", "cmcs", "backtal"):
-        model = get_method(name)(24, 3, get_method(name).configure(get_method(name).narrow(32)))
+        model = get_method(name)(24, 3, get_method(name).configure(narrowed(get_method(name), 32)))
         batch = _batch()
         batch.labels[1] = 0
         batch.background_only[1] = True
@@ -91,7 +92,7 @@ def planted(tmp_path_factory):
 
 
 def _train(name, data, out, seed=0, **extra):
-    overrides = {**QUICK, **get_method(name).narrow(64), **PER_METHOD[name], **extra}
+    overrides = {**QUICK, **narrowed(get_method(name), 64), **PER_METHOD[name], **extra}
     options = TrainOptions(
         name, data, out, seed=seed, device="cpu", simulate_clicks=name == "backtal", overrides=overrides
     )

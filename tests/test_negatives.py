@@ -12,6 +12,7 @@ from wtal_pipe.data.dataset import Dataset
 from wtal_pipe.data.negatives import NegativesConfig, build_negatives, static_mask
 from wtal_pipe.errors import DataError
 from wtal_pipe.methods import get_method
+from wtal_pipe.tools.shaped import narrowed
 from wtal_pipe.tools.synthetic import textured_background, write_video
 from wtal_pipe.training.train import TrainOptions, train
 
@@ -171,7 +172,7 @@ def test_training_with_and_without_negatives(tmp_path):
         ("basnet", None, 0),
         ("backtal", True, 2),
     ):
-        overrides = quick | get_method(method).narrow(16) | ({"batch_size": 1} if method == "cmcs" else {})
+        overrides = quick | narrowed(get_method(method), 16) | ({"batch_size": 1} if method == "cmcs" else {})
         options = TrainOptions(
             method,
             tmp_path,

@@ -13,10 +13,12 @@ import torch
 
 from wtal_pipe.data.annotations import load_annotations
 from wtal_pipe.errors import DataError, WtalError
+from wtal_pipe.inference.localize import Detection
 from wtal_pipe.methods import get_method
 from wtal_pipe.methods.addons import pseudo_background_loss, pseudo_foreground_loss, ranked_targets
 from wtal_pipe.methods.base import Batch
 from wtal_pipe.run import load_run
+from wtal_pipe.tools.shaped import narrowed
 from wtal_pipe.training import refine as refine_module
 from wtal_pipe.training.pseudo import PseudoLabels, PseudoLabelSettings, keep_confident, row_times, write_pseudo_labels
 
@@ -66,12 +68,16 @@ def test_pseudo_labels_come_from_training_videos_and_only_their_labelled_classes
 
 def test_only_confident_detections_are_kept_per_class():
     detections = [(0, 0.9, 1.0, 2.0), (0, 0.5, 3.0, 4.0), (0, 0.3, 5.0, 6.0), (2, 0.2, 1.0, 3.0), (2, 0.1, 4.0, 4.0)]
-    assert keep_confident(detections, 0.5) == [[0, 1.0, 2.0, 0.9], [0, 3.0, 4.0, 0.5], [2, 1.0, 3.0, 0.2]]
+    assert keep_confident([Detection(*d) for d in detections], 0.5) == [
+        (0, 0.9, 1.0, 2.0),
+        (0, 0.5, 3.0, 4.0),
+        (2, 0.2, 1.0, 3.0),
+    ]
 
 
 def test_targets_are_gaussian_toward_segment_centres_for_their_class(tmp_path):
     path = tmp_path / "pseudo.json"
-    write_pseudo_labels(path, ["a", "b"], {"v": [[1, 10.0, 20.0, 0.8]]}, PseudoLabelSettings(), "x")
+    write_pseudo_labels(path, ["a", "b"], {"v": [Detection(1, 0.8, 10.0, 20.0)]}, PseudoLabelSettings(), "x")
     labels = PseudoLabels.read(path, ["a", "b"])
     times = np.array([5.0, 10.0, 15.0, 17.5, 20.0, 25.0])
     targets = labels.targets("v", times, 2)
@@ -84,7 +90,7 @@ def test_targets_are_gaussian_toward_segment_centres_for_their_class(tmp_path):
 
 def test_overlapping_segments_of_a_class_take_the_larger_target_and_empty_ones_are_refused(tmp_path):
     path = tmp_path / "pseudo.json"
-    segments = [[0, 0.0, 4.0, 0.9], [0, 3.0, 5.0, 0.6], [1, 3.0, 5.0, 0.7]]
+    segments = [Detection(0, 0.9, 0.0, 4.0), Detection(0, 0.6, 3.0, 5.0), Detection(1, 0.7, 3.0, 5.0)]
     write_pseudo_labels(path, ["a", "b"], {"v": segments}, PseudoLabelSettings(sigma=0.5), "x")
     targets = PseudoLabels.read(path, ["a", "b"]).targets("v", np.array([2.0, 3.5, 4.0, 6.0]), 2)
     first = np.exp(-0.5 * (np.array([0.0, 1.5, 2.0]) / 1.0) ** 2)  # centre 2, sigma x half-length = 1
@@ -93,7 +99,7 @@ def test_overlapping_segments_of_a_class_take_the_larger_target_and_empty_ones_a
         targets[:, 0], [first[0], max(first[1], second[0]), max(first[2], second[1]), 0], rtol=1e-6
     )
     np.testing.assert_allclose(targets[:, 1], [0, second[0], second[1], 0], rtol=1e-6)
-    write_pseudo_labels(path, ["a", "b"], {"v": [[0, 3.0, 3.0, 0.9]]}, PseudoLabelSettings(), "x")
+    write_pseudo_labels(path, ["a", "b"], {"v": [Detection(0, 0.9, 3.0, 3.0)]}, PseudoLabelSettings(), "x")
     with pytest.raises(DataError, match="ends before it starts"):
         PseudoLabels.read(path, ["a", "b"])
 
@@ -178,10 +184,10 @@ def test_refine_refuses_bad_settings_before_any_work(data, base_run, tmp_path, r
 @pytest.mark.parametrize("name", METHODS)
 def test_the_actionness_head_is_off_by_default_and_when_on_scales_the_cas(name):
     method = get_method(name)
-    narrow = method.narrow(8)
+    narrow = narrowed(method, 8)
     torch.manual_seed(0)
     plain = method(6, 3, method.configure(narrow))
-    assert not method.defaults().network.actionness_head
+    assert not method.defaults().addons.actionness_head
     assert not any(key.startswith("actionness_head") for key in plain.state_dict())
     torch.manual_seed(0)
     model = method(6, 3, method.configure({**narrow, "actionness_head": True}))
@@ -226,7 +232,7 @@ TARGETS = [
 def test_pseudo_labels_train_every_method_on_its_labelled_classes_only(name, target):
     method = get_method(name)
     torch.manual_seed(0)
-    model = method(6, 3, method.configure(method.narrow(8) | {"pseudo_label_target": target})).train()
+    model = method(6, 3, method.configure(narrowed(method, 8) | {"pseudo_label_target": target})).train()
     x = torch.randn(2, 40, 6)
     labels = torch.tensor([[1.0, 0, 0], [0, 1, 0]])
     pseudo = torch.zeros(2, 40, 3)
@@ -245,7 +251,7 @@ def test_pseudo_labels_train_every_method_on_its_labelled_classes_only(name, tar
 
 
 def test_each_method_defaults_to_the_pseudo_label_target_that_helped_it_and_refuses_one_it_lacks():
-    defaults = {name: get_method(name).defaults().network.pseudo_label_target for name in METHODS}
+    defaults = {name: get_method(name).defaults().addons.pseudo_label_target for name in METHODS}
     assert defaults == {
         "um": "cas",
         "basnet": "foreground",

@@ -18,6 +18,22 @@ from wtal_pipe.run import CHECKPOINT, load_run
 from .planted import write_planted_dataset
 
 
+def test_a_setting_name_in_two_groups_is_caught_where_names_meet():
+    from dataclasses import dataclass
+
+    from wtal_pipe.methods.settings import Settings, owners
+    from wtal_pipe.training.pseudo import PseudoLabelSettings
+
+    @dataclass(frozen=True)
+    class Clashing(Settings):
+        lr: float = 1.0
+
+    groups = get_method("um").setting_groups()
+    assert owners({**groups, "pseudo-labels": PseudoLabelSettings})["keep_ratio"] == "pseudo-labels"
+    with pytest.raises(ValueError, match="setting 'lr' belongs to both training and clashing"):
+        owners({**groups, "clashing": Clashing})
+
+
 @pytest.mark.parametrize("name", list_methods())
 def test_every_setting_belongs_to_one_group(name):
     cls = get_method(name)
@@ -55,6 +71,7 @@ def test_official_defaults_and_overrides_by_name():
         ("cmcs", {"batch_size": 4}, "whole-video training .* needs --batch-size 1"),
         ("backtal", {"affinity_operator": "paper"}, "affinity_operator='paper' is not a valid one of"),
         ("um", {"nms_threshold": float("nan")}, "must be finite"),
+        ("um", {"eval_tiou": "0.1-0.7"}, "setting eval_tiou='0.1-0.7': bad --tiou"),  # at training, not at test
     ],
 )
 def test_bad_settings_are_one_line_errors(method, changes, message):

@@ -56,7 +56,7 @@ def trajectory_inputs(method: str, root: Path) -> tuple[Method, list[list[Batch]
     model = cls.from_official([state], **settings)
     config = model.config
     sampler = BatchSampler(training_entries(dataset.videos, config.training.single_label_copies), config, rng)
-    return model, [[sampler.next() for _ in range(config.training.accumulate)] for _ in range(steps)]
+    return model, [[sampler.draw() for _ in range(config.training.accumulate)] for _ in range(steps)]
 
 
 def fingerprint(model: torch.nn.Module) -> dict[str, list[float]]:

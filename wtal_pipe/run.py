@@ -46,6 +46,15 @@ from .state_files import load_trusted_types
 CHECKPOINT = "checkpoint.pt"
 BEST = "best.pt"
 FINAL = "final step (no selection)"
+#: how a run's weights were chosen: the final step, the best step on held-out validation videos, the best step on
+#: the test subset (the official protocol), or the authors' own weights; and how reports say it
+Selection = Literal["final", "validation", "test", "imported"]
+PROTOCOLS: dict[str, str] = {
+    "final": "final step",
+    "validation": "best on validation",
+    "test": "selected on test",
+    "imported": "official weights",
+}
 CONFIG = "config.json"
 LOG = "train_log.jsonl"
 METRICS = "metrics.jsonl"
@@ -70,7 +79,8 @@ class RunMeta:
     negatives: int | None = None
     clicks: str | None = None  # "real", "simulated" or "none"
     device: str | None = None
-    checkpoint: str = FINAL  # which step these weights are, and how it was chosen, in words
+    checkpoint: str = FINAL  # which step these weights are, and how it was chosen, in words (for people)
+    selection: Selection = "final"  # how it was chosen (what code reads)
     imported_from: list[dict[str, str]] | None = None  # official checkpoint files and their sha256
     held_out: dict[str, Any] | None = None  # the videos scored during training (monitor.HeldOut)
     best: dict[str, Any] | None = None  # the best step on them: {"step", "average_mAP"}
@@ -93,9 +103,9 @@ class RunMeta:
         return what + ")"
 
     @property
-    def selected_on_test(self) -> bool:
-        """These weights are the step that scored best on the test subset (the official protocol)."""
-        return self.checkpoint.startswith("selected on test")
+    def protocol(self) -> str:
+        """How these weights were chosen, in the words reports use."""
+        return PROTOCOLS[self.selection]
 
     @property
     def random_weights(self) -> bool:
@@ -109,6 +119,8 @@ class RunMeta:
     def from_dict(cls, data: dict[str, Any]) -> RunMeta:
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
+        if "selection" not in values:  # runs of earlier versions said it in words only
+            values["selection"] = _selection_in_words(str(values.get("checkpoint", FINAL)), values)
         extraction = values.get("extraction")
         values["extraction"] = ExtractionConfig.from_dict(extraction) if extraction else None
         return cls(**values)
@@ -130,6 +142,15 @@ def save_checkpoint(path: Path, meta: RunMeta, model: Method) -> None:
     record = meta.to_dict()
     with atomic_path(path) as tmp:
         torch.save({**record, "state_dict": state, "digest": checkpoint_digest(record, state)}, tmp)
+
+
+def _selection_in_words(words: str, record: dict[str, Any]) -> Selection:
+    """What a record of an earlier version said in words (the one place words are read back)."""
+    if record.get("imported_from"):
+        return "imported"
+    if words.startswith(PROTOCOLS["validation"]):
+        return "validation"
+    return "test" if words.startswith(PROTOCOLS["test"]) else "final"
 
 
 Checkpoint = Literal["final", "best"]
@@ -171,8 +192,7 @@ def load_run(
     loaded = None
     if checkpoint is None and run.best.exists():
         loaded = read_checkpoint(run.best)
-        held = loaded[0].held_out
-        if not (isinstance(held, dict) and held.get("selected_on") == "validation"):
+        if loaded[0].selection != "validation":
             loaded = None  # selected on test: never the default
     path = run.best if checkpoint == "best" else run.checkpoint
     if loaded is None and not path.exists():
@@ -253,9 +273,13 @@ def differences(saved: RunMeta, wanted: RunMeta) -> list[str]:
     not compared: asking for more rounds extends a refinement."""
     if saved.method != wanted.method:
         return [f"method {saved.method} (asked: {wanted.method})"]
-    old, new = (json.loads(json.dumps(meta.to_dict(), default=str)) for meta in (saved, wanted))  # lists = tuples
+    method = get_method(saved.method)
+    old, new = (  # settings as this version reads them (renamed values, new defaults); lists = tuples
+        json.loads(json.dumps(meta.to_dict() | {"config": method.from_saved(meta.config).values()}, default=str))
+        for meta in (saved, wanted)
+    )
     old_fields, new_fields = (
-        _flat_settings(record.pop("config")) | _leaves({k: v for k, v in record.items() if k not in CIRCUMSTANCES})
+        record.pop("config") | _leaves({k: v for k, v in record.items() if k not in CIRCUMSTANCES})
         for record in (old, new)
     )
     return [
@@ -263,10 +287,6 @@ def differences(saved: RunMeta, wanted: RunMeta) -> list[str]:
         for name in sorted(set(old_fields) | set(new_fields))
         if name != "refinement.rounds" and old_fields.get(name) != new_fields.get(name)
     ]
-
-
-def _flat_settings(config: dict[str, Any]) -> dict[str, Any]:
-    return {name: value for group in config.values() if isinstance(group, dict) for name, value in group.items()}
 
 
 def _leaves(record: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -374,6 +394,7 @@ def import_checkpoint(
         data_dir=layout.root,
         features=features[0] if features else None,
         checkpoint="imported official weights",
+        selection="imported",
         imported_from=[{"path": str(Path(f).resolve()), "sha256": sha256_file(f)} for f in files],
     )
     with atomic_dir(target) as staging:

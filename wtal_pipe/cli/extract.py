@@ -86,7 +86,8 @@ def extract_cli(
     shard: ShardOption = None,
     merge_report: MergeReport = False,
 ):
-    """Decode -> TV-L1 flow -> two-stream I3D: one (T, 2048) .npy + provenance .json per video."""
+    """Decode -> optical flow (--flow; TV-L1 by default) -> two-stream I3D: one (T, 2048) .npy + provenance
+    .json per video."""
     from ..features.extract import ExtractJob
 
     extraction = DEFAULTS.replace(

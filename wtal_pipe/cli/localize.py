@@ -11,8 +11,7 @@ from rich.markup import escape
 from ..video.flow_engines import flow_presets
 
 if TYPE_CHECKING:
-    from ..inference.detections import DetectionTable
-    from ..inference.pipeline import ClipResult
+    from ..evaluation.testing import ClipReport
     from ..methods.settings import LocalizationSettings
 from .app import Data, Device, Run, Settings, Workers, app, console, err_console, random_weights_warning, warn
 
@@ -46,10 +45,8 @@ def test_cli(
 ):
     """Localize every video of a subset from its features, write detections, print the mAP table."""
     from ..cache import check_output_file
-    from ..data.annotations import load_annotations, unscored_videos
-    from ..evaluation.evaluate import evaluate, parse_tiou
-    from ..inference.pipeline import localize_dataset
-    from ..layout import DataLayout
+    from ..evaluation.testing import test_run
+    from ..intervals import parse_tiou
     from ..methods.presets import benchmark
     from ..run import load_run
     from .options import parse_settings
@@ -58,39 +55,28 @@ def test_cli(
     model, meta = load_run(run, device, parse_settings(settings or []), checkpoint)
     console.print(f"{run}: {meta.checkpoint}")
     subset = subset or benchmark(meta.preset).test_subset
-    localization = model.config.localization
-    thresholds = parse_tiou(tiou or localization.eval_tiou)
-    annotations = DataLayout(data).annotations
-    database = load_annotations(annotations)
-    unscored = unscored_videos(database, subset, skip_unannotated, annotations)  # before the work: a mixed subset
+    thresholds = parse_tiou(tiou or model.config.localization.eval_tiou)
     scores = out.with_suffix(".cas.npz")
-    detections = localize_dataset(model, meta, data, subset, scores_out=scores, report=warn)
-    detections.write_json(out)
+    tested = test_run(
+        model, meta, data, subset, thresholds, skip_unannotated=skip_unannotated, scores_out=scores, plot_dir=plot_dir
+    )
+    if tested.quiet:
+        warn(tested.quiet)
+    tested.detections.write_json(out)
     if plot_dir:
-        _plot(scores, detections, localization, meta.classes, data, subset, plot_dir)
-    found = f"{len(detections)} detections in {len(detections.videos)} videos"
+        console.print(f"wrote {tested.plots} plots to {plot_dir}")
+    found = f"{len(tested.detections)} detections in {len(tested.detections.videos)} videos"
     console.print(f"wrote {out} ({found}; raw scores in {scores})")
-    if unscored is None:
+    if tested.result is None:
         console.print(f"no ground truth for subset {subset} (labels only, no segments): mAP not computed")
         return
-    if unscored:
-        console.print(f"left out of the mAP: {len(unscored)} video(s) with labels but no segments (--skip-unannotated)")
-    result = evaluate(database, detections, subset, thresholds, out, meta.classes, set_aside=unscored)
-    scored = sum(1 for v in database.values() if v.get("subset") == subset) - len(unscored)
-    counts = f"{scored} videos with ground truth, {len(result.classes)} classes"
+    if tested.set_aside:
+        console.print(
+            f"left out of the mAP: {len(tested.set_aside)} video(s) with labels but no segments (--skip-unannotated)"
+        )
+    counts = f"{tested.scored} videos with ground truth, {len(tested.result.classes)} classes"
     console.print(f"{meta.method} on {subset} ({counts}), {meta.checkpoint}:")
-    console.print(escape(result.table()))
-
-
-def _plot(
-    scores: Path, detections: DetectionTable, settings, classes: list[str], data: Path, subset: str, folder: Path
-) -> None:
-    from ..data.dataset import Dataset
-    from ..evaluation.plot import plot_saved_scores
-
-    dataset = Dataset(data, subset, classes=classes)
-    count = plot_saved_scores(scores, detections, settings=settings, classes=classes, dataset=dataset, out_dir=folder)
-    console.print(f"wrote {count} plots to {folder}")
+    console.print(escape(tested.result.table()))
 
 
 @app.command("evaluate")
@@ -105,7 +91,8 @@ def evaluate_cli(
     """mAP per tIoU threshold and on average, exactly the ActivityNet protocol."""
     import json
 
-    from ..evaluation.evaluate import evaluate_files, parse_tiou
+    from ..evaluation.evaluate import evaluate_files
+    from ..intervals import parse_tiou
 
     result = evaluate_files(detections, gt, subset, parse_tiou(tiou), skip_unannotated)
     if as_json:
@@ -137,8 +124,8 @@ def localize_cli(
     """Raw clips -> decode -> flow -> I3D -> trained model -> detections (seconds from the clip's start)."""
     from ..data.annotations import load_annotations
     from ..errors import WtalError
-    from ..inference.detections import DetectionTable
-    from ..inference.pipeline import clip_extraction, localize_clips
+    from ..evaluation.testing import localize_clip_files
+    from ..inference.pipeline import clip_extraction
     from ..run import Run as RunDir
     from ..run import load_run
     from ..video.discover import find_videos
@@ -151,30 +138,31 @@ def localize_cli(
     extraction = clip_extraction(meta, rgb_weights=rgb_weights, flow_weights=flow_weights, preset=flow)
     if extraction.features.random_weights:
         random_weights_warning("clip features")
-    cache = data or RunDir(run).localize_cache
-    results = localize_clips(
-        found, model, meta, extraction, cache_dir=cache, workers=workers or default_workers(), device=device
+    reports = localize_clip_files(
+        found,
+        model,
+        meta,
+        extraction,
+        cache_dir=data or RunDir(run).localize_cache,
+        workers=workers or default_workers(),
+        device=device,
+        out=out,
+        plot=plot,
+        truth=load_annotations(gt) if gt else None,
+        external={"method": meta.method, "run": str(run)},
     )
-    per_video = {r.clip.stem: r.result.detections for r in results if r.result is not None}
-    DetectionTable.of(per_video, meta.classes, {"method": meta.method, "run": str(run)}).write_json(out)
-    truth = load_annotations(gt) if gt else {}
-    for r in results:
-        target = (
-            None if plot is None or len(results) == 1 else plot.with_name(f"{plot.stem}_{r.clip.stem}{plot.suffix}")
-        )
-        _report_clip(r, model.config.localization, meta.classes, plot=target or plot, truth=truth.get(r.clip.stem, {}))
+    for report in reports:
+        _report_clip(report, model.config.localization, meta.classes)
     console.print(f"wrote {out}")
-    if any(r.result is None for r in results):
+    if any(r.clip.result is None for r in reports):
         raise typer.Exit(1)
 
 
-def _report_clip(
-    clip: ClipResult, settings: LocalizationSettings, classes: list[str], *, plot: Path | None, truth: dict
-) -> None:
-    """A clip's ten best detections (or its failure) and, with ``plot``, its picture (``truth``: its annotations)."""
-    from ..data.annotations import class_index, segments_of
+def _report_clip(report: ClipReport, settings: LocalizationSettings, classes: list[str]) -> None:
+    """A clip's ten best detections (or its failure), why it has none if no class was selected, its figure."""
     from ..inference.pipeline import QuietVideos
 
+    clip = report.clip
     if clip.result is None:
         err_console.print(f"[red]FAILED[/] {escape(str(clip.error))}")
         return
@@ -184,13 +172,8 @@ def _report_clip(
     quiet.add(clip.result.scores.video_scores)
     if why := quiet.message():
         warn(f"{clip.clip.name}: {why}")
-    for c, score, start, end in sorted(found, key=lambda d: -d[1])[:10]:
-        console.print(f"  {escape(classes[c]):<28} {start:8.2f} - {end:8.2f} s   score {score:6.3f}")
-    if plot:
-        from ..evaluation.plot import plot_video
-
-        segments = segments_of(truth, class_index(classes))
-        plot_video(
-            plot, title=clip.clip.name, localized=clip.result, classes=classes, settings=settings, truth=segments
-        )
-        console.print(f"  plot: {plot}")
+    for detection in sorted(found, key=lambda d: -d.score)[:10]:
+        name = escape(classes[detection.label])
+        console.print(f"  {name:<28} {detection.start:8.2f} - {detection.end:8.2f} s   score {detection.score:6.3f}")
+    if report.plot:
+        console.print(f"  plot: {report.plot}")

@@ -23,29 +23,10 @@ import numpy as np
 from ..data.annotations import class_index, load_annotations, unscored_videos
 from ..errors import DataError
 from ..inference.detections import DetectionTable
+from ..inference.localize import Detection
 from ..intervals import tiou
 
 THUMOS_TIOU = tuple(np.round(np.arange(0.1, 0.75, 0.1), 2))
-
-
-def parse_tiou(spec: str) -> np.ndarray:
-    """ "0.1:0.7:0.1" (inclusive range) or "0.3,0.5,0.7"; at most 100 thresholds in (0, 1]."""
-    usage = "use start:stop:step like 0.1:0.7:0.1, or 0.3,0.5, with thresholds in (0, 1]"
-    try:
-        if ":" in spec:
-            start, stop, step = map(float, spec.split(":"))
-            if not all(math.isfinite(v) for v in (start, stop, step)) or step <= 0 or (stop - start) / step > 100:
-                raise DataError(
-                    f"bad --tiou {spec!r}: the step must be positive and give at most 100 thresholds", usage
-                )
-            values = np.arange(start, stop + step / 2, step)
-        else:
-            values = np.array([float(v) for v in spec.split(",")])
-    except ValueError as exc:
-        raise DataError(f"bad --tiou {spec!r}", usage) from exc
-    if values.size == 0 or not np.isfinite(values).all() or values.min() <= 0 or values.max() > 1:
-        raise DataError(f"bad --tiou {spec!r}", usage)
-    return np.round(values, 6)
 
 
 def interpolated_ap(precision: np.ndarray, recall: np.ndarray) -> float:
@@ -144,37 +125,61 @@ class EvaluationResult:
 
 def evaluate(
     ground_truth: dict,
-    detections: dict | DetectionTable,
+    detections: DetectionTable,
     subset: str,
     thresholds=THUMOS_TIOU,
-    detections_path: str | Path | None = None,
-    known_classes: list[str] | None = None,
     set_aside: Collection[str] = (),
 ) -> EvaluationResult:
-    """mAP of ``detections`` (ActivityNet result JSON as a dict, or a run's table) against a GT ``database`` dict.
+    """mAP of ``detections`` against a GT ``database`` dict (a result file: :func:`read_detections` first).
 
     Detections of a class without ground truth in ``subset`` do not count (mAP is over the GT's classes)
-    and are tallied in ``ignored``, when the class is known: a label of the GT file's other subsets or
-    of ``known_classes`` (the run's). Any other label is an error (a typo would silently score 0).
-    ``set_aside`` names videos left out of the evaluation, ground truth and detections alike (counted in the
-    result); a detection on any other video without ground truth is a false positive.
+    and are tallied in ``ignored``. ``set_aside`` names videos left out of the evaluation, ground truth and
+    detections alike (counted in the result); a detection on any other video without ground truth is a false
+    positive.
     """
     thresholds = np.asarray(thresholds, float)
     aside = set(set_aside)
     classes, video_index, gt = _ground_truth_rows(
         {vid: v for vid, v in ground_truth.items() if vid not in aside}, subset
     )
-    if isinstance(detections, DetectionTable):
-        det, ignored, dropped = _table_rows(detections, classes, video_index, aside)
-    else:
-        known = set(known_classes or []) | {label for v in ground_truth.values() for label in _labels(v)}
-        det, ignored, dropped = _detection_rows(detections, classes, video_index, known, detections_path, aside)
+    det, ignored, dropped = _table_rows(detections, classes, video_index, aside)
     ap = np.zeros((len(classes), len(thresholds)))
     for c in range(len(classes)):
         g = gt[gt[:, 0] == c]
         d = det[det[:, 0] == c]
         ap[c] = average_precision(g[:, 1].astype(int), g[:, 2:4], d[:, 1].astype(int), d[:, 2:4], d[:, 4], thresholds)
     return EvaluationResult(thresholds, classes, ap, ignored, (len(aside), dropped))
+
+
+def read_detections(
+    detections: dict, ground_truth: dict, known_classes: list[str] | None = None, path: str | Path | None = None
+) -> DetectionTable:
+    """An ActivityNet result file's contents as a table, every value as the file has it. A label must be a
+    class of the ground truth (any subset) or of ``known_classes`` (a run's): any other is a one-line error,
+    since a typo would silently score 0."""
+    results = detections.get("results")
+    if not isinstance(results, dict):
+        raise DataError('no "results" object', "pass ActivityNet-format detections", path)
+    known = {label for v in ground_truth.values() for label in _labels(v)} | set(known_classes or [])
+    index: dict[str, int] = {}
+    table = DetectionTable([])
+    for vid, found in results.items():
+        if not isinstance(found, list):
+            raise DataError(f"video {vid}: detections are not a list", DETECTIONS_FORMAT, path)
+        rows = []
+        for det in found:
+            start, end, score = _detection(vid, det, path)
+            label = det.get("label")
+            if label not in known:
+                raise DataError(
+                    f"video {vid}: label {label!r} is not a class of the ground truth",
+                    "fix the label, or pass the annotation file it belongs to",
+                    path,
+                )
+            rows.append(Detection(index.setdefault(label, len(index)), score, start, end))
+        table.add(vid, rows, rounded=False)
+    table.classes = list(index)
+    return table
 
 
 def _labels(video: dict) -> list[str]:
@@ -197,45 +202,6 @@ def _ground_truth_rows(ground_truth: dict, subset: str) -> tuple[list[str], dict
     if not classes:
         raise DataError(f"no ground truth in subset {subset!r}", "check --subset")
     return list(classes), video_index, np.asarray(rows, float).reshape(-1, 4)
-
-
-def _detection_rows(
-    detections: dict,
-    classes: list[str],
-    video_index: dict[str, int],
-    known: set[str],
-    path: str | Path | None,
-    aside: set[str],
-) -> tuple[np.ndarray, dict[str, int], int]:
-    """Detections as rows (class, video, start, end, score), the count of those ignored by class, and the
-    count of those on set-aside videos."""
-    results = detections.get("results")
-    if not isinstance(results, dict):
-        raise DataError('no "results" object', "pass ActivityNet-format detections", path)
-    index = class_index(classes)
-    ignored: dict[str, int] = {}
-    rows, dropped = [], 0
-    for vid, dets in results.items():
-        if not isinstance(dets, list):
-            raise DataError(f"video {vid}: detections are not a list", DETECTIONS_FORMAT, path)
-        if vid in aside:
-            dropped += len(dets)
-            continue
-        vindex = video_index.setdefault(vid, len(video_index))  # videos outside the GT: their detections are FPs
-        for det in dets:
-            start, end, score = _detection(vid, det, path)
-            label = det.get("label")
-            if label in index:
-                rows.append((index[label], vindex, start, end, score))
-            elif label in known:
-                ignored[label] = ignored.get(label, 0) + 1
-            else:
-                raise DataError(
-                    f"video {vid}: label {label!r} is not a class of the ground truth",
-                    "fix the label, or pass the annotation file it belongs to",
-                    path,
-                )
-    return np.asarray(rows, float).reshape(-1, 5), ignored, dropped
 
 
 def _table_rows(
@@ -301,4 +267,5 @@ def evaluate_files(
     unscored = unscored_videos(database, subset, skip_unannotated, gt_path)
     if unscored is None:
         raise DataError(f"no video of subset {subset!r} has segments: there is no ground truth to score", "", gt_path)
-    return evaluate(database, detections, subset, thresholds, detections_path, set_aside=unscored)
+    table = read_detections(detections, database, path=detections_path)
+    return evaluate(database, table, subset, thresholds, set_aside=unscored)

@@ -20,9 +20,12 @@ import numpy as np
 from ..cache import atomic_path, atomic_write_json, atomic_write_text, read_json
 from ..data.annotations import load_annotations, unscored_videos
 from ..errors import WtalError
+from ..intervals import parse_tiou
 from ..layout import DataLayout
+from ..methods import get_method
 from ..run import Checkpoint, Run, RunMeta, load_run
-from .evaluate import EvaluationResult, evaluate, parse_tiou
+from .evaluate import EvaluationResult
+from .testing import test_run
 
 DEFAULT_TIOU = "0.1:0.7:0.1"  # when the runs' papers report different ranges: THUMOS14's
 
@@ -37,9 +40,7 @@ class RunScore:
 
     @property
     def protocol(self) -> str:
-        if self.meta.selected_on_test:
-            return "selected on test"
-        return "best on validation" if self.meta.checkpoint.startswith("best on validation") else "final step"
+        return self.meta.protocol
 
 
 @dataclass
@@ -80,8 +81,10 @@ def expand(paths: list[Path]) -> list[Path]:
 
 
 def _group_key(meta: RunMeta, protocol: str) -> str:
-    settings = json.dumps(meta.config, sort_keys=True)
-    return json.dumps([meta.method, settings, meta.data_dir, meta.subset, protocol])
+    """Runs that share this differ in their seed only (settings as this version reads them: runs of an earlier
+    version group with their equals)."""
+    settings = get_method(meta.method).from_saved(meta.config).values()
+    return json.dumps([meta.method, settings, meta.data_dir, meta.subset, protocol], sort_keys=True, default=str)
 
 
 def score_runs(
@@ -94,8 +97,6 @@ def score_runs(
 ) -> tuple[list[Group], np.ndarray]:
     """Every run scored on ``subset`` and grouped; the tIoU thresholds used. ``report`` hears of a run whose
     ``config.json`` is missing or unreadable (its checkpoint's own record is used; nothing is guessed)."""
-    from ..inference.pipeline import localize_dataset
-
     layout = DataLayout(Path(data_dir))
     database = load_annotations(layout.annotations)
     if unscored_videos(database, subset, False, layout.annotations) is None:
@@ -109,32 +110,37 @@ def score_runs(
     thresholds = parse_tiou(tiou or (ranges.pop() if len(ranges) == 1 else DEFAULT_TIOU))
     groups: dict[str, Group] = {}
     for path, model, meta in loaded:
-        detections = localize_dataset(model, meta, data_dir, subset)
-        result = evaluate(database, detections, subset, thresholds, known_classes=meta.classes)
+        result = test_run(model, meta, data_dir, subset, thresholds).result
+        assert result is not None  # the subset has segments (checked above)
         run = RunScore(path, meta, result)
         key = _group_key(meta, run.protocol)
         groups.setdefault(key, Group(f"{meta.method} ({len(groups) + 1})")).runs.append(run)
     return _named(list(groups.values())), thresholds
 
 
-def differing_settings(groups: list[Group]) -> dict[str, list[Any]]:
-    """The settings whose values differ between the groups: name -> each group's value."""
-    flat = [_flat(g.runs[0].meta) for g in groups]
-    names = sorted({k for f in flat for k in f})
-    return {k: [f.get(k) for f in flat] for k in names if len({json.dumps(f.get(k)) for f in flat}) > 1}
-
-
-def _flat(meta: RunMeta) -> dict[str, Any]:
-    values = {name: value for group in meta.config.values() for name, value in group.items()}
-    return {"method": meta.method, **values}
+def differing_settings(groups: list[Group]) -> dict[str, dict[str, list[Any]]]:
+    """Per method with several groups, the settings whose values differ between its groups: method -> name ->
+    each of its groups' values (settings of different methods differ anyway: they are not listed)."""
+    by_method: dict[str, list[dict[str, Any]]] = {}
+    for group in groups:
+        meta = group.runs[0].meta
+        by_method.setdefault(meta.method, []).append(get_method(meta.method).from_saved(meta.config).values())
+    return {
+        method: {k: [f[k] for f in flat] for k in sorted(flat[0]) if len({json.dumps(f[k]) for f in flat}) > 1}
+        for method, flat in by_method.items()
+        if len(flat) > 1
+    }
 
 
 def _named(groups: list[Group]) -> list[Group]:
-    """Each group named by its method and, where methods repeat, the settings that differ."""
-    differing = differing_settings(groups) if len(groups) > 1 else {}
-    for i, group in enumerate(groups):
-        extra = [f"{k}={v[i]}" for k, v in differing.items() if k != "method"]
-        group.name = group.runs[0].meta.method + (f" ({', '.join(extra)})" if extra else "")
+    """Each group named by its method and, where a method has several groups, the settings that differ."""
+    differing = differing_settings(groups)
+    seen: dict[str, int] = {}
+    for group in groups:
+        method = group.runs[0].meta.method
+        index = seen[method] = seen.get(method, -1) + 1
+        extra = [f"{k}={v[index]}" for k, v in differing.get(method, {}).items()]
+        group.name = method + (f" ({', '.join(extra)})" if extra else "")
     return groups
 
 
@@ -150,11 +156,9 @@ def markdown(groups: list[Group], thresholds: np.ndarray, subset: str, data_dir:
         mean, sd = group.mean_sd()
         cells = " | ".join(f"{m:.2f} +- {s:.2f}" for m, s in zip(mean, sd, strict=True))
         lines.append(f"| {group.name} | {group.runs[0].protocol} | {len(group.runs)} | {cells} |")
-    differing = differing_settings(groups) if len(groups) > 1 else {}
-    if differing:
-        lines += ["", "Settings that differ between the groups: " + "; ".join(
-            f"`{k}` " + " / ".join(json.dumps(v) for v in values) for k, values in differing.items()
-        )]  # fmt: skip
+    for method, differing in differing_settings(groups).items():
+        settings = "; ".join(f"`{k}` " + " / ".join(json.dumps(v) for v in values) for k, values in differing.items())
+        lines += ["", f"Settings that differ between the {method} groups: {settings}"]
     if any(g.runs[0].protocol == "selected on test" for g in groups):
         lines += ["", "**selected on test**: the step that scored best on this very subset (the official protocol)."]
     for group in groups:

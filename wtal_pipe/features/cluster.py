@@ -25,7 +25,7 @@ from ..errors import WtalError
 from ..video.flow import split_ranges
 from .extract import ExtractJob, ExtractOutcome, OnResult
 from .plan import FeatureIdentity, VideoPlan
-from .stages import assemble_flow, checked_frames, ensure_flow_part, flow_is_cached, run_plan
+from .stages import Status, assemble_flow, checked_frames, ensure_flow_part, flow_is_cached, run_plan
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -122,29 +122,55 @@ def identity_task(cluster_job: ClusterJob) -> FeatureIdentity:
     return _model(cluster_job).identity
 
 
-def decode_task(video: str, cluster_job: ClusterJob) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Decoded:
+    """What the decode task hands the flow and I3D tasks of one video (sent between workers)."""
+
+    plan: VideoPlan
+    frames: Path  # the frames cache entry
+    n_frames: int
+    flow_cached: bool  # the flow entry is intact: no flow task
+
+
+@dataclass(frozen=True)
+class Failed:
+    """A task's one-line user error, for the local report."""
+
+    error: str
+
+
+@dataclass(frozen=True)
+class Featured:
+    """What the I3D task did with one video."""
+
+    status: Status
+    features: Path
+    frames: int
+
+
+def decode_task(video: str, cluster_job: ClusterJob) -> Decoded | Failed:
     """The video's plan and its decoded (or reused) frames, or the one-line error."""
     try:
         plan = cluster_job.plan(video)
         frames_path, record = checked_frames(plan, None, cluster_job.job.allow_partial)
     except WtalError as exc:
-        return {"error": exc.one_line()}
-    return {"plan": plan, "frames": frames_path, "n_frames": record.n_frames, "flow_cached": flow_is_cached(plan)}
+        return Failed(exc.one_line())
+    return Decoded(plan, frames_path, record.n_frames, flow_is_cached(plan))
 
 
-def flow_part_task(decoded: dict[str, Any], start: int, stop: int) -> str:
-    return str(ensure_flow_part(decoded["plan"], decoded["frames"], start, stop))
+def flow_part_task(decoded: Decoded, start: int, stop: int) -> str:
+    return str(ensure_flow_part(decoded.plan, decoded.frames, start, stop))
 
 
-def assemble_task(decoded: dict[str, Any], ranges: list[tuple[int, int]], *parts: str) -> None:
+def assemble_task(decoded: Decoded, ranges: list[tuple[int, int]], *parts: str) -> None:
     """Join the flow parts into the video's flow entry (``parts`` only orders this after them)."""
-    assemble_flow(decoded["plan"], decoded["frames"], ranges)
+    assemble_flow(decoded.plan, decoded.frames, ranges)
 
 
-def features_task(decoded: dict[str, Any], cluster_job: ClusterJob, *after: Any) -> dict[str, Any]:
+def features_task(decoded: Decoded, cluster_job: ClusterJob, *after: Any) -> Featured | Failed:
     """I3D on the cached frames and flow (computing the flow here only for an ``on_device`` engine, on this
     worker's device); ``after`` orders it after the flow tasks."""
-    plan: VideoPlan = decoded["plan"]
+    plan = decoded.plan
     try:
         model = _model(cluster_job)
         if model.identity != cluster_job.identity:
@@ -157,8 +183,8 @@ def features_task(decoded: dict[str, Any], cluster_job: ClusterJob, *after: Any)
         features_only = dataclasses.replace(plan, forced=plan.forced & {"features"})  # frames, flow: done above
         status = run_plan(features_only, model, workers=1, allow_partial=cluster_job.job.allow_partial)
     except WtalError as exc:
-        return {"status": "failed", "error": exc.one_line()}
-    return {"status": status, "features": str(plan.features.data), "frames": decoded["n_frames"]}
+        return Failed(exc.one_line())
+    return Featured(status, plan.features.data, decoded.n_frames)
 
 
 # --- the driver ----------------------------------------------------------------------------------------
@@ -199,12 +225,10 @@ def extract_on_cluster(
         except Exception as exc:  # a task that kept failing or kept killing its worker
             finish(video, ExtractOutcome(video, "failed", error=f"{video}: {exc.__class__.__name__}: {exc}"))
             continue
-        if future in featuring:
-            features = Path(result["features"]) if "features" in result else None
-            outcome = ExtractOutcome(video, result["status"], features, result.get("error"))
-            finish(video, outcome, result.get("frames", 0))
-        elif "error" in result:
-            finish(video, ExtractOutcome(video, "failed", error=result["error"]))
+        if isinstance(result, Failed):
+            finish(video, ExtractOutcome(video, "failed", error=result.error))
+        elif isinstance(result, Featured):
+            finish(video, ExtractOutcome(video, result.status, result.features), result.frames)
         else:
             after = [] if flow_here else _submit_flow(client, result, job, f"{video.stem}-{run}")
             task = client.submit(
@@ -221,11 +245,11 @@ def extract_on_cluster(
     return [outcomes[video] for video in videos]
 
 
-def _submit_flow(client: Client, decoded: dict[str, Any], job: ClusterJob, name: str) -> list[Any]:
+def _submit_flow(client: Client, decoded: Decoded, job: ClusterJob, name: str) -> list[Any]:
     """The flow tasks of one decoded video (none when its flow is cached and intact)."""
-    if decoded["flow_cached"]:
+    if decoded.flow_cached:
         return []
-    ranges = flow_ranges(decoded["n_frames"], job.split_frames)
+    ranges = flow_ranges(decoded.n_frames, job.split_frames)
     parts = [client.submit(flow_part_task, decoded, a, b, key=f"flow-{name}-{a}", retries=RETRIES) for a, b in ranges]
     return [client.submit(assemble_task, decoded, ranges, *parts, key=f"assemble-{name}", retries=RETRIES)]
 

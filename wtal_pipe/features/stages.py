@@ -4,8 +4,8 @@ decode -> flow -> two-stream I3D -> (T, 2048) + provenance. They know no driver:
 
 Each stage writes its output to a temporary name and renames it into place, with a record holding the
 output's size and sha256, so a damaged entry is recomputed instead of trusted. A flow computed on the
-device (``tvl1-torch``) is fed straight from the decoder instead (:func:`stream_stages`): no frames
-entry, the same flow entry and features.
+device (an ``on_device`` engine such as ``tvl1-torch``) is fed straight from the decoder instead
+(:func:`stream_stages`): no frames entry, the same flow entry and features.
 
 Chunking: row ``k`` covers frames ``[16k, 16k+16)``, seconds ``[16k/fps, 16(k+1)/fps)``; an incomplete
 tail chunk is dropped (the published convention), so ``T = floor(frames / 16)``.

@@ -1,9 +1,9 @@
-"""Extraction with the flow computed on the extraction device (``tvl1-torch``), fed straight from the
-decoder.
+"""Extraction with the flow computed on the extraction device (an ``on_device`` flow engine, such as
+``tvl1-torch``), fed straight from the decoder.
 
 A background thread decodes blocks of frames into a bounded queue (a few blocks deep, so host memory
 stays flat whatever the video's length, and decoding overlaps the device's work). Each block goes to
-the device once: TV-L1 and the RGB stream both read that copy, the flow is quantized there to the
+the device once: the flow engine and the RGB stream both read that copy, the flow is quantized there to the
 cache's uint8 and fed to the flow stream as it is, and only the uint8 flow comes back, for the cache.
 Frames and flow are batched exactly as :func:`features_from_arrays` batches a cached video, so both
 routes give the same features.

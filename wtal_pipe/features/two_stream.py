@@ -34,15 +34,15 @@ class I3DPair:
         dev = resolve_device(device)
         precision = resolve_precision(config.precision)
         rgb, rgb_info = load_i3d("rgb", config.rgb_weights)
-        flw, flow_info = load_i3d("flow", config.flow_weights)
+        flow_net, flow_info = load_i3d("flow", config.flow_weights)
         memory_format = torch.channels_last_3d
-        rgb, flw = (m.to(dev).to(memory_format=memory_format) for m in (rgb, flw))
+        rgb, flow_net = (m.to(dev).to(memory_format=memory_format) for m in (rgb, flow_net))
         if dev.type == "cpu":
             # one-thread oneDNN convolutions sum in another order than multi-threaded ones (measured:
             # 1e-5 apart, while 2..8 threads agree bit for bit); at least two threads keep the features
             # the same on a one-core machine or a Dask worker (started with OMP_NUM_THREADS=1)
             torch.set_num_threads(max(2, torch.get_num_threads()))
-        return cls(rgb, flw, {"rgb": rgb_info, "flow": flow_info}, dev, precision)
+        return cls(rgb, flow_net, {"rgb": rgb_info, "flow": flow_info}, dev, precision)
 
     @property
     def is_random(self) -> bool:
@@ -63,9 +63,9 @@ class I3DPair:
     def features(self, rgb_u8: torch.Tensor, flow_u8: torch.Tensor) -> np.ndarray:
         """:meth:`__call__` for uint8 tensors already on the device."""
         rgb = rgb_u8.permute(0, 4, 1, 2, 3).float().div_(127.5).sub_(1.0)  # (B, 3, L, H, W) in [-1, 1]
-        flw = dequantize_tensor(flow_u8.permute(0, 4, 1, 2, 3))  # (B, 2, L, H, W) in [-1, 1]
+        flow = dequantize_tensor(flow_u8.permute(0, 4, 1, 2, 3))  # (B, 2, L, H, W) in [-1, 1]
         rgb = rgb.contiguous(memory_format=torch.channels_last_3d)
-        flw = flw.contiguous(memory_format=torch.channels_last_3d)
+        flow = flow.contiguous(memory_format=torch.channels_last_3d)
         autocast = (
             torch.autocast(self.device.type, dtype=torch.bfloat16)
             if self.precision == "bf16"
@@ -74,7 +74,7 @@ class I3DPair:
         # fp32 means fp32: cuDNN would otherwise silently use TF32 for the convolutions.
         cudnn = torch.backends.cudnn.flags(enabled=True, benchmark=True, allow_tf32=self.precision != "fp32")
         with autocast, cudnn:
-            features = torch.cat([self.rgb.features(rgb), self.flow.features(flw)], dim=1)
+            features = torch.cat([self.rgb.features(rgb), self.flow.features(flow)], dim=1)
         return features.float().cpu().numpy()
 
 

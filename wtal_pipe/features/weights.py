@@ -33,18 +33,6 @@ _VIDEO_FEATURES_RENAMES = [
     (r"\.branch_3\.1\.", ".b3b."),
     (r"\.batch3d\.", ".bn."),
 ]
-_PYTORCH_I3D_RENAMES = [
-    (r"^logits\.", "conv3d_0c_1x1."),
-    (r"^Conv3d_(\w+?)\.", lambda m: f"conv3d_{m.group(1)}."),
-    (r"^Mixed_(\w+?)\.", lambda m: f"mixed_{m.group(1)}."),
-    (r"\.b0\.", ".branch_0."),
-    (r"\.b1a\.", ".branch_1.0."),
-    (r"\.b1b\.", ".branch_1.1."),
-    (r"\.b2a\.", ".branch_2.0."),
-    (r"\.b2b\.", ".branch_2.1."),
-    (r"\.b3b\.", ".branch_3.1."),
-    (r"\.bn\.", ".batch3d."),
-]
 
 
 def _rename(state: dict, rules) -> dict:
@@ -54,11 +42,6 @@ def _rename(state: dict, rules) -> dict:
             key = re.sub(pattern, repl, key)
         out[key] = value
     return out
-
-
-def to_video_features_layout(state: dict) -> dict:
-    """pytorch-i3d keys -> video_features keys (for users who feed the other toolbox)."""
-    return _rename(state, _PYTORCH_I3D_RENAMES)
 
 
 def normalize_state_dict(state: dict) -> tuple[dict, str]:

@@ -42,16 +42,17 @@ class DetectionTable:
             table.add(vid, detections)
         return table
 
-    def add(self, vid: str, detections: list[Detection]) -> None:
-        """One video's detections (possibly none: the video is still listed), rounded as the file keeps them."""
+    def add(self, vid: str, detections: list[Detection], rounded: bool = True) -> None:
+        """One video's detections (possibly none: the video is still listed), rounded as the file keeps them
+        (``rounded=False``: as they are, for detections read from a file)."""
         index = len(self.videos)
         self.videos.append(vid)
         for label, score, start, end in detections:
             self._video.append(index)
             self._label.append(label)
-            self._score.append(round(score, SCORE_DECIMALS))
-            self._start.append(round(start, SECONDS_DECIMALS))
-            self._end.append(round(end, SECONDS_DECIMALS))
+            self._score.append(round(score, SCORE_DECIMALS) if rounded else score)
+            self._start.append(round(start, SECONDS_DECIMALS) if rounded else start)
+            self._end.append(round(end, SECONDS_DECIMALS) if rounded else end)
 
     def __len__(self) -> int:
         return len(self._score)
@@ -67,7 +68,7 @@ class DetectionTable:
         bounds = np.searchsorted(video, np.arange(len(self.videos) + 1))
         for index, vid in enumerate(self.videos):
             rows = range(bounds[index], bounds[index + 1])
-            yield vid, [(int(label[i]), float(score[i]), float(start[i]), float(end[i])) for i in rows]
+            yield vid, [Detection(int(label[i]), float(score[i]), float(start[i]), float(end[i])) for i in rows]
 
     def _json_entries(self) -> Iterator[tuple[str, list[dict]]]:
         for vid, detections in self.per_video():

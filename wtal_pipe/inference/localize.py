@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -27,7 +28,14 @@ from ..data.timing import VideoTiming
 from ..intervals import runs_2d
 from ..methods.settings import LocalizationSettings
 
-Detection = tuple[int, float, float, float]  # (class index, score, start_s, end_s)
+
+class Detection(NamedTuple):
+    """One detection, the shape every stage passes on (a table of many: ``detections.DetectionTable``)."""
+
+    label: int  # class index
+    score: float
+    start: float  # seconds
+    end: float
 
 
 @dataclass
@@ -124,14 +132,14 @@ def outer_bounds(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """[left_lo, left_hi) and [right_lo, right_hi) of each proposal's outer region (``end`` inclusive).
 
-    ``bas`` (BaS-Net/UM ``get_proposal_oic``): ``int(start - r L)`` before, through ``int(end + r L)``
-    after; ``backtal``: the same before, up to but excluding ``int(end + r L)`` after; ``cmcs``
-    (``mask_to_detections``): at least one point each side, and an empty left region when it would
-    reach past the start (the official negative slice).
+    ``through-reach`` (BaS-Net/UM ``get_proposal_oic``): ``int(start - r L)`` before, through ``int(end + r L)``
+    after; ``before-reach`` (BackTAL): the same before, up to but excluding ``int(end + r L)`` after;
+    ``one-point-minimum`` (CMCS ``mask_to_detections``): at least one point each side, and an empty left region
+    when it would reach past the start (the official negative slice).
     """
     length = end - start + 1
     reach = ratio * length
-    if convention == "cmcs":
+    if convention == "one-point-minimum":
         stop = end + 1
         left_lo = np.minimum(np.trunc(start - reach), start - 1).astype(np.int64)
         left_hi = np.where(left_lo < 0, 0, start)
@@ -140,7 +148,7 @@ def outer_bounds(
         return left_lo, left_hi, stop, right_hi
     left_lo = np.maximum(0, np.trunc(start - reach)).astype(np.int64)
     right_reach = np.trunc(end + reach).astype(np.int64)
-    right_hi = np.minimum(n - 1, right_reach) + 1 if convention == "bas" else np.minimum(n, right_reach)
+    right_hi = np.minimum(n - 1, right_reach) + 1 if convention == "through-reach" else np.minimum(n, right_reach)
     return left_lo, start, end + 1, np.maximum(right_hi, end + 1)
 
 
@@ -269,5 +277,5 @@ def localize(
             if config.nms_threshold is None
             else nms(segments, score, config.nms_threshold, config.nms_plus_one)
         )
-        detections += [(int(c), float(score[i]), float(segments[i, 0]), float(segments[i, 1])) for i in keep]
+        detections += [Detection(int(c), float(score[i]), float(segments[i, 0]), float(segments[i, 1])) for i in keep]
     return detections

@@ -38,13 +38,13 @@ from .basnet import (
 from .registry import register_method
 from .settings import (
     Above,
+    AddonSettings,
     AtLeast,
     AtMost,
     Count,
     LocalizationSettings,
     MethodConfig,
     Presets,
-    PseudoLabelTarget,
     Sourced,
     TrainingSettings,
     steps,
@@ -64,7 +64,6 @@ class BackTALNetwork(SuppressionNetwork):
     same_set_margin: float = 0.5  # hardest cosine within foreground (or within clicks) should be >= this
     cross_set_margin: float = 0.1  # hardest cosine between foreground and clicks should be <= this
     # the base branch's rows, as its clicks are trained; on the filter or the CAS they hurt (README)
-    pseudo_label_target: PseudoLabelTarget = "cas-with-background"
 
 
 def neighbour_similarity(embedding: torch.Tensor) -> torch.Tensor:
@@ -136,9 +135,10 @@ class BackTAL(Method):
         resample="centres",
         upsample="frames",
         actionness_thresholds=steps(0.3, 0.8, 0.075),
-        outer_region="backtal",
+        outer_region="before-reach",
         nms_threshold=0.55,
     )
+    addon_defaults = AddonSettings(pseudo_label_target="cas-with-background")  # its base branch, as clicks train it
     uses_clicks = True
     has_actionness = True
     presets: ClassVar[Presets] = {"activitynet1.2": ACTIVITYNET, "activitynet1.3": ACTIVITYNET}
@@ -194,33 +194,35 @@ class BackTAL(Method):
         )
 
     def loss(self, outputs: MethodOutput, batch: Batch) -> dict[str, torch.Tensor]:
-        i = outputs.internals
+        inner = outputs.internals  # what the forward pass kept for the loss
         target_base, target_supp, has_action = two_branch_targets(batch, eps=1e-10)
-        supp = -(target_supp * F.log_softmax(i["logits_supp"], dim=1)).sum(1)
+        supp = -(target_supp * F.log_softmax(inner["logits_supp"], dim=1)).sum(1)
         terms = {
-            "base": -(target_base * F.log_softmax(i["logits_base"], dim=1)).sum(1).mean(),
+            "base": -(target_base * F.log_softmax(inner["logits_base"], dim=1)).sum(1).mean(),
             "supp": supp[has_action].sum() / max(1, int(has_action.sum())),
-            "filter_l1": self.settings.filter_l1_weight * filter_l1(i["weights"]),
+            "filter_l1": self.settings.filter_l1_weight * filter_l1(inner["weights"]),
         }
         clicked = batch.clicks > 0  # (B, T)
-        zero = i["cas_base"].sum() * 0.0
+        zero = inner["cas_base"].sum() * 0.0
         terms |= {"click": zero, "separation": zero, "affinity": zero}
         if clicked.any():
-            log_probs = F.log_softmax(i["cas_base"], dim=2)  # (B, T, C + 1)
+            log_probs = F.log_softmax(inner["cas_base"], dim=2)  # (B, T, C + 1)
             terms["click"] = self.settings.click_weight * -log_probs[..., self.num_classes][clicked].mean()
         separation, affinity = [], []
-        length = i["cas_supp"].shape[1]
+        length = inner["cas_supp"].shape[1]
         k = self.top_k(length, self.settings.topk_ratio)
         ratio = self.settings.separation_topk_ratio  # ActivityNet: a top-k mean of its own, not the video score
-        foreground_scores = i["logits_base"] if ratio is None else topk_mean(i["cas_base"], self.top_k(length, ratio))
+        foreground_scores = (
+            inner["logits_base"] if ratio is None else topk_mean(inner["cas_base"], self.top_k(length, ratio))
+        )
         for b in (clicked.any(1) & has_action).nonzero().flatten().tolist():
             clicks = clicked[b].nonzero().flatten()
             labelled = batch.labels[b].nonzero().flatten()
-            at_clicks = i["cas_base"][b][clicks][:, labelled].mean(0)  # (L,)
+            at_clicks = inner["cas_base"][b][clicks][:, labelled].mean(0)  # (L,)
             pairs = torch.stack([foreground_scores[b, labelled], at_clicks], dim=1)  # (L, 2)
             separation.append(-F.log_softmax(pairs, dim=1)[:, 0].mean())
-            foreground = i["cas_supp"][b][:, labelled].topk(k, dim=0).indices.T.flatten()  # per class, concatenated
-            affinity.append(self.affinity_loss(i["embedding"][b].T, foreground, clicks))
+            foreground = inner["cas_supp"][b][:, labelled].topk(k, dim=0).indices.T.flatten()  # per class, concatenated
+            affinity.append(self.affinity_loss(inner["embedding"][b].T, foreground, clicks))
         if separation:
             terms["separation"] = self.settings.separation_weight * torch.stack(separation).mean()
             terms["affinity"] = self.settings.affinity_weight * torch.stack(affinity).mean()

@@ -26,7 +26,18 @@ from .addons import (
     ranked_targets,
     weighted_bce,
 )
-from .settings import GROUPS, LocalizationSettings, MethodConfig, NetworkSettings, Presets, Settings, TrainingSettings
+from .settings import (
+    GROUPS,
+    AddonSettings,
+    LocalizationSettings,
+    MethodConfig,
+    NetworkSettings,
+    Presets,
+    Settings,
+    TrainingSettings,
+    flatten,
+    owners,
+)
 
 #: settings a run of an earlier wtal-pipe recorded that are no settings now (method traits, or widths of
 #: modules a method does not have); dropped when such a run is loaded
@@ -34,6 +45,8 @@ RETIRED = frozenset(
     {"uses_clicks", "has_background_class", "negatives_by_default", "hidden_dim", "leaky_slope", "dropout"}
     | {"topk_divisor"}  # BackTAL's top-k is a ratio now (its default 0.125 is 1 / 8)
 )
+#: setting values renamed since (named after what they do, not after a paper): old value -> new
+RENAMED = {"outer_region": {"bas": "through-reach", "backtal": "before-reach", "cmcs": "one-point-minimum"}}
 
 
 @dataclass
@@ -67,6 +80,7 @@ class Method(nn.Module):
     Network: ClassVar[type[NetworkSettings]] = NetworkSettings
     training_defaults: ClassVar[TrainingSettings] = TrainingSettings()
     localization_defaults: ClassVar[LocalizationSettings] = LocalizationSettings()
+    addon_defaults: ClassVar[AddonSettings] = AddonSettings()  # e.g. which output pseudo labels train by default
     uses_clicks: ClassVar[bool] = False  # trained with background clicks (BackTAL)
     has_background_class: ClassVar[bool] = True  # can train on background-only pseudo videos (hard negatives)
     negatives_by_default: ClassVar[bool] = False  # trains with hard negatives whenever DATA_DIR/negatives exists
@@ -86,26 +100,25 @@ class Method(nn.Module):
         self.register_buffer("feature_mean", torch.zeros(feature_dim))
         self.register_buffer("feature_std", torch.ones(feature_dim))
         self.register_forward_pre_hook(lambda module, args: ((args[0] - module.feature_mean) / module.feature_std,))
-        network = config.network
+        addons = config.addons
         self.actionness_head = (
-            ActionnessHead(feature_dim, network.actionness_head_dim) if network.actionness_head else None
+            ActionnessHead(feature_dim, addons.actionness_head_dim) if addons.actionness_head else None
         )
         if self.actionness_head is not None:
             self.register_forward_hook(_scale_by_head)
 
     @classmethod
     def defaults(cls) -> MethodConfig:
-        return MethodConfig(cls.training_defaults, cls.Network(), cls.localization_defaults)
-
-    @classmethod
-    def narrow(cls, width: int) -> dict[str, int]:
-        """``{"hidden_dim": width}`` for a method with a hidden width (narrower networks for quick CPU runs);
-        nothing for one without (CMCS's layers are narrow already)."""
-        return {"hidden_dim": width} if "hidden_dim" in cls.Network.names() else {}
+        return MethodConfig(cls.training_defaults, cls.Network(), cls.localization_defaults, cls.addon_defaults)
 
     @classmethod
     def setting_groups(cls) -> dict[str, type[Settings]]:
-        return {"training": TrainingSettings, "network": cls.Network, "localization": LocalizationSettings}
+        return {
+            "training": TrainingSettings,
+            "network": cls.Network,
+            "localization": LocalizationSettings,
+            "addons": AddonSettings,
+        }
 
     @classmethod
     def configure(
@@ -116,8 +129,7 @@ class Method(nn.Module):
         training are fixed). An unknown name, one of another group, or one this method does not use is a
         one-line error."""
         config = base or cls.defaults()
-        groups = cls.setting_groups()
-        owner = {name: group for group, settings in groups.items() for name in settings.names()}
+        owner = owners(cls.setting_groups())
         unknown = sorted(set(changes) - set(owner))
         if unknown:
             own = ", ".join(cls.Network.names())
@@ -138,7 +150,7 @@ class Method(nn.Module):
         made = MethodConfig(**updated)
         if made.localization.actionness_thresholds and not cls.has_actionness:
             raise WtalError(f"{cls.name} has no actionness score: actionness_thresholds would never be used")
-        target = made.network.pseudo_label_target
+        target = made.addons.pseudo_label_target
         if (target == "foreground" and not cls.has_foreground) or (
             target == "cas-with-background" and not cls.has_background_class
         ):
@@ -149,8 +161,7 @@ class Method(nn.Module):
     def from_saved(cls, saved: dict[str, Any]) -> MethodConfig:
         """The settings a run recorded: grouped, or (runs of wtal-pipe/2) one flat dict; retired entries are
         dropped either way."""
-        if set(saved) <= set(GROUPS):
-            saved = {name: value for group in saved.values() for name, value in group.items()}
+        saved = {k: RENAMED.get(k, {}).get(v, v) if isinstance(v, str) else v for k, v in flatten(saved).items()}
         return cls.configure({k: v for k, v in saved.items() if k not in RETIRED or k in cls.Network.names()})
 
     def forward(self, features: torch.Tensor) -> MethodOutput:
@@ -163,24 +174,24 @@ class Method(nn.Module):
         """What the trainer minimizes: the method's own loss terms, plus the snippet pseudo-label term when
         the batch carries pseudo labels and the actionness head's term when the head is on."""
         terms = self.loss(outputs, batch)
-        network = self.config.network
+        addons = self.config.addons
         own_cas = outputs.internals.get("own_cas", outputs.cas)
         labelled = (batch.labels > 0).any(dim=1, keepdim=True)  # (B, 1)
         if batch.pseudo is not None:
-            terms["pseudo"] = network.pseudo_label_weight * self._pseudo_label_term(outputs, own_cas, batch)
+            terms["pseudo"] = addons.pseudo_label_weight * self._pseudo_label_term(outputs, own_cas, batch)
         head = outputs.internals.get("actionness_head")
         if head is not None:
             if batch.pseudo is not None:
                 target = (batch.pseudo * (batch.labels[:, None, :] > 0)).amax(dim=2)
                 chosen = labelled.expand_as(target)
             else:
-                target, chosen = ranked_targets(own_cas, batch.labels, network.actionness_head_topk)
-            terms["actionness_head"] = network.actionness_head_weight * weighted_bce(head, target, chosen.float())
+                target, chosen = ranked_targets(own_cas, batch.labels, addons.actionness_head_topk)
+            terms["actionness_head"] = addons.actionness_head_weight * weighted_bce(head, target, chosen.float())
         return terms
 
     def _pseudo_label_term(self, outputs: MethodOutput, own_cas: torch.Tensor, batch: Batch) -> torch.Tensor:
         assert batch.pseudo is not None
-        target = self.config.network.pseudo_label_target
+        target = self.config.addons.pseudo_label_target
         if target == "foreground":
             assert outputs.foreground is not None, f"{self.name} sets has_foreground but outputs none"
             return pseudo_foreground_loss(outputs.foreground, batch.pseudo, batch.labels)

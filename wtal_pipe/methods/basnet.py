@@ -23,12 +23,12 @@ from torch import nn
 from .base import Batch, Method, MethodOutput, normalized_targets, rename_official, topk_mean, typed
 from .registry import register_method
 from .settings import (
+    AddonSettings,
     AtLeast,
     Count,
     LocalizationSettings,
     MethodConfig,
     NetworkSettings,
-    PseudoLabelTarget,
     Share,
     TrainingSettings,
 )
@@ -48,7 +48,6 @@ class SuppressionNetwork(NetworkSettings):
 @dataclass(frozen=True)
 class BaSNetNetwork(SuppressionNetwork):
     topk_divisor: Count = 8  # video score = mean of the top T // 8 CAS values
-    pseudo_label_target: PseudoLabelTarget = "foreground"  # the filter; on the CAS they hurt (README)
 
 
 class CASModule(nn.Module):
@@ -127,6 +126,7 @@ class BaSNet(Method):
     training_defaults = TrainingSettings(batch_order="fresh")
     has_foreground = True
     localization_defaults = LocalizationSettings(binarize_class_score=True)  # official test.py scores with 1
+    addon_defaults = AddonSettings(pseudo_label_target="foreground")  # the filter; on the CAS they hurt (README)
     settings: BaSNetNetwork
 
     def __init__(self, feature_dim: int, num_classes: int, config: MethodConfig):
@@ -152,13 +152,13 @@ class BaSNet(Method):
         )
 
     def loss(self, outputs: MethodOutput, batch: Batch) -> dict[str, torch.Tensor]:
-        i = outputs.internals
+        inner = outputs.internals  # what the forward pass kept for the loss
         target_base, target_supp, has_action = two_branch_targets(batch)
-        loss_supp = F.binary_cross_entropy(i["score_supp"][has_action], target_supp[has_action], reduction="sum")
+        loss_supp = F.binary_cross_entropy(inner["score_supp"][has_action], target_supp[has_action], reduction="sum")
         return {
-            "base": F.binary_cross_entropy(i["score_base"], target_base),
+            "base": F.binary_cross_entropy(inner["score_base"], target_base),
             "supp": loss_supp / max(1, target_supp[has_action].numel()),
-            "filter_l1": self.settings.filter_l1_weight * filter_l1(i["weights"]),
+            "filter_l1": self.settings.filter_l1_weight * filter_l1(inner["weights"]),
         }
 
     def collapse(self, outputs: MethodOutput) -> str | None:

@@ -26,13 +26,13 @@ from ..errors import WtalError
 from .base import Batch, Method, MethodOutput, normalize_rows, typed
 from .registry import register_method
 from .settings import (
+    AddonSettings,
     AtLeast,
     Count,
     LocalizationSettings,
     MethodConfig,
     NetworkSettings,
     Presets,
-    PseudoLabelTarget,
     Share,
     Sourced,
     TrainingSettings,
@@ -49,7 +49,6 @@ class CMCSNetwork(NetworkSettings):
     attention_dim: Count = 16  # ActivityNet: 128
     diversity_weight: Annotated[float, AtLeast(0)] = 0.2
     norm_weight: Annotated[float, AtLeast(0)] = 0.2
-    pseudo_label_target: PseudoLabelTarget = "cas-with-background"  # helped CMCS more than the CAS (README)
 
 
 class Backbone(nn.Module):
@@ -145,13 +144,14 @@ class CMCS(Method):
         thresholds_relative_to_mean=True,
         mask_dilation=20,  # int(1.25 x 16) frames
         contrast_on_thresholded=False,
-        outer_region="cmcs",
+        outer_region="one-point-minimum",
         class_score_weight=0.25,
         nms_threshold=None,
         nms_plus_one=False,
         clip_to_duration=True,
         eval_tiou="0.1:0.5:0.1",
     )
+    addon_defaults = AddonSettings(pseudo_label_target="cas-with-background")  # helped more than the CAS (README)
     negatives_by_default = True
     presets: ClassVar[Presets] = {"activitynet1.2": activitynet(20000), "activitynet1.3": activitynet(30000)}
     official_files = (1, 2)

@@ -23,6 +23,7 @@ from typing import Annotated, Any, Literal
 import numpy as np
 
 from ..errors import WtalError
+from ..intervals import parse_tiou
 
 
 def steps(start: float, stop: float, step: float) -> tuple[float, ...]:
@@ -183,26 +184,31 @@ class TrainingSettings(Settings):
             raise WtalError("whole-video training (train_sampling whole) needs --batch-size 1")
 
 
-PseudoLabelTarget = Literal["cas", "cas-with-background", "foreground"]
-
-
 @dataclass(frozen=True)
 class NetworkSettings(Settings):
     """The network and its loss; each method subclasses it with its own fields (changing one changes
     what the weights mean, so a trained run's are fixed)."""
 
     num_segments: Count = 750  # rows per training video, and per test video where test_sampling resamples
-    # A class-agnostic actionness head beside any method (ASL, CVPR 2021; CASE, ICCV 2023): trained on the
-    # top / bottom rows of the method's own CAS (or on pseudo labels in ``wtal refine``), its score scales
-    # the CAS at test time. Off by default: the four methods stay their papers'.
+
+
+PseudoLabelTarget = Literal["cas", "cas-with-background", "foreground"]
+
+
+@dataclass(frozen=True)
+class AddonSettings(Settings):
+    """What any method can train with beside its own loss (``methods/addons.py``), off by default so the methods
+    stay their papers'. A class-agnostic actionness head (ASL, CVPR 2021; CASE, ICCV 2023): trained on the top /
+    bottom rows of the method's own CAS (or on pseudo labels in ``wtal refine``), its score scales the CAS at test
+    time. The snippet pseudo-label term of ``wtal refine``, on the output ``pseudo_label_target`` names: the
+    localized CAS (per labelled class), the per-row softmax over classes and background (methods with a
+    background class), or the class-agnostic foreground weight (methods with one)."""
+
     actionness_head: bool = False
     actionness_head_dim: Count = 256
     actionness_head_weight: Annotated[float, AtLeast(0)] = 1.0
     actionness_head_topk: Annotated[float, Above(0), AtMost(0.5)] = 0.125  # share of rows taken as action / background
-    pseudo_label_weight: Annotated[float, AtLeast(0)] = 1.0  # the snippet pseudo-label term (wtal refine)
-    # what the pseudo labels supervise: the localized CAS (per labelled class), the per-row softmax over classes
-    # and background (methods with a background class), or the class-agnostic foreground weight (methods with
-    # one); each method defaults to the one that helped it on the THUMOS-shaped benchmark (README)
+    pseudo_label_weight: Annotated[float, AtLeast(0)] = 1.0
     pseudo_label_target: PseudoLabelTarget = "cas"
 
 
@@ -226,7 +232,10 @@ class LocalizationSettings(Settings):
     ] = ()  # second proposal set (methods with actionness)
     contrast_on_thresholded: bool = True  # score CAS proposals on the CAS with values below threshold zeroed
     outer_ratio: Annotated[float, AtLeast(0)] = 0.25  # outer region length / proposal length
-    outer_region: Literal["bas", "backtal", "cmcs"] = "bas"  # which official rounding (localize.outer_bounds)
+    # where the outer region's right side stops (localize.outer_bounds): through int(end + r L) (BaS-Net, UM),
+    # just before it (BackTAL), or through it with at least one point each side and no left side past the
+    # video's start (CMCS)
+    outer_region: Literal["through-reach", "before-reach", "one-point-minimum"] = "through-reach"
     class_score_weight: Annotated[float, AtLeast(0)] = 0.2  # weight of the video-level score in a proposal's
     binarize_class_score: bool = False  # BaS-Net's test code scores with 1 instead of the probability
     proposal_shrink: Annotated[float, AtLeast(0), Below(0.5)] = (
@@ -242,6 +251,10 @@ class LocalizationSettings(Settings):
         super().__post_init__()
         if self.nms_threshold is not None and self.nms_threshold > 1:
             raise WtalError(f"setting nms_threshold={self.nms_threshold!r} must lie in (0, 1], or be none")
+        try:
+            parse_tiou(self.eval_tiou)  # checked when a run is trained, not first when it is tested
+        except WtalError as exc:
+            raise WtalError(f"setting eval_tiou={self.eval_tiou!r}: {exc.what}", exc.fix) from None
         absolute = () if self.thresholds_relative_to_mean else self.cas_thresholds
         if any(v > 1 for v in absolute + self.actionness_thresholds):
             raise WtalError(
@@ -250,23 +263,42 @@ class LocalizationSettings(Settings):
             )
 
 
-GROUPS = ("training", "network", "localization")
+GROUPS = ("training", "network", "localization", "addons")
 
 
 @dataclass(frozen=True)
 class MethodConfig:
-    """A method's three setting groups."""
+    """A method's setting groups."""
 
     training: TrainingSettings
     network: NetworkSettings
     localization: LocalizationSettings
+    addons: AddonSettings
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         return {group: dataclasses.asdict(getattr(self, group)) for group in GROUPS}
 
     def values(self) -> dict[str, Any]:
-        """Every setting by name (names are unique across the groups)."""
-        return {name: value for group in self.to_dict().values() for name, value in group.items()}
+        """Every setting by name (names are unique across the groups: :func:`owners`)."""
+        return flatten(self.to_dict())
+
+
+def flatten(saved: dict[str, Any]) -> dict[str, Any]:
+    """Settings as a run records them, grouped (or, in runs of wtal-pipe/2, flat) -> every setting by name."""
+    if set(saved) <= set(GROUPS):
+        return {name: value for group in saved.values() if isinstance(group, dict) for name, value in group.items()}
+    return dict(saved)
+
+
+def owners(groups: dict[str, type[Settings]]) -> dict[str, str]:
+    """Setting name -> the group that owns it, for groups that share one ``--set`` namespace; a name in two
+    groups is a bug (``--set`` could not tell them apart), caught here, the one place names meet."""
+    owner: dict[str, str] = {}
+    for group, settings in groups.items():
+        for name in settings.names():
+            if owner.setdefault(name, group) != group:
+                raise ValueError(f"setting {name!r} belongs to both {owner[name]} and {group}")
+    return owner
 
 
 @dataclass(frozen=True)

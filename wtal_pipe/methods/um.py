@@ -113,16 +113,16 @@ class UM(Method):
         )
 
     def loss(self, outputs: MethodOutput, batch: Batch) -> dict[str, torch.Tensor]:
-        i = outputs.internals
+        inner = outputs.internals  # what the forward pass kept for the loss
         target = normalize_rows(batch.labels)
-        uniform = torch.full_like(i["score_bkg"], 1.0 / self.num_classes)
-        norm_act = i["feat_act"].mean(1).norm(p=2, dim=1)  # (B,) magnitude of the mean action feature
-        norm_bkg = i["feat_bkg"].mean(1).norm(p=2, dim=1)
+        uniform = torch.full_like(inner["score_bkg"], 1.0 / self.num_classes)
+        norm_act = inner["feat_act"].mean(1).norm(p=2, dim=1)  # (B,) magnitude of the mean action feature
+        norm_bkg = inner["feat_bkg"].mean(1).norm(p=2, dim=1)
         loss_um = ((F.relu(self.margin - norm_act) + norm_bkg) ** 2).mean()
         return {
-            "cls": F.binary_cross_entropy(i["score_act"], target),
+            "cls": F.binary_cross_entropy(inner["score_act"], target),
             "uncertainty": self.settings.alpha * loss_um,
-            "background": self.settings.beta * F.binary_cross_entropy(i["score_bkg"], uniform),
+            "background": self.settings.beta * F.binary_cross_entropy(inner["score_bkg"], uniform),
         }
 
     def collapse(self, outputs: MethodOutput) -> str | None:

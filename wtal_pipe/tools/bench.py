@@ -33,6 +33,7 @@ from ..features.provenance import DEFAULT_FPS, DEFAULT_SECONDS_PER_ROW
 from ..video.decode import DecodeConfig
 from ..video.flow_engines import FlowConfig
 from .bench_sections import BENCH_SECTIONS, DEFAULT_SECTIONS, BenchSection
+from .shaped import narrowed
 
 PrintFn = Callable[[str], None]
 
@@ -88,30 +89,26 @@ class Sizes:
 
     @classmethod
     def pick(cls, quick: bool, gpu: bool) -> Sizes:
+        """Toy sizes (``quick``), GPU sizes, or this CPU's."""
         if quick:
             return cls(
-                1.0, (160, 120), 64, 4, (1, 2), 64, 1, 1, 64, (1.0, 3.0), 32, "dis", 2, False, 8, 64, (30, 300), 16, 3
-            )
+                clip_seconds=1.0, source=(160, 120), flow_crop=64, flow_pairs=4, torch_batches=(1, 2), i3d_crop=64,
+                i3d_batch=1, i3d_batches=1, end_to_end_crop=64, memory_seconds=(1.0, 3.0), memory_crop=32,
+                memory_flow="dis", train_steps=2, thumos_train=False, localize_videos=8, localize_dim=64,
+                scale_videos=(30, 300), scale_dim=16, scale_steps=3,
+            )  # fmt: skip
         if gpu:
             return cls(
-                30.0,
-                (640, 360),
-                224,
-                256,
-                (8, 32, 64, 128),
-                224,
-                32,
-                8,
-                224,
-                (60.0, 600.0),
-                224,
-                "tvl1-torch",
-                20,
-                True,
-                210,
-                2048,
-            )
-        return cls(20.0, (640, 360), 224, 60, (1, 4), 224, 8, 2, 224, (60.0, 600.0), 64, "dis", 3, True, 210, 2048)
+                clip_seconds=30.0, source=(640, 360), flow_crop=224, flow_pairs=256, torch_batches=(8, 32, 64, 128),
+                i3d_crop=224, i3d_batch=32, i3d_batches=8, end_to_end_crop=224, memory_seconds=(60.0, 600.0),
+                memory_crop=224, memory_flow="tvl1-torch", train_steps=20, thumos_train=True, localize_videos=210,
+                localize_dim=2048,
+            )  # fmt: skip
+        return cls(
+            clip_seconds=20.0, source=(640, 360), flow_crop=224, flow_pairs=60, torch_batches=(1, 4), i3d_crop=224,
+            i3d_batch=8, i3d_batches=2, end_to_end_crop=224, memory_seconds=(60.0, 600.0), memory_crop=64,
+            memory_flow="dis", train_steps=3, thumos_train=True, localize_videos=210, localize_dim=2048,
+        )  # fmt: skip
 
 
 def machine() -> dict[str, Any]:
@@ -449,7 +446,7 @@ def bench_training(sizes: Sizes, device: str, workdir: Path) -> Section:
         data = _training_data(workdir / f"train_{dim}", 32, 750, dim, 4, held_out=HELD_OUT_VIDEOS)
         for method in METHOD_NAMES:
             steps = sizes.train_steps + 1
-            overrides = {"iterations": steps, **get_method(method).narrow(hidden)}
+            overrides = {"iterations": steps, **narrowed(get_method(method), hidden)}
             run = workdir / f"run_{method}_{dim}"
             options = TrainOptions(
                 method, data, run, device=device, simulate_clicks=True, val="val", eval_every=steps, overrides=overrides
@@ -596,7 +593,7 @@ def bench_localize(sizes: Sizes, device: str, gt: Path | None, durations: list[f
     for method in METHOD_NAMES:
         cls = get_method(method)
         torch.manual_seed(0)
-        model = cls(sizes.localize_dim, len(classes), cls.configure(cls.narrow(sizes.localize_dim))).to(device)
+        model = cls(sizes.localize_dim, len(classes), cls.configure(narrowed(cls, sizes.localize_dim))).to(device)
         with timer() as inference:
             scores = {vid: infer(model, rows) for vid, rows in features.items()}
         # a trained model selects the video's action class (THUMOS14: mostly one); random weights select

@@ -143,7 +143,7 @@ def _pipeline(
 
     clip = next(c for c in clips if database[c.stem]["subset"] == "test")
     print_fn(f"[6/6] wtal localize {clip.name} (decode -> flow -> I3D through the cache -> model)")
-    _localize_clip(clip, run, data, out, database[clip.stem], print_fn)
+    _localize_clip(clip, run, data, out, database, print_fn)
     return result
 
 
@@ -162,54 +162,44 @@ def _extract(clips: list[Path], data: Path) -> None:
 
 def _test(run: Path, data: Path, out: Path) -> EvaluationResult:
     """``wtal test`` of the demo's run: detections, raw scores, plots and the mAP table."""
-    from ..data.annotations import load_annotations
-    from ..data.dataset import Dataset
-    from ..evaluation.evaluate import THUMOS_TIOU, evaluate
-    from ..evaluation.plot import plot_saved_scores
-    from ..inference.pipeline import localize_dataset
-    from ..layout import DataLayout
+    from ..evaluation.evaluate import THUMOS_TIOU
+    from ..evaluation.testing import test_run
     from ..run import load_run
 
     model, meta = load_run(run)
     scores = out / "dets_test.cas.npz"
-    detections = localize_dataset(model, meta, data, "test", scores_out=scores)
-    detections.write_json(out / "dets_test.json")
-    dataset = Dataset(data, "test", classes=meta.classes)
-    settings = model.config.localization
-    plot_saved_scores(
-        scores, detections, settings=settings, classes=meta.classes, dataset=dataset, out_dir=out / "plots"
-    )
-    return evaluate(load_annotations(DataLayout(data).annotations), detections, "test", THUMOS_TIOU)
+    tested = test_run(model, meta, data, "test", np.asarray(THUMOS_TIOU), scores_out=scores, plot_dir=out / "plots")
+    tested.detections.write_json(out / "dets_test.json")
+    assert tested.result is not None  # the demo's test videos have segments
+    return tested.result
 
 
-def _localize_clip(clip: Path, run: Path, data: Path, out: Path, entry: dict, print_fn: Callable) -> None:
+def _localize_clip(clip: Path, run: Path, data: Path, out: Path, database: dict, print_fn: Callable) -> None:
     """``wtal localize`` of one held-out clip from its raw video, with a plot."""
-    from ..data.annotations import class_index, segments_of
     from ..errors import WtalError
-    from ..evaluation.plot import plot_video
-    from ..inference.detections import DetectionTable
-    from ..inference.pipeline import localize_clips
+    from ..evaluation.testing import localize_clip_files
     from ..run import load_run
     from ..video.flow import default_workers
 
     model, meta = load_run(run)
-    [clip_result] = localize_clips(
-        [clip], model, meta, DEMO_EXTRACTION, cache_dir=data, workers=default_workers(), device="auto"
+    [report] = localize_clip_files(
+        [clip],
+        model,
+        meta,
+        DEMO_EXTRACTION,
+        cache_dir=data,
+        workers=default_workers(),
+        device="auto",
+        out=out / "localize_clip.json",
+        plot=out / "localize_clip.png",
+        truth=database,
     )
-    if clip_result.result is None:
-        raise WtalError(f"demo localization failed: {clip_result.error}")
-    detections = clip_result.result.detections
-    DetectionTable.of({clip.stem: detections}, meta.classes).write_json(out / "localize_clip.json")
-    plot_video(
-        out / "localize_clip.png",
-        title=clip.name,
-        localized=clip_result.result,
-        classes=meta.classes,
-        settings=model.config.localization,
-        truth=segments_of(entry, class_index(meta.classes)),
-    )
-    for c, score, start, end in sorted(detections, key=lambda d: -d[1])[:5]:
-        print_fn(f"      {meta.classes[c]:<24} {start:6.2f} - {end:6.2f} s  score {score:.3f}")
+    if report.clip.result is None:
+        raise WtalError(f"demo localization failed: {report.clip.error}")
+    for detection in sorted(report.clip.result.detections, key=lambda d: -d.score)[:5]:
+        name = meta.classes[detection.label]
+        print_fn(f"      {name:<24} {detection.start:6.2f} - {detection.end:6.2f} s  score {detection.score:.3f}")
+    entry = database[clip.stem]
     print_fn(
         "      truth: "
         + ", ".join(f"{a['label']} {a['segment'][0]:g}-{a['segment'][1]:g} s" for a in entry["annotations"])

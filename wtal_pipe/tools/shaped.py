@@ -20,10 +20,10 @@ are written beside the features (``shaped.json``).
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -32,6 +32,9 @@ from ..data.annotations import load_annotations
 from ..data.timing import I3D_TIMING
 from ..errors import WtalError
 from ..layout import DataLayout
+
+if TYPE_CHECKING:
+    from ..methods.base import Method
 
 
 @dataclass(frozen=True)
@@ -160,6 +163,7 @@ def write_shaped_dataset(
     return len(database)
 
 
-def read_settings(data_dir: str | Path) -> dict:
-    """The settings a shaped benchmark was written with (``shaped.json``)."""
-    return json.loads((Path(data_dir) / "shaped.json").read_text())
+def narrowed(method: type[Method], width: int) -> dict[str, int]:
+    """``{"hidden_dim": width}`` for a method with a hidden width (narrower networks for runs at a reduced
+    scale, on both sides of a comparison); nothing for one without (CMCS's layers are narrow already)."""
+    return {"hidden_dim": width} if "hidden_dim" in method.Network.names() else {}

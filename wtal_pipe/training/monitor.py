@@ -23,11 +23,12 @@ from ..data.annotations import is_labels_only, load_annotations
 from ..data.dataset import Dataset, Video
 from ..data.labels import stratified_split
 from ..errors import DataError, WtalError
-from ..evaluation.evaluate import evaluate, parse_tiou
+from ..evaluation.evaluate import evaluate
 from ..inference.detections import DetectionTable
 from ..inference.pipeline import localize_rows, model_input
+from ..intervals import parse_tiou
 from ..methods.base import Batch, Method
-from ..run import Run
+from ..run import PROTOCOLS, Run
 
 if TYPE_CHECKING:
     from ..run import RunMeta
@@ -193,7 +194,7 @@ class Monitor:
         return best
 
     def describe_best(self) -> str:
-        where = "selected on test" if self.held_out.selected_on == "test" else "best on validation"
+        where = PROTOCOLS[self.held_out.selected_on]
         return f"{where} (step {self.best_step}, average mAP {100 * self.best_score:.2f})"
 
 

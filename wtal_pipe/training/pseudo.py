@@ -22,6 +22,7 @@ import numpy as np
 
 from ..cache import atomic_write_text
 from ..errors import DataError
+from ..inference.localize import Detection
 from ..methods.settings import Above, AtMost, Settings
 
 FORMAT = "wtal-pipe/pseudo-labels/1"
@@ -36,23 +37,25 @@ class PseudoLabelSettings(Settings):
     sigma: Annotated[float, Above(0)] = 1.0  # Gaussian width, in half-lengths of the segment
 
 
-def keep_confident(detections: list[tuple[int, float, float, float]], keep_ratio: float) -> list[list[float]]:
-    """Detections (class, score, start, end) -> [class, start, end, score] rows of those scoring at least
-    ``keep_ratio`` times the best of their class in the video (rounded as the file keeps them)."""
+def keep_confident(detections: list[Detection], keep_ratio: float) -> list[Detection]:
+    """The detections scoring at least ``keep_ratio`` times the best of their class in the video, rounded as
+    the file keeps them."""
     best: dict[int, float] = {}
-    for c, score, _, _ in detections:
-        best[c] = max(best.get(c, float("-inf")), score)
+    for detection in detections:
+        best[detection.label] = max(best.get(detection.label, float("-inf")), detection.score)
     return [
-        [int(c), round(start, 3), round(end, 3), round(score, 5)]
-        for c, score, start, end in detections
-        if end > start and score >= keep_ratio * best[c]
+        Detection(int(d.label), round(d.score, 5), round(d.start, 3), round(d.end, 3))
+        for d in detections
+        if d.end > d.start and d.score >= keep_ratio * best[d.label]
     ]
 
 
 def write_pseudo_labels(
-    path: Path, classes: list[str], videos: dict[str, list[list[float]]], settings: PseudoLabelSettings, source: str
+    path: Path, classes: list[str], videos: dict[str, list[Detection]], settings: PseudoLabelSettings, source: str
 ) -> None:
-    record = {"format": FORMAT, "classes": classes, "settings": asdict(settings), "source": source, "videos": videos}
+    """The file: each video's detections as ``[class_index, start_s, end_s, score]`` rows."""
+    rows = {vid: [[d.label, d.start, d.end, d.score] for d in found] for vid, found in videos.items()}
+    record = {"format": FORMAT, "classes": classes, "settings": asdict(settings), "source": source, "videos": rows}
     atomic_write_text(path, json.dumps(record, sort_keys=True, separators=(",", ":")) + "\n")
 
 

@@ -25,11 +25,12 @@ from typing import Any
 from ..cache import atomic_path
 from ..data.dataset import Dataset
 from ..errors import DataError, WtalError
-from ..inference.localize import localize
+from ..inference.localize import Detection, localize
 from ..inference.pipeline import check_feature_dim, infer
 from ..methods import get_method
 from ..methods.base import Method
 from ..methods.presets import DEFAULT_PRESET
+from ..methods.settings import MethodConfig, owners
 from ..run import (
     BEST,
     CHECKPOINT,
@@ -48,6 +49,7 @@ from .pseudo import PseudoLabelSettings, keep_confident, write_pseudo_labels
 from .train import TrainOptions, plan_run, start_from, train
 
 ROUNDS = "rounds"
+PSEUDO_LABELS = "pseudo-labels"  # the settings group of refine itself (keep_ratio, sigma)
 
 
 @dataclass
@@ -63,7 +65,7 @@ class RefineOptions:
 
 def pseudo_labels(
     model: Method, meta: RunMeta, data_dir: Path, held_out: set[str], settings: PseudoLabelSettings
-) -> dict[str, list[list[float]]]:
+) -> dict[str, list[Detection]]:
     """The confident detections of ``model`` on the training videos of ``meta.subset`` (none of
     ``held_out``), each video localized for its labelled classes only."""
     dataset = Dataset(data_dir, meta.subset or "train", classes=meta.classes, exclude=held_out)
@@ -93,58 +95,88 @@ def refine(
             f"--out {out} and --run {base} lie one inside the other", "pass a folder outside the run being refined"
         )
     trained, meta = load_run(base, device=options.device, checkpoint="final")
-    if meta.subset is None:
-        raise DataError("records no training subset (an imported checkpoint?)", "refine a run from wtal train", base)
-    method = get_method(meta.method)
-    pseudo_names = set(PseudoLabelSettings.names())
-    settings = PseudoLabelSettings(**{k: v for k, v in options.overrides.items() if k in pseudo_names})
-    changes = {k: v for k, v in options.overrides.items() if k not in pseudo_names}
-    if "iterations" in changes:  # steps given outright replace a run's epochs
-        changes.setdefault("epochs", None)
-    config = method.configure(changes, base=method.from_saved(meta.config))  # a bad --set fails before any work
-    try:
-        start_from(method(meta.feature_dim, len(meta.classes), config), trained, base)
-    except WtalError:
-        changed = ", ".join(sorted(set(changes) & set(method.Network.names())))
-        raise WtalError(
-            f"--set {changed} changes the shape of {base}'s network, so its weights cannot start the refinement",
-            "keep its widths (training, localization, pseudo-label and actionness head settings may change)",
-        ) from None
+    rounds = _Rounds.plan(options, trained, meta)  # every refusal before anything is removed or written
     _claim(out, options.force)
-    held = HeldOut(**meta.held_out) if meta.held_out else None
-    excluded = set(held.videos) if held is not None and held.subset == meta.subset else set()
-    base_digest = _digest(Run(base).checkpoint)
-    previous, previous_meta = base, meta
+    previous: Path = base
     previous_model: Method | None = trained  # loaded once; later rounds load the round before
     for number in range(1, options.rounds + 1):
-        round_dir = out / ROUNDS / f"round-{number}"
-        labels_path = out / ROUNDS / f"round-{number}.pseudo.json"
-        record = {
-            "base_run": str(base.resolve()),
-            "base_checkpoint": base_digest,
-            "round": number,
-            "rounds": options.rounds,
-            "pseudo_labels": asdict(settings),
-            "pseudo_label_file": labels_path.name,
-        }
-        round_options = TrainOptions(
-            meta.method, Path(options.data_dir), round_dir, seed=meta.seed or 0, subset=meta.subset,
-            preset=meta.preset or DEFAULT_PRESET, device=options.device, negatives=bool(meta.negatives),
-            simulate_clicks=meta.clicks == "simulated", overrides=config.values(), init_from=previous,
-            pseudo_labels=labels_path, held_out=held, refinement=record,
-        )  # fmt: skip
+        round_options = rounds.round_options(number, previous)
+        round_dir = Path(round_options.out_dir)
         if finished_as_asked(round_dir, plan_run(round_options).meta, f"round {number}"):
             report(f"round {number}: finished in {round_dir} from the same run and settings, kept")
         else:
-            if previous_model is None:
-                previous_model, previous_meta = load_run(previous, device=options.device, checkpoint="final")
-            videos = pseudo_labels(previous_model, previous_meta, Path(options.data_dir), excluded, settings)
+            model = previous_model or load_run(previous, device=options.device, checkpoint="final")[0]
+            videos = pseudo_labels(model, meta, Path(options.data_dir), rounds.excluded, rounds.settings)
             kept = sum(len(v) for v in videos.values())
             report(f"round {number}: {kept} pseudo-labelled segments in {len(videos)} training videos")
-            write_pseudo_labels(labels_path, meta.classes, videos, settings, _digest(Run(previous).checkpoint))
+            labels = Path(str(round_options.pseudo_labels))
+            write_pseudo_labels(labels, meta.classes, videos, rounds.settings, _digest(Run(previous).checkpoint))
             train(round_options, on_log)
         previous, previous_model = round_dir, None
     return _publish(Run(previous), Run(out))
+
+
+@dataclass(frozen=True)
+class _Rounds:
+    """What every round of one refinement shares: the base run, its settings with the changes asked for, the
+    pseudo-label settings and the videos never looked at (the base run's held-out ones)."""
+
+    options: RefineOptions
+    meta: RunMeta
+    config: MethodConfig
+    settings: PseudoLabelSettings
+    held: HeldOut | None
+    base_digest: str
+
+    @classmethod
+    def plan(cls, options: RefineOptions, trained: Method, meta: RunMeta) -> _Rounds:
+        base = Path(options.run_dir)
+        if meta.subset is None:
+            raise DataError(
+                "records no training subset (an imported checkpoint?)", "refine a run from wtal train", base
+            )
+        method = get_method(meta.method)
+        owner = owners({**method.setting_groups(), PSEUDO_LABELS: PseudoLabelSettings})  # one --set namespace
+        ours = {k: v for k, v in options.overrides.items() if owner.get(k) == PSEUDO_LABELS}
+        changes = {k: v for k, v in options.overrides.items() if owner.get(k) != PSEUDO_LABELS}
+        if "iterations" in changes:  # steps given outright replace a run's epochs
+            changes.setdefault("epochs", None)
+        config = method.configure(changes, base=method.from_saved(meta.config))  # a bad --set fails here
+        try:
+            start_from(method(meta.feature_dim, len(meta.classes), config), trained, base)
+        except WtalError:
+            changed = ", ".join(sorted(set(changes) & set(method.Network.names())))
+            raise WtalError(
+                f"--set {changed} changes the shape of {base}'s network, so its weights cannot start the refinement",
+                "keep its widths (training, localization, pseudo-label and actionness head settings may change)",
+            ) from None
+        held = HeldOut(**meta.held_out) if meta.held_out else None
+        return cls(options, meta, config, PseudoLabelSettings(**ours), held, _digest(Run(base).checkpoint))
+
+    @property
+    def excluded(self) -> set[str]:
+        held = self.held
+        return set(held.videos) if held is not None and held.subset == self.meta.subset else set()
+
+    def round_options(self, number: int, previous: Path) -> TrainOptions:
+        """Round ``number``, trained from ``previous``'s final weights on the pseudo labels they give."""
+        out, meta = Path(self.options.out_dir), self.meta
+        labels = out / ROUNDS / f"round-{number}.pseudo.json"
+        record = {
+            "base_run": str(Path(self.options.run_dir).resolve()),
+            "base_checkpoint": self.base_digest,
+            "round": number,
+            "rounds": self.options.rounds,
+            "pseudo_labels": asdict(self.settings),
+            "pseudo_label_file": labels.name,
+        }
+        return TrainOptions(
+            meta.method, Path(self.options.data_dir), out / ROUNDS / f"round-{number}", seed=meta.seed or 0,
+            subset=meta.subset, preset=meta.preset or DEFAULT_PRESET, device=self.options.device,
+            negatives=bool(meta.negatives), simulate_clicks=meta.clicks == "simulated",
+            overrides=self.config.values(), init_from=previous, pseudo_labels=labels, held_out=self.held,
+            refinement=record,
+        )  # fmt: skip
 
 
 #: what ``wtal refine`` writes into OUT, and all that ``--force`` removes there

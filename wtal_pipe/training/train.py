@@ -125,7 +125,8 @@ class BatchSampler:
         size = min(self.training.batch_size, len(self.order))
         return [self.order.pop() for _ in range(size)]
 
-    def next(self) -> Batch:
+    def draw(self) -> Batch:
+        """The next batch (an endless supply: the trainer asks for as many as its steps need)."""
         chosen = [self.entries[i] for i in self._draw()]
         features, clicks, pseudo = [], [], []
         for entry in chosen:
@@ -315,7 +316,7 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
         save_checkpoint(run.checkpoint, meta, session.model)
         if monitor is not None:
             meta.best = {"step": monitor.best_step, "average_mAP": monitor.best_score}
-            best = dataclasses.replace(meta, checkpoint=monitor.describe_best())
+            best = dataclasses.replace(meta, checkpoint=monitor.describe_best(), selection=monitor.held_out.selected_on)
             save_checkpoint(run.best, best, monitor.best_model(session.model))
             atomic_write_json(run.config, meta.to_dict())
     if replaced:
@@ -391,7 +392,7 @@ class Trainer:
         self.steps += 1
         totals: dict[str, float] = {}
         for batch in batches:
-            batch = _to(batch, self.device)
+            batch = on_device(batch, self.device)
             outputs = self.model(batch.features)
             if not bool(torch.isfinite(outputs.video_scores).all()):  # before a loss (BCE) fails on them
                 raise WtalError(f"the model's scores became NaN or inf at step {self.steps}", "lower --lr")
@@ -439,7 +440,7 @@ def _optimize(
     with open(log_path, "w") as log:
         for step in range(1, iterations + 1):
             lr = trainer.lr
-            totals = trainer.step(session.sampler.next() for _ in range(accumulate))
+            totals = trainer.step(session.sampler.draw() for _ in range(accumulate))
             record: dict[str, Any] = {
                 "step": step,
                 "loss": sum(totals.values()),
@@ -466,7 +467,8 @@ def _optimize(
                 on_log(record)
 
 
-def _to(batch: Batch, device: torch.device) -> Batch:
+def on_device(batch: Batch, device: torch.device) -> Batch:
+    """The batch with every tensor moved to ``device``."""
     return dataclasses.replace(
         batch,
         **{

@@ -105,6 +105,7 @@ class Workspace:
 
     def model_outputs(self, vid: str, subset: str | None) -> dict[str, Any]:
         """The run's detections and normalized per-class scores of one video, computed once on demand."""
+        from ..inference.detections import DetectionTable
         from ..inference.localize import localization_signals, shown_classes
         from ..inference.pipeline import localize_rows
         from ..run import load_run
@@ -123,11 +124,9 @@ class Workspace:
                 settings = model.config.localization
                 classes = shown_classes(result.scores.video_scores, settings)
                 cas, _, time = localization_signals(result.scores, settings, result.timing, classes)
+                table = DetectionTable.of({vid: result.detections}, meta.classes)
                 self._model_outputs[vid] = {
-                    "detections": [
-                        {"label": meta.classes[c], "score": score, "segment": [start, end]}
-                        for c, score, start, end in result.detections
-                    ],
+                    "detections": table.to_json()["results"][vid],
                     "scores": {
                         "times": np.round(time(np.arange(cas.shape[0])), 3).tolist(),
                         "classes": {
