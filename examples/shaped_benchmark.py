@@ -26,10 +26,9 @@ from pathlib import Path
 
 from wtal_pipe.cli.options import parse_settings
 from wtal_pipe.data.annotations import load_annotations
-from wtal_pipe.data.dataset import Dataset
 from wtal_pipe.evaluation.evaluate import THUMOS_TIOU, evaluate
-from wtal_pipe.inference.detections import DetectionTable
-from wtal_pipe.inference.pipeline import infer, localize_dataset
+from wtal_pipe.evaluation.testing import whole_video_detections
+from wtal_pipe.inference.pipeline import localize_dataset
 from wtal_pipe.intervals import parse_tiou
 from wtal_pipe.methods import get_method
 from wtal_pipe.methods.presets import benchmark, preset_settings
@@ -66,16 +65,11 @@ def score(run: Path, data: Path, device: str, overrides: dict | None = None, who
     facts = benchmark(meta.preset)
     thresholds = parse_tiou(facts.eval_tiou) if facts.eval_tiou else THUMOS_TIOU
     if whole_video:
-        detections = DetectionTable(meta.classes)
-        for video in Dataset(data, facts.test_subset, classes=meta.classes).videos:
-            rows = video.load()
-            scores = infer(model, rows).video_scores
-            top = int(scores.argmax())
-            detections.add(video.vid, [(top, float(scores[top]), 0.0, video.timing(rows.shape[0]).duration)])
+        detections = whole_video_detections(model, meta, data, facts.test_subset)
     else:
         detections = localize_dataset(model, meta, data, facts.test_subset)
     database = load_annotations(data / "annotations.json")
-    return evaluate(database, detections, facts.test_subset, thresholds, known_classes=meta.classes).to_dict()
+    return evaluate(database, detections, facts.test_subset, thresholds).to_dict()
 
 
 def main() -> None:

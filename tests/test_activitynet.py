@@ -74,7 +74,7 @@ def test_thumos14_is_the_official_default_and_user_settings_win():
     backtal = get_method("backtal")
     mine = preset_settings(backtal, "activitynet1.2", {"lr": 1e-3, "iterations": 7})
     assert mine["lr"] == 1e-3 and mine["iterations"] == 7 and "epochs" not in mine  # a step count beats epochs
-    assert PRESET_NAMES == ("thumos14", "activitynet1.2", "activitynet1.3")
+    assert PRESET_NAMES == ("thumos14", "activitynet1.2", "activitynet1.3", "cpu-small")
 
 
 def test_the_readme_table_is_the_one_the_code_prints():

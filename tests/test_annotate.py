@@ -131,16 +131,16 @@ def test_ids_and_annotator_names_cannot_leave_their_folders(workspace_dirs, make
     assert response.status_code in (400, 409) and "'..'" in response.get_json()["error"]
     assert not list(data.rglob("browser-*.mp4"))
     assert not list(tmp_path.glob("*.mp4"))
-    code, _, err = run_cli("annotate", data, "--videos", videos, "--annotator", "../evil")
+    code, _, err = run_cli("annotate", "--data", data, "--videos", videos, "--annotator", "../evil")
     assert code == 2 and "annotator name" in err and err.count("\n") == 1
     assert not (tmp_path / "evil.json").exists() and not list(tmp_path.glob("clicks.*"))
 
 
 def test_bad_folders_are_one_line_errors(workspace_dirs, tmp_path, run_cli):
     data, videos = workspace_dirs
-    code, _, err = run_cli("annotate", tmp_path / "empty", "--videos", videos)
+    code, _, err = run_cli("annotate", "--data", tmp_path / "empty", "--videos", videos)
     assert code == 2 and "annotation file not found" in err and err.count("\n") == 1
-    code, _, err = run_cli("annotate", data, "--videos", tmp_path / "nowhere")
+    code, _, err = run_cli("annotate", "--data", data, "--videos", tmp_path / "nowhere")
     assert code == 2 and "nowhere: no such folder" in err
 
 

@@ -149,7 +149,7 @@ def test_an_interrupted_round_reruns_to_the_same_bytes(data, base_run, tmp_path,
     refine_module.refine(options(whole))
     real_train = refine_module.train
 
-    def interrupted(train_options, on_log=None):
+    def interrupted(train_options, on_log=None, report=None):
         if train_options.refinement["round"] == 2:
 
             def stop(record: dict) -> None:

@@ -25,15 +25,20 @@ app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help texts are plain text: "wtal-pipe[dask]" must print as written
     help="Weakly-supervised temporal action localization: video -> features -> model -> mAP.",
 )
-import_app = typer.Typer(help="Bring other published layouts into a DATA_DIR or RUN_DIR.", no_args_is_help=True)
+import_app = typer.Typer(
+    help="Bring other published layouts into a DATA_DIR or RUN_DIR.", no_args_is_help=True, rich_markup_mode=None
+)
 app.add_typer(import_app, name="import")
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
 
 Data = Annotated[Path, typer.Option("--data", "-d", help="Dataset folder: features/, annotations.json, cache/, ...")]
-Device = Annotated[DeviceName, typer.Option(help="Where to run: auto picks CUDA when a GPU is visible.")]
+Device = Annotated[
+    DeviceName, typer.Option(help="Where to run: cpu, cuda, or auto (CUDA when a GPU is visible, else the CPU).")
+]
 Method = Annotated[MethodName, typer.Option(help="The method (backtal is trained with background clicks).")]
 Run = Annotated[Path, typer.Option("--run", "-r", help="Run folder written by wtal train or wtal import checkpoint.")]
 Settings = Annotated[
@@ -48,22 +53,33 @@ def warn(message: str) -> None:
 
 
 def random_weights_warning(what: str) -> None:
+    from ..features.weights import MODELS_RULE
+
     warn(
         f"no I3D weights given: {what} use RANDOM (seeded) weights. They exercise the pipeline but "
-        "carry no semantics. Put rgb_imagenet.pt / flow_imagenet.pt in models/ and pass "
-        "--rgb-weights rgb_imagenet --flow-weights flow_imagenet (see models/README.md)."
+        f"carry no semantics. Put rgb_imagenet.pt / flow_imagenet.pt in {MODELS_RULE}, and pass "
+        "--rgb-weights rgb_imagenet --flow-weights flow_imagenet (wtal weights shows what is there)."
     )
 
 
 def progress_bars():
-    """Rich progress bars on stderr (off when stderr is not a terminal)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    """Rich progress bars on stderr, with the time elapsed and left (off when stderr is not a terminal)."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
         console=err_console,
         transient=True,
         disable=not err_console.is_terminal,
@@ -128,6 +144,7 @@ def main() -> None:
                 console.print(context.get_help())
                 sys.exit(2)
             command = getattr(context, "command_path", "wtal") or "wtal"
-            fail(f"{exc.format_message()} (see {command} --help)", 2)
+            message = exc.format_message().replace("Value error, ", "")  # Typer validates with pydantic
+            fail(f"{message} (see {command} --help)", 2)
         fail(f"unexpected {exc.__class__.__name__}: {exc} (please report it)", 3)  # a bug: still one line
     sys.exit(code if isinstance(code, int) else 0)

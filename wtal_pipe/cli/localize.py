@@ -13,7 +13,19 @@ from ..video.flow_engines import flow_presets
 if TYPE_CHECKING:
     from ..evaluation.testing import ClipReport
     from ..methods.settings import LocalizationSettings
-from .app import Data, Device, Run, Settings, Workers, app, console, err_console, random_weights_warning, warn
+from .app import (
+    Data,
+    Device,
+    Run,
+    Settings,
+    Workers,
+    app,
+    console,
+    err_console,
+    progress_bars,
+    random_weights_warning,
+    warn,
+)
 
 SkipUnannotated = Annotated[
     bool, typer.Option(help="Leave videos with labels but no segments out of the mAP (else: an error naming them).")
@@ -57,9 +69,12 @@ def test_cli(
     subset = subset or benchmark(meta.preset).test_subset
     thresholds = parse_tiou(tiou or model.config.localization.eval_tiou)
     scores = out.with_suffix(".cas.npz")
-    tested = test_run(
-        model, meta, data, subset, thresholds, skip_unannotated=skip_unannotated, scores_out=scores, plot_dir=plot_dir
-    )
+    with progress_bars() as bars:
+        task = bars.add_task(f"testing on {subset}", total=None)
+        tested = test_run(
+            model, meta, data, subset, thresholds, skip_unannotated=skip_unannotated, scores_out=scores,
+            plot_dir=plot_dir, on_video=lambda done, total: bars.update(task, completed=done, total=total),
+        )  # fmt: skip
     if tested.quiet:
         warn(tested.quiet)
     tested.detections.write_json(out)
@@ -153,9 +168,20 @@ def localize_cli(
     )
     for report in reports:
         _report_clip(report, model.config.localization, meta.classes)
+    if any(r.clip.result and r.clip.result.detections for r in reports):
+        console.print(score_legend(model.config.localization))
     console.print(f"wrote {out}")
     if any(r.clip.result is None for r in reports):
         raise typer.Exit(1)
+
+
+def score_legend(settings: LocalizationSettings) -> str:
+    """What a detection's score is, so a negative one reads right (the official scores of all four methods)."""
+    video = "1" if settings.binarize_class_score else "the class's video score"
+    return (
+        f"score = the class's mean activation inside the segment minus around it, + {settings.class_score_weight:g} "
+        f"x {video}: a ranking, not a probability (below 0: the segment's surroundings score higher)"
+    )
 
 
 def _report_clip(report: ClipReport, settings: LocalizationSettings, classes: list[str]) -> None:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
+import time
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import typer
+from rich.markup import escape
 
 from ..methods.presets import PresetName
 from .app import Data, Device, Method, Settings, app, console
@@ -82,12 +85,14 @@ def train_cli(
         eval_every=eval_every, tensorboard=tensorboard,
         overrides={k: v for k, v in flags.items() if v is not None} | parse_settings(settings or []),
     )  # fmt: skip
-    if seeds is None:
-        console.print(f"wrote {train(options, on_log=show_progress)}")
-        return
-    for seeded in train_seeds(options, parse_seeds(seeds), on_log=show_progress, report=console.print):
-        if seeded.trained:
-            console.print(f"wrote {seeded.checkpoint}")
+    with TrainingProgress() as progress:
+        if seeds is None:
+            checkpoint = train(options, on_log=progress, report=progress.say)
+            progress.say(f"wrote {checkpoint}")
+            return
+        for seeded in train_seeds(options, parse_seeds(seeds), on_log=progress, report=progress.say):
+            if seeded.trained:
+                progress.say(f"wrote {seeded.checkpoint}")
 
 
 Rounds = Annotated[int, typer.Option(min=1, help="Rounds of pseudo-labelling and training.")]
@@ -112,24 +117,90 @@ def refine_cli(
     from .options import parse_settings
 
     options = RefineOptions(run, data, out, rounds, device, force, parse_settings(settings or []))
-    console.print(f"wrote {refine(options, report=console.print, on_log=show_progress)}")
+    with TrainingProgress() as progress:
+        progress.say(f"wrote {refine(options, report=progress.say, on_log=progress)}")
 
 
-def show_progress(record: dict) -> None:
-    console.print(progress_line(record))
+class TrainingProgress:
+    """What a training run shows while it goes. On a terminal, a Rich bar redrawn every step: steps done, the
+    loss, the latest held-out mAP, time elapsed and left. Elsewhere (a log file, CI), a plain line at the first
+    step, then every ``every`` steps or ``seconds`` seconds, at every held-out evaluation and at the last step,
+    each with the time left; so a long run speaks within seconds of its start either way."""
+
+    def __init__(self, every: int = 10, seconds: float = 10.0):
+        self.every, self.seconds = every, seconds
+        self.bar: Any = None
+        self.task: Any = None
+        self.last_line = -math.inf
+
+    def __enter__(self) -> TrainingProgress:
+        if console.is_terminal:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self.bar = Progress(
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                TextColumn("eta"), TimeRemainingColumn(), console=console,
+            )  # fmt: skip
+            self.bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+    def say(self, text: str) -> None:
+        """A line above the bar (or a plain line)."""
+        (self.bar.console if self.bar is not None else console).print(escape(text))
+
+    def __call__(self, record: dict) -> None:
+        step, total = record["step"], record["of"]
+        held = record.get("held_out")
+        if self.bar is not None:
+            if step == 1 or self.task is None:
+                self.task = self.bar.add_task("", total=total)
+            self.bar.update(self.task, completed=step, description=escape(_short_line(record)))
+            if held:
+                self.say(progress_line(record))
+            return
+        now = time.monotonic()
+        if step == 1 or step == total or held or step % self.every == 0 or now - self.last_line >= self.seconds:
+            self.last_line = now
+            console.print(escape(progress_line(record)))
+
+
+def _short_line(record: dict) -> str:
+    held = record.get("held_out")
+    mAP = f"  held-out avg mAP {100 * held['average_mAP']:.2f}" if held else ""
+    return f"loss {record['loss']:.4f}{mAP}"
 
 
 def progress_line(record: dict) -> str:
-    """One training log record as a line: step, total loss, each term, and the latest held-out score."""
-    skip = ("step", "loss", "seconds", "held_out")
+    """One training record as a line: step of steps, total loss, each term, the time left, and the latest
+    held-out score."""
+    skip = ("step", "of", "loss", "seconds", "held_out")
     terms = "  ".join(f"{k} {v:.4f}" for k, v in record.items() if k not in skip)
-    line = f"step {record['step']:>6}  loss {record['loss']:.4f}  {terms}"
+    step, total, seconds = record["step"], record["of"], record["seconds"]
+    left = seconds / step * (total - step)
+    line = f"step {step:>6}/{total}  loss {record['loss']:.4f}  {terms}  [eta {_duration(left)}]"
     held = record.get("held_out")
     if held:
         label = "selected on test" if held["name"] == "test" else "validation"
         best = f"best {100 * held['best']:.2f} at step {held['best_step']}"
         line += f"  | {label} avg mAP {100 * held['average_mAP']:.2f} ({best})"
     return line
+
+
+def _duration(seconds: float) -> str:
+    minutes, rest = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{rest:02d}s" if minutes else f"{rest}s"
 
 
 @app.command("presets")
@@ -139,14 +210,14 @@ def presets_cli() -> None:
 
 
 def preset_table_markdown() -> str:
-    """The README's table: per method and setting, its value under each preset, with the sources of the
-    ActivityNet values (``*``: the THUMOS14 value kept, no source gives one)."""
+    """The README's table: per method and setting, its value under each preset, with the sources of the values
+    other than THUMOS14's (``*``: the THUMOS14 value kept, no source gives one)."""
     from ..methods import get_method, list_methods
     from ..methods.presets import KEPT, PRESET_NAMES, preset_rows
 
     lines = [
         f"| method | setting | {' | '.join(PRESET_NAMES)} "
-        "| source of the ActivityNet values (official code unless said) |",
+        "| source of the values other than THUMOS14's (official code unless said) |",
         "|---|---|" + "---|" * len(PRESET_NAMES) + "---|",
     ]
     for method in list_methods():

@@ -5,6 +5,7 @@ demo). The commands only choose the inputs and print what comes back."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +15,8 @@ from ..data.annotations import class_index, load_annotations, segments_of, unsco
 from ..data.dataset import Dataset
 from ..features.config import ExtractionConfig
 from ..inference.detections import DetectionTable
-from ..inference.pipeline import ClipResult, localize_clips, localize_dataset
+from ..inference.localize import Detection
+from ..inference.pipeline import ClipResult, infer, localize_clips, localize_dataset
 from ..layout import DataLayout
 from ..methods.base import Method
 from ..run import RunMeta
@@ -44,6 +46,7 @@ def test_run(
     skip_unannotated: bool = False,
     scores_out: Path | None = None,
     plot_dir: Path | None = None,
+    on_video: Callable[[int, int], None] | None = None,
 ) -> TestResult:
     """Localize every video of ``subset``, keep the raw scores in ``scores_out`` (and one figure per video in
     ``plot_dir``, which needs them) and score the detections over ``thresholds``. A subset mixing videos with
@@ -52,7 +55,9 @@ def test_run(
     database = load_annotations(annotations)
     unscored = unscored_videos(database, subset, skip_unannotated, annotations)
     notes: list[str] = []
-    detections = localize_dataset(model, meta, data_dir, subset, scores_out=scores_out, report=notes.append)
+    detections = localize_dataset(
+        model, meta, data_dir, subset, scores_out=scores_out, report=notes.append, on_video=on_video
+    )
     plots = 0
     if plot_dir is not None and scores_out is not None:
         from .plot import plot_saved_scores
@@ -68,6 +73,19 @@ def test_run(
     result = evaluate(database, detections, subset, thresholds, set_aside=unscored)
     in_subset = sum(1 for entry in database.values() if entry.get("subset") == subset)
     return TestResult(subset, detections, result, unscored, in_subset - len(unscored), quiet, plots)
+
+
+def whole_video_detections(model: Method, meta: RunMeta, data_dir: Path, subset: str) -> DetectionTable:
+    """What a detector that only classifies would report: each video's top class over the whole video, scored
+    by its video score. Its mAP is the floor localization must beat (on ActivityNet, actions fill most of a
+    video; on a user's own clips, often too)."""
+    detections = DetectionTable(meta.classes)
+    for video in Dataset(data_dir, subset, classes=meta.classes).videos:
+        rows = video.load()
+        scores = infer(model, rows).video_scores
+        top = int(scores.argmax())
+        detections.add(video.vid, [Detection(top, float(scores[top]), 0.0, video.timing(rows.shape[0]).duration)])
+    return detections
 
 
 @dataclass

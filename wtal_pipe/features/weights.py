@@ -75,9 +75,13 @@ class WeightsInfo:
         return {"path": self.path, "sha256": self.sha256, "layout": self.layout}
 
 
+#: the one rule for where I3D checkpoints live, as every message, example and README says it
+MODELS_RULE = "the models folder: $WTAL_MODELS_DIR if set, else ~/.cache/wtal-pipe/models"
+
+
 def models_dir() -> Path:
-    """Where registry names resolve: ``$WTAL_MODELS_DIR``, else ``$XDG_CACHE_HOME/wtal-pipe/models``
-    (``~/.cache/wtal-pipe/models``); the same wherever wtal-pipe is installed from."""
+    """Where registry names resolve (:data:`MODELS_RULE`; ``~/.cache`` is ``$XDG_CACHE_HOME`` when that is set),
+    the same wherever wtal-pipe is installed from."""
     env = os.environ.get("WTAL_MODELS_DIR")
     if env:
         return Path(env).expanduser()
@@ -107,7 +111,7 @@ def resolve_checkpoint(name_or_path: str) -> tuple[Path, dict | None]:
         path = models_dir() / entry["file"]
         if not path.exists():
             raise DataError(
-                f"checkpoint {name_or_path!r} is not in {models_dir()}",
+                f"checkpoint {name_or_path!r} is not in {models_dir()} ({MODELS_RULE})",
                 f"download {entry['origin']} and save it as {path}",
                 path,
             )
@@ -179,3 +183,32 @@ def load_i3d(stream: str, checkpoint: str | None) -> tuple[InceptionI3d, Weights
             path,
         )
     return model.eval(), WeightsInfo(stream, str(path), digest, layout)
+
+
+@dataclass(frozen=True)
+class FoundCheckpoint:
+    """A registry entry and what the models folder holds for it."""
+
+    name: str
+    path: Path
+    present: bool
+    sha256: str | None  # of the file, when present
+    expected: str | None  # the registry's, when someone pinned it
+
+    @property
+    def verdict(self) -> str:
+        if not self.present:
+            return "missing"
+        if self.expected is None:
+            return "present (the registry pins no sha256 yet: add this one to registry.json once verified)"
+        return "present, sha256 matches the registry" if self.sha256 == self.expected else "sha256 DIFFERS"
+
+
+def inventory() -> list[FoundCheckpoint]:
+    """Every checkpoint the registry knows, and whether the models folder holds it intact."""
+    folder, found = models_dir(), []
+    for name, entry in registry().items():
+        path = folder / entry["file"]
+        digest = sha256_file(path) if path.is_file() else None
+        found.append(FoundCheckpoint(name, path, path.is_file(), digest, entry.get("sha256")))
+    return found

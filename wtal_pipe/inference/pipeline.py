@@ -131,9 +131,11 @@ def localize_dataset(
     subset: str,
     scores_out: Path | None = None,
     report: Callable[[str], None] | None = None,
+    on_video: Callable[[int, int], None] | None = None,
 ) -> DetectionTable:
     """Detections of every video of a subset, one video in memory at a time; optionally saves the raw
-    scores. ``report`` hears why videos have no detections, if some have none for want of a class."""
+    scores. ``report`` hears why videos have no detections, if some have none for want of a class;
+    ``on_video(done, total)`` after each video."""
     dataset = Dataset(data_dir, subset, classes=meta.classes)
     check_feature_dim(dataset, meta)
     table = DetectionTable(meta.classes, {"method": meta.method, "subset": subset, "checkpoint": meta.checkpoint})
@@ -146,6 +148,8 @@ def localize_dataset(
             quiet.add(result.scores.video_scores)
             if save is not None:
                 save(video.vid, result)
+            if on_video is not None:
+                on_video(quiet.seen, len(dataset.videos))
     why = quiet.message()
     if why and report:
         report(why)

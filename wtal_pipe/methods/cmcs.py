@@ -24,6 +24,7 @@ from torch import nn
 
 from ..errors import WtalError
 from .base import Batch, Method, MethodOutput, normalize_rows, typed
+from .presets import CPU_SMALL
 from .registry import register_method
 from .settings import (
     AddonSettings,
@@ -153,7 +154,11 @@ class CMCS(Method):
     )
     addon_defaults = AddonSettings(pseudo_label_target="cas-with-background")  # helped more than the CAS (README)
     negatives_by_default = True
-    presets: ClassVar[Presets] = {"activitynet1.2": activitynet(20000), "activitynet1.3": activitynet(30000)}
+    presets: ClassVar[Presets] = {
+        "activitynet1.2": activitynet(20000),
+        "activitynet1.3": activitynet(30000),
+        "cpu-small": {"accumulate": Sourced(2, CPU_SMALL)},  # two whole videos a step, as the demo trains
+    }
     official_files = (1, 2)
     settings: CMCSNetwork
 

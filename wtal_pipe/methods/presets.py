@@ -1,4 +1,5 @@
-"""Benchmark presets: what each method's authors used on a benchmark, each value with its source.
+"""Presets: what each method's authors used on a benchmark, each value with its source; and ``cpu-small``, the
+settings for a few minutes of training on a CPU (a user's own clips).
 
 ``wtal train --preset activitynet1.2`` trains on the benchmark's training subset with the method's
 published settings for it, and the run remembers the preset, so ``wtal test`` scores the benchmark's test
@@ -9,7 +10,7 @@ Importable without torch (the CLI offers the names as choices).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from ..errors import WtalError
@@ -18,10 +19,12 @@ from .settings import Sourced
 if TYPE_CHECKING:
     from .base import Method
 
-PresetName = Literal["thumos14", "activitynet1.2", "activitynet1.3"]
+PresetName = Literal["thumos14", "activitynet1.2", "activitynet1.3", "cpu-small"]
 PRESET_NAMES: tuple[str, ...] = get_args(PresetName)
 DEFAULT_PRESET = "thumos14"
 KEPT = "THUMOS14 value (no source gives one)"
+#: where the cpu-small values come from: generated validation clips, never a test split
+CPU_SMALL = "wtal-pipe: chosen on generated validation clips (experiments/own_videos.py)"
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,8 @@ class Benchmark:
     test_subset: str
     eval_tiou: str | None  # None: each method's paper's own range (THUMOS14: they differ)
     source: str
+    settings: dict[str, Sourced] = field(default_factory=dict)  # for every method that has the setting
+    rows_from_data: bool = False  # rows sampled per training video: the training videos' median length
 
     def train_subset_of(self, database: dict) -> str:
         """The training subset of an annotation database: the first of ``train_subsets`` it has (else the
@@ -53,6 +58,17 @@ BENCHMARKS: dict[str, Benchmark] = {
         )
         for name in ("activitynet1.2", "activitynet1.3")
     },
+    "cpu-small": Benchmark(
+        ("train", "validation"),
+        "test",
+        None,
+        "your own clips, trained in minutes on a CPU",
+        {
+            name: Sourced(value, CPU_SMALL)
+            for name, value in {"lr": 1e-3, "epochs": 50, "normalize_features": True, "hidden_dim": 256}.items()
+        },
+        rows_from_data=True,
+    ),
 }
 
 #: the settings the preset table always shows, changed or not (num_segments only where rows are sampled)
@@ -72,7 +88,8 @@ def preset_values(method: type[Method], name: str) -> dict[str, Sourced]:
     """Every setting ``name`` changes for ``method``, with its source."""
     facts = benchmark(name)
     values = {"eval_tiou": Sourced(facts.eval_tiou, facts.source)} if facts.eval_tiou else {}
-    return values | method.presets.get(name, {})
+    has = {setting for group in method.setting_groups().values() for setting in group.names()}
+    return values | {k: v for k, v in facts.settings.items() if k in has} | method.presets.get(name, {})
 
 
 def preset_settings(method: type[Method], name: str, overrides: dict[str, Any]) -> dict[str, Any]:

@@ -1,8 +1,8 @@
 """Synthetic clips: textured backgrounds with moving shapes, written with PyAV.
 
-Used by ``wtal make-sample``, the demo's planted-action dataset and the tests, so nothing needs a
-download. Shapes differ by colour, form and motion so that even random-weight I3D features can tell
-the planted "actions" apart.
+Used by ``wtal make-sample`` (one clip, or a folder of clips per class standing in for a user's own videos),
+the demo's planted-action dataset and the tests, so nothing needs a download. Shapes differ by colour, form
+and motion so that even random-weight I3D features can tell the planted "actions" apart.
 """
 
 from __future__ import annotations
@@ -160,3 +160,44 @@ def make_sample(
     actions = [PlantedAction(ACTION_STYLES[0], 1.5, 3.5), PlantedAction(ACTION_STYLES[1], 5.0, 7.0)]
     frames = render_frames(seconds, fps, size[0], size[1], actions, seed=seed)
     return write_video(path, frames, fps=fps), actions
+
+
+def make_class_folders(
+    out: str | Path,
+    classes: int = 2,
+    per_class: int = 4,
+    seconds: float = 8.0,
+    fps: float = 25.0,
+    size: tuple[int, int] = (320, 240),
+    seed: int = 0,
+) -> Path:
+    """What a user with their own clips has: ``OUT/<class>/<class>_<k>.mp4``, one action of its class in each
+    (2-3.5 s somewhere in the clip, a panning camera around it), and ``OUT/labels.csv`` as ``wtal import labels``
+    reads it: every clip's label, the last clip of each class in the test subset with its segment (so a test
+    can be scored), the others in train with the label only (weak supervision). Returns the CSV's path."""
+    import csv
+
+    from ..cache import atomic_path
+
+    if not 1 <= classes <= len(ACTION_STYLES) or per_class < 2:
+        raise ValueError(f"1..{len(ACTION_STYLES)} classes of 2 or more clips each")
+    out, rng = Path(out), np.random.default_rng(seed)
+    rows = []
+    for style in ACTION_STYLES[:classes]:
+        for k in range(per_class):
+            length = float(rng.uniform(2.0, 3.5)) * min(1.0, seconds / 8)
+            margin = min(0.5, (seconds - length) / 2)
+            start = round(float(rng.uniform(margin, seconds - length - margin)), 2)
+            action = PlantedAction(style, start, round(start + length, 2))
+            frames = render_frames(seconds, fps, size[0], size[1], [action], seed=int(rng.integers(1 << 30)), pan=1.0)
+            video = write_video(out / style.name / f"{style.name}_{k}.mp4", frames, fps=fps)
+            test = k == per_class - 1
+            rows.append(
+                [video.stem, style.name, "test" if test else "train", *([start, action.end] if test else ["", ""])]
+            )
+    labels = out / "labels.csv"
+    with atomic_path(labels) as tmp, open(tmp, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["video", "label", "subset", "start", "end"])
+        writer.writerows(rows)
+    return labels

@@ -111,7 +111,7 @@ def refine(
             report(f"round {number}: {kept} pseudo-labelled segments in {len(videos)} training videos")
             labels = Path(str(round_options.pseudo_labels))
             write_pseudo_labels(labels, meta.classes, videos, rounds.settings, _digest(Run(previous).checkpoint))
-            train(round_options, on_log)
+            train(round_options, on_log, report)
         previous, previous_model = round_dir, None
     return _publish(Run(previous), Run(out))
 

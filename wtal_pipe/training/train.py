@@ -45,7 +45,6 @@ class TrainOptions:
     negatives: bool | None = None  # None: the method's default (on for CMCS when negatives exist)
     simulate_clicks: bool = False
     annotator: str | None = None  # read clicks.<annotator>.json instead of clicks.json
-    log_every: int = 10
     val: str | None = None  # held-out videos: a fraction of the training subset ("0.2") or a subset's name
     select_on_test: bool = False  # hold out the test subset instead (the official protocol; labelled so)
     eval_every: int | None = None  # steps between evaluations on the held-out videos (default: a tenth of all)
@@ -183,6 +182,17 @@ class Plan:
     entries: list[Entry]
     held_out: HeldOut | None
     meta: RunMeta
+    rows_note: str = ""  # why num_segments is what it is, when it followed the data
+
+    def summary(self) -> str:
+        """The run in one line, said before its first step."""
+        training, dataset = self.config.training, self.dataset
+        held = f", {len(self.held_out.videos)} held out" if self.held_out else ""
+        rows = f", {self.config.network.num_segments} rows per video{self.rows_note}"
+        return (
+            f"{self.meta.method} on {len(dataset.videos)} {self.meta.subset!r} videos of {dataset.data_dir}{held} "
+            f"({dataset.num_classes} classes): {training.iterations} steps, lr {training.lr:g}{rows}"
+        )
 
 
 def plan_run(options: TrainOptions) -> Plan:
@@ -212,6 +222,7 @@ def plan_run(options: TrainOptions) -> Plan:
         )
     entries = training_entries(dataset.videos, config.training.single_label_copies)
     config = with_epochs(config, len(entries))
+    config, rows_note = _rows_from_data(config, dataset, options) if facts.rows_from_data else (config, "")
     meta = run_meta(
         options.method,
         config,
@@ -229,7 +240,20 @@ def plan_run(options: TrainOptions) -> Plan:
         held_out=held.to_dict() if held else None,
         refinement=options.refinement,
     )
-    return Plan(method, config, dataset, entries, held, meta)
+    return Plan(method, config, dataset, entries, held, meta, rows_note)
+
+
+def _rows_from_data(config: MethodConfig, dataset: Dataset, options: TrainOptions) -> tuple[MethodConfig, str]:
+    """A preset for a user's own clips samples as many rows per training video as the videos' median length
+    (at most the method's own value), not 750 copies of a 12-row clip; a given ``num_segments`` stays."""
+    if "num_segments" in options.overrides or config.training.train_sampling == "whole":
+        return config, ""
+    median = int(np.median([video.load().shape[0] for video in dataset.videos if not video.background_only]))
+    rows = max(1, min(median, config.network.num_segments))
+    network = config.network.replace(num_segments=rows)
+    return dataclasses.replace(
+        config, network=network
+    ), f" (the training videos' median length; preset {options.preset})"
 
 
 @dataclass
@@ -292,10 +316,16 @@ def with_epochs(config: MethodConfig, entries: int) -> MethodConfig:
     return dataclasses.replace(config, training=training.replace(iterations=steps))
 
 
-def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -> Path:
+def train(
+    options: TrainOptions,
+    on_log: Callable[[dict], None] | None = None,
+    report: Callable[[str], None] = lambda _: None,
+) -> Path:
     """Train ``options.method`` on DATA_DIR's training subset; returns the final checkpoint's path (with a
-    held-out set, ``best.pt`` beside it holds the best step's weights)."""
+    held-out set, ``best.pt`` beside it holds the best step's weights). ``report`` hears the run's summary before
+    its first step; ``on_log`` gets every step's record."""
     plan = plan_run(options)
+    report(plan.summary())
     out_dir, replaced = run_target(options.out_dir, force=True, kind="trained")
     session = _prepare(options, plan)
     if out_dir.parent.exists():
@@ -309,7 +339,7 @@ def train(options: TrainOptions, on_log: Callable[[dict], None] | None = None) -
         if monitor is not None:
             monitor.tensorboard = writer
         try:
-            _optimize(session, run.log, on_log, options.log_every, monitor, writer)
+            _optimize(session, run.log, on_log, monitor, writer)
         finally:
             if writer is not None:
                 writer.close()
@@ -363,7 +393,7 @@ def train_seeds(
             report(f"seed {seed}: finished in {out} with these settings, kept")
         else:
             report(f"seed {seed}: training into {out}")
-            train(seeded, on_log)
+            train(seeded, on_log, report)
         done.append(SeedRun(seed, Run(out).checkpoint, trained=not finished.get(seed)))
     return done
 
@@ -424,18 +454,45 @@ class TrainingWarning(UserWarning):
     """A run that goes on, but whose model will not localize well (printed as one WARNING line)."""
 
 
+@dataclass
+class LossWatch:
+    """Warns once when the loss grows far above its lowest so far: ``factor`` times it and by at least
+    ``margin`` (a loss near 0 that doubles is noise, 0.9 -> 95 is a run diverging)."""
+
+    method: str
+    factor: float = 10.0
+    margin: float = 1.0
+    lowest: float = math.inf
+    lowest_step: int = 0
+    warned: bool = False
+
+    def __call__(self, loss: float, step: int, lr: float) -> None:
+        if loss < self.lowest:
+            self.lowest, self.lowest_step = loss, step
+        elif not self.warned and loss > self.factor * max(self.lowest, 0.0) and loss > self.lowest + self.margin:
+            self.warned = True
+            warnings.warn(
+                f"{self.method} at step {step}: the loss grew to {loss:.4g}, {loss / max(self.lowest, 1e-12):.0f}x "
+                f"its lowest ({self.lowest:.4g} at step {self.lowest_step}): training is diverging; lower --lr "
+                f"(now {lr:g}) or stop early",
+                TrainingWarning,
+                stacklevel=2,
+            )
+
+
 def _optimize(
     session: Session,
     log_path: Path,
     on_log: Callable[[dict], None] | None,
-    log_every: int,
     monitor: Monitor | None,
     writer: Any,
 ) -> None:
-    """The optimizer steps: one line of loss terms per step in ``log_path``; the held-out evaluations when
-    ``monitor`` says they are due; the scalars to TensorBoard (``writer``)."""
+    """The optimizer steps: one line of loss terms per step in ``log_path`` (and to ``on_log``, with the step
+    count as ``of``); the held-out evaluations when ``monitor`` says they are due; the scalars to TensorBoard
+    (``writer``); a warning when the loss diverges."""
     trainer = Trainer(session.model, session.device)
     iterations, accumulate = trainer.training.iterations, trainer.training.accumulate
+    diverging = LossWatch(session.model.name)
     start = time.perf_counter()
     with open(log_path, "w") as log:
         for step in range(1, iterations + 1):
@@ -449,6 +506,7 @@ def _optimize(
             }
             if not np.isfinite(record["loss"]):
                 raise WtalError(f"loss became {record['loss']} at step {step}", "lower --lr")
+            diverging(record["loss"], step, lr)
             log.write(json.dumps(record) + "\n")
             if writer is not None:
                 for name, value in record.items():
@@ -463,8 +521,8 @@ def _optimize(
                     "best": monitor.best_score,
                     "best_step": monitor.best_step,
                 }
-            if on_log and (step % log_every == 0 or step == iterations or held_out is not None):
-                on_log(record)
+            if on_log:
+                on_log({**record, "of": iterations})
 
 
 def on_device(batch: Batch, device: torch.device) -> Batch:
