@@ -119,16 +119,19 @@ def machine() -> dict[str, Any]:
 
     from .. import __version__
 
-    cpu = platform.processor() or "unknown"
+    cpu, flags = platform.processor() or "unknown", set[str]()
     if Path("/proc/cpuinfo").exists():
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
-                break
+            elif line.startswith("flags") and not flags:
+                flags = set(line.split(":", 1)[1].split())
     memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     info: dict[str, Any] = {
         "date": datetime.date.today().isoformat(),
         "cpu": cpu,
+        # float results of fp32 kernels differ between these (the demo's numbers do): the widest vector unit
+        "vector_isa": next((isa for isa in ("avx512f", "avx2", "neon") if isa in flags), "other"),
         "cores": len(os.sched_getaffinity(0)),
         "memory_gib": round(memory_gib, 1),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,

@@ -25,6 +25,7 @@ from .synthetic import ACTION_STYLES, PlantedAction, render_frames, write_video
 
 if TYPE_CHECKING:
     from ..evaluation.evaluate import EvaluationResult
+    from ..training.train import TrainOptions
 
 DEMO_CLASSES = ACTION_STYLES[:3]
 FPS = 25.0
@@ -124,7 +125,7 @@ def _pipeline(
 ) -> EvaluationResult:
     """Steps 2-6 on the generated clips: extract, negatives, train, test, localize one clip."""
     from ..data.negatives import build_negatives
-    from ..training.train import TrainOptions, train
+    from ..training.train import train
 
     data, run = out / "data", out / "run"
     _extract(clips, data)
@@ -134,17 +135,24 @@ def _pipeline(
     print_fn(f"      {sum(made)} pseudo videos from {len(made)} training videos")
 
     print_fn(f"[4/6] training CMCS ({iterations} steps, lr 1e-3, 2 videos per step, standardized features)")
-    overrides = {"iterations": iterations, "lr": 1e-3, "accumulate": 2, "normalize_features": True}
     shutil.rmtree(run, ignore_errors=True)  # the demo's own run of an earlier call
-    train(TrainOptions("cmcs", data, run, seed=seed, device="cpu", overrides=overrides))
+    train(demo_training(data, run, iterations, seed))
 
     print_fn("[5/6] testing on the held-out videos")
-    result = _test(run, data, out)
+    result = demo_test(run, data, out)
 
     clip = next(c for c in clips if database[c.stem]["subset"] == "test")
     print_fn(f"[6/6] wtal localize {clip.name} (decode -> flow -> I3D through the cache -> model)")
     _localize_clip(clip, run, data, out, database, print_fn)
     return result
+
+
+def demo_training(data: Path, run: Path, iterations: int, seed: int) -> TrainOptions:
+    """How the demo trains: CMCS, lr 1e-3, two whole videos a step, standardized features, on the CPU."""
+    from ..training.train import TrainOptions
+
+    overrides = {"iterations": iterations, "lr": 1e-3, "accumulate": 2, "normalize_features": True}
+    return TrainOptions("cmcs", data, run, seed=seed, device="cpu", overrides=overrides)
 
 
 def _extract(clips: list[Path], data: Path) -> None:
@@ -160,7 +168,7 @@ def _extract(clips: list[Path], data: Path) -> None:
         raise WtalError(f"demo extraction failed: {failed[0].error}")
 
 
-def _test(run: Path, data: Path, out: Path) -> EvaluationResult:
+def demo_test(run: Path, data: Path, out: Path) -> EvaluationResult:
     """``wtal test`` of the demo's run: detections, raw scores, plots and the mAP table."""
     from ..evaluation.evaluate import THUMOS_TIOU
     from ..evaluation.testing import test_run

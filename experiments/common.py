@@ -1,0 +1,69 @@
+"""What every experiment shares: the results record (the command, the commit measured, the date, the machine,
+every value), and the marked blocks of README.md, BENCHMARKS.md and docs/*.md it renders.
+
+A results file is ``experiments/results/<name>.json``; a block is the text between ``<!-- NAME:begin -->`` and
+``<!-- NAME:end -->`` in one of those files. Only ``render.py`` writes blocks, only from results files.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "experiments" / "results"
+DOCUMENTS = (ROOT / "README.md", ROOT / "BENCHMARKS.md", *sorted((ROOT / "docs").glob("*.md")))
+Renderer = Callable[[dict[str, Any]], dict[str, str]]  # a results record -> {block name: its Markdown}
+
+
+def commit() -> str:
+    """The commit measured, ``+dirty`` when the working tree differed from it."""
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    paths = ["wtal_pipe", "experiments", ":!experiments/results"]  # code, not the results being written
+    dirty = subprocess.run(["git", "status", "--porcelain", "--", *paths], cwd=ROOT, capture_output=True, text=True)
+    return (head or "unknown") + ("+dirty" if dirty.stdout.strip() else "")
+
+
+def record(name: str, values: dict[str, Any]) -> dict[str, Any]:
+    """The results record of experiment ``name`` as run now (by the command line that is running)."""
+    from wtal_pipe.tools.bench import machine
+
+    about = machine()
+    return {
+        "name": name,
+        "command": " ".join(["python", *(Path(a).as_posix() if a.endswith(".py") else a for a in sys.argv)]),
+        "commit": commit(),
+        "date": about.pop("date"),
+        "machine": about,
+        "values": values,
+    }
+
+
+def save(result: dict[str, Any]) -> Path:
+    """Write ``experiments/results/<name>.json`` (whole, atomically)."""
+    from wtal_pipe.cache import atomic_write_json
+
+    path = RESULTS / f"{result['name']}.json"
+    atomic_write_json(path, result)
+    return path
+
+
+def load(name: str) -> dict[str, Any]:
+    return json.loads((RESULTS / f"{name}.json").read_text())
+
+
+def block_pattern(name: str) -> re.Pattern[str]:
+    return re.compile(rf"(<!-- {re.escape(name)}:begin -->\n)(.*?)(<!-- {re.escape(name)}:end -->)", re.S)
+
+
+def machine_line(result: dict[str, Any]) -> str:
+    """Where and when a number was measured, in words (for the rendered blocks)."""
+    m = result["machine"]
+    gpu = f", {m['gpu']}" if m.get("gpu") else ", no GPU"
+    where = f"{m['cpu']} ({m['vector_isa']}), {m['cores']} cores{gpu}"
+    return f"{where}; {result['date']}, commit {result['commit'][:10]}; `{result['command']}`"
