@@ -35,7 +35,7 @@ def test_the_cpu_preset_samples_as_many_rows_as_the_videos_have_and_says_so(data
     rows = meta["config"]["network"]["num_segments"]
     assert rows == int(np.median(lengths)) and meta["config"]["network"]["hidden_dim"] == 256
     assert f"{rows} rows per video (the training videos' median length; preset cpu-small)" in out
-    assert meta["config"]["training"]["iterations"] == 50 and meta["preset"] == "cpu-small"  # 50 epochs of 1 batch
+    assert meta["config"]["training"]["iterations"] == 100 and meta["preset"] == "cpu-small"  # 100 epochs, 1 batch
     code, _, err = run_cli(
         "train", "--method", "um", "--data", data, "--out", tmp_path / "r2", "--preset", "cpu-small",
         "--num-segments", "32", "--iters", "2", "--device", "cpu",

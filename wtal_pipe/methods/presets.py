@@ -65,7 +65,7 @@ BENCHMARKS: dict[str, Benchmark] = {
         "your own clips, trained in minutes on a CPU",
         {
             name: Sourced(value, CPU_SMALL)
-            for name, value in {"lr": 1e-3, "epochs": 50, "normalize_features": True, "hidden_dim": 256}.items()
+            for name, value in {"lr": 1e-3, "epochs": 100, "normalize_features": True, "hidden_dim": 256}.items()
         },
         rows_from_data=True,
     ),
