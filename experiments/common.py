@@ -34,9 +34,11 @@ def record(name: str, values: dict[str, Any]) -> dict[str, Any]:
     from wtal_pipe.tools.bench import machine
 
     about = machine()
+    script = Path(sys.argv[0]).resolve()
+    shown = script.relative_to(ROOT).as_posix() if script.is_relative_to(ROOT) else sys.argv[0]
     return {
         "name": name,
-        "command": " ".join(["python", *(Path(a).as_posix() if a.endswith(".py") else a for a in sys.argv)]),
+        "command": " ".join(["python", shown, *sys.argv[1:]]),
         "commit": commit(),
         "date": about.pop("date"),
         "machine": about,

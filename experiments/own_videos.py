@@ -90,12 +90,16 @@ def render(result: dict[str, Any]) -> dict[str, str]:
     values = result["values"]
     steps = ", ".join(f"`{c['command'].split()[1]}` {c['seconds']:g} s" for c in values["commands"])
     text = (
-        f"Measured: the block above, verbatim, in {values['total_seconds'] / 60:.1f} minutes ({steps}). On its "
+        f"Measured: the block above, verbatim, in {_duration(values['total_seconds'])} ({steps}). On its "
         f"{values['test_videos']} test clips `wtal test` prints an average mAP (tIoU 0.1:0.7) of "
         f"{values['average_mAP']:.2f}, against {values['whole_video_average_mAP']:.2f} for predicting each whole "
         f"clip as its top class. {machine_line(result)}."
     )
     return {"own-videos-measured": text}
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} minutes"
 
 
 def main() -> None:
