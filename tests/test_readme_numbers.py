@@ -40,7 +40,7 @@ def test_a_digit_changed_in_a_rendered_block_is_named(tmp_path, monkeypatch):
 def test_every_results_file_says_what_measured_it():
     for path in sorted(common.RESULTS.glob("*.json")):
         result = json.loads(path.read_text())
-        assert result["command"].startswith("python experiments/") and len(result["commit"]) >= 40, path
+        assert f"experiments/{result['name']}.py" in result["command"] and len(result["commit"]) >= 40, path
         assert result["date"] and result["machine"]["cpu"] and result["machine"]["vector_isa"], path
 
 
