@@ -82,22 +82,34 @@ def test_a_worker_killed_mid_task_costs_only_its_task(client, make_clip, tmp_pat
             "outcomes", extract_on_cluster(client, clips, job(client, tmp_path / "dask", 40))
         )
     )
-    runner.start()
-    pids = client.run(os.getpid)
-    deadline = time.time() + 60
-    while time.time() < deadline and not any(
-        k.startswith("flow-") for keys in client.processing().values() for k in keys
-    ):
-        time.sleep(0.05)
-    busy = next(w for w, keys in client.processing().items() if any(k.startswith("flow-") for k in keys))
-    time.sleep(0.3)
-    os.kill(pids[busy], signal.SIGKILL)
-    runner.join(timeout=240)
+    with distributed.get_task_stream(client) as stream:
+        runner.start()
+        pids = client.run(os.getpid)
+        busy, task = _a_running_flow_task(client)
+        stem, start = task.split("-")[1], int(task.rsplit("-", 1)[1])
+        unfinished = not list((tmp_path / "dask" / "cache" / stem).glob(f"flow-*.{start}-*.npy"))
+        os.kill(pids[busy], signal.SIGKILL)  # its part was not written yet: the kill is mid-task
+        runner.join(timeout=240)
     assert not runner.is_alive()
+    assert unfinished, f"{task} had finished before the kill; the test did not test a kill mid-task"
     assert pids[busy] not in client.run(os.getpid).values()  # the worker really died (the nanny restarted it)
     assert [o.status for o in result["outcomes"]] == ["done", "done"]
+    finished_on = {record["key"]: record["worker"] for record in stream.data if "key" in record}
+    assert finished_on.get(task) not in (None, busy)  # the killed task ran again, elsewhere
     for clip in clips:
         assert np.array_equal(np.load(tmp_path / "dask" / "features" / f"{clip.stem}.npy"), expected[clip.stem])
+
+
+def _a_running_flow_task(client) -> tuple[str, str]:
+    """A worker and the flow task it is processing, waited for on the scheduler's own state."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        for worker, keys in client.processing().items():
+            running = [key for key in keys if key.startswith("flow-")]
+            if running:
+                return worker, running[0]
+        time.sleep(0.05)  # polling the scheduler; nothing is asserted about the time
+    raise AssertionError("no flow task started within a minute")
 
 
 def test_cli_cluster_reports_a_broken_clip_and_finishes_the_others(make_clip, run_cli, tmp_path):

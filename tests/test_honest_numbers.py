@@ -82,17 +82,25 @@ def test_training_holds_out_scores_and_keeps_the_best_step(data, tmp_path, run_c
     assert code == 0 and "final step (no selection)" in out
 
 
-def test_selecting_on_test_is_said_in_every_output(data, tmp_path, run_cli):
+def test_selecting_on_test_is_said_in_every_output_and_keeps_the_best_step_on_test(data, tmp_path, run_cli):
     run = tmp_path / "run"
     code, out, _ = run_cli(
-        "train", "--method", "um", "--data", data, "--out", run, "--iters", "8", "--select-on", "test", "--eval-every",
-        "4", *QUICK,
+        "train", "--method", "um", "--data", data, "--out", run, "--iters", "12", "--select-on", "test", "--eval-every",
+        "3", *QUICK,
     )  # fmt: skip
     assert code == 0 and "| selected on test avg mAP" in out
-    assert json.loads((run / "config.json").read_text())["held_out"]["selected_on"] == "test"
+    meta = json.loads((run / "config.json").read_text())
+    assert meta["held_out"]["selected_on"] == "test"
+    metrics = _lines(run / "metrics.jsonl")
+    best = max(metrics, key=lambda m: m["average_mAP"])  # the first of equals, as the monitor keeps it
+    assert meta["best"] == {"step": best["step"], "average_mAP": best["average_mAP"]}
     code, out, _ = run_cli("test", "--run", run, "--data", data, "--out", tmp_path / "d.json", "--checkpoint", "best")
     assert code == 0 and out.count("selected on test") >= 2
     assert "selected on test" in json.loads((tmp_path / "d.json").read_text())["external_data"]["checkpoint"]
+    truth = load_annotations(data / "annotations.json")
+    dets = json.loads((tmp_path / "d.json").read_text())
+    scored = evaluate(truth, read_detections(dets, truth), "test", parse_tiou("0.1:0.7:0.1"))
+    assert scored.average_map == pytest.approx(best["average_mAP"], abs=1e-6)  # best.pt is the step that scored it
     code, out, _ = run_cli("report", run, "--data", data, "--checkpoint", "best")
     assert code == 0 and "| selected on test |" in out and "**selected on test**" in out
 

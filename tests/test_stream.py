@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -166,20 +165,25 @@ def test_a_truncated_video_keeps_its_flow_for_allow_partial(tmp_path, model, mon
 
 
 def test_prefetch_keeps_the_producer_a_bounded_distance_ahead():
-    produced, consumed, gaps = [0], 0, []
+    """The consumer waits (on a condition, not a clock) until the producer has run as far ahead as it can, then
+    checks it went no further: the queue's ``depth`` items, plus the one it holds while waiting to put it."""
+    produced, ran_ahead = [0], threading.Condition()
+    total, depth = 40, 2
 
     def source():
-        for i in range(40):
-            produced[0] += 1
+        for i in range(total):
+            with ran_ahead:
+                produced[0] += 1
+                ran_ahead.notify_all()
             yield i
 
-    for item in prefetch(source(), depth=2):
-        time.sleep(0.002)
-        consumed += 1
-        gaps.append(produced[0] - consumed)
-        assert item == consumed - 1
-    # the queue holds 2, the producer holds at most one more while it waits to put it
-    assert consumed == 40 and max(gaps) <= 3 and max(gaps) >= 2
+    for taken, item in enumerate(prefetch(source(), depth=depth), start=1):
+        assert item == taken - 1
+        furthest = min(taken + depth + 1, total)
+        with ran_ahead:
+            assert ran_ahead.wait_for(lambda bound=furthest: produced[0] >= bound, timeout=30), (taken, produced[0])
+            assert produced[0] == furthest  # never more than depth + 1 ahead of what was taken
+    assert taken == total
 
 
 def test_prefetch_raises_the_producers_error_and_stops_it_when_the_consumer_leaves():
