@@ -66,6 +66,7 @@ def test_bench_quick_measures_every_section_next_to_its_baseline(tmp_path, run_c
         "Optical flow",
         "I3D features",
         "End to end",
+        "Extraction recipes",
         "Memory",
         "Training",
         "Localize and evaluate",
@@ -81,6 +82,13 @@ def test_bench_quick_measures_every_section_next_to_its_baseline(tmp_path, run_c
     detections = [m for m in sections["Localize and evaluate"]["measures"] if "localize (" in m["what"]]
     assert len(detections) == 4 and all(" 0 detections" not in m["what"] for m in detections)
     assert "## End to end" in report and "| speed-up |" in report
+    recipes = [m["what"] for m in sections["Extraction recipes"]["measures"]]  # 1 s at 30 fps, each recipe's rows
+    assert [w.rsplit(", ", 1)[1] for w in recipes] == [
+        "bas-um-thumos14 (1 row)",
+        "cmcs-actionformer-thumos14 (4 rows)",
+        "wtalc (1 row)",
+        "anet13-100-rows (100 rows)",
+    ]
     scale = {m["what"]: m["value"] for m in sections["ActivityNet scale"]["measures"]}
     assert len(scale) == 8 and all(scale[f"{n} videos: wtal train peak RSS"] > 100 for n in (30, 300))
 

@@ -78,10 +78,15 @@ def test_lossless_pixels_survive_exactly(tmp_path):
 def test_resize_short_side_then_centre_crop(width, height):
     rgb = np.zeros((height, width, 3), np.uint8)
     rgb[height // 2, width // 2] = 255  # the centre survives the crop, near the centre
-    out = resize_and_crop(rgb, 256, 224)
+    out = resize_and_crop(rgb, DecodeConfig(short_side=256, crop=224))
     assert out.shape == (224, 224, 3)
     y, x = np.unravel_index(out[..., 0].argmax(), out.shape[:2])
     assert abs(y - 112) <= 2 and abs(x - 112) <= 2
+    # a fixed size instead (340x256 releases): the whole frame, aspect ratio not kept, the centre stays central
+    whole = resize_and_crop(rgb, DecodeConfig(resize=(340, 256), crop=None))
+    assert whole.shape == (256, 340, 3)
+    y, x = np.unravel_index(whole[..., 0].argmax(), whole.shape[:2])
+    assert abs(y - 128) <= 2 and abs(x - 170) <= 2
 
 
 def test_portrait_odd_size_video(make_clip):

@@ -101,7 +101,7 @@ def test_streamed_extraction_equals_the_cached_route(make_clip, tmp_path, model,
     frames_path, frames_record = stages.ensure_frames(plan)
     flow_path = stages.write_flow(plan, frames_path, workers=1)
     frames, flows = np.load(frames_path), np.load(flow_path)
-    cached = features_from_arrays(frames, flows, model, chunk=16, batch_size=batch_size)
+    cached = features_from_arrays(frames, flows, model, config=extraction.features)
 
     assert np.array_equal(streamed, cached)
     (streamed_flow,) = cache.glob("flow-*.npy")

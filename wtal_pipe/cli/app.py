@@ -32,6 +32,8 @@ import_app = typer.Typer(
     help="Bring other published layouts into a DATA_DIR or RUN_DIR.", no_args_is_help=True, rich_markup_mode=None
 )
 app.add_typer(import_app, name="import")
+features_app = typer.Typer(help="Inspect feature sets.", no_args_is_help=True, rich_markup_mode=None)
+app.add_typer(features_app, name="features")
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
 

@@ -5,31 +5,70 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 from rich.markup import escape
 
 from ..features.config import ExtractionConfig, Precision
 from ..video.flow_engines import flow_presets
-from .app import Data, Device, Workers, app, console, err_console, progress_bars, random_weights_warning, warn
+from .app import (
+    Data,
+    Device,
+    Workers,
+    app,
+    console,
+    err_console,
+    features_app,
+    progress_bars,
+    random_weights_warning,
+    warn,
+)
 
 if TYPE_CHECKING:
     from ..features.extract import ExtractJob, ExtractOutcome, OnResult
     from ..features.two_stream import I3DPair, ProgressFn
 
 DEFAULTS = ExtractionConfig()
-Fps = Annotated[float, typer.Option(min=0.001, help="Target frame rate (frames picked by timestamp).")]
-ShortSide = Annotated[int, typer.Option(min=1, help="Resize so the short side has this many pixels.")]
-Crop = Annotated[int, typer.Option(min=1, help="Centre crop size.")]
+Fps = Annotated[
+    float | None, typer.Option(min=0.001, help="Target frame rate, frames picked by timestamp (default 25).")
+]
+ShortSide = Annotated[int | None, typer.Option(min=1, help="Resize so the short side has this many pixels (256).")]
+Crop = Annotated[int | None, typer.Option(min=1, help="Centre crop size (224).")]
+Resize = Annotated[
+    str | None, typer.Option(help="Resize to exactly WxH instead (e.g. 340x256); no crop then unless --crop.")
+]
+Stride = Annotated[
+    int | None,
+    typer.Option(min=1, help="Frames from one row's start to the next (default: the chunk; less: rows overlap)."),
+]
+CropsOption = Annotated[
+    Literal["center", "ten"] | None,
+    typer.Option(
+        help="Frames larger than 224: their centre, or ten crops (corners, centre, mirrored) averaged (10x I3D)."
+    ),
+]
+Rows = Annotated[
+    int | None, typer.Option(min=1, help="Resample each video to this many rows (fixed-length releases, e.g. 100).")
+]
+RecipeOption = Annotated[
+    str | None,
+    typer.Option(help="Start from the settings a public release was made with (--list-recipes); flags override them."),
+]
+ListRecipes = Annotated[
+    bool, typer.Option("--list-recipes", help="Print every recipe, each value with its source, and exit.")
+]
 FlowPresetOption = Annotated[
-    str,
+    str | None,
     typer.Option(
         help=f"Flow preset, one of {', '.join(flow_presets())}: tvl1 (OpenCV, CPU workers) is the published "
         "convention; tvl1-torch is the same TV-L1 batched in PyTorch on the extraction device (a GPU when present).",
     ),
 ]
-Chunk = Annotated[int, typer.Option(min=1, help="Frames per feature row.")]
+FlowBound = Annotated[
+    float | None, typer.Option(min=0.001, help="Clip flow to +-this many pixels, then scale to [-1, 1] (20).")
+]
+Chunk = Annotated[int | None, typer.Option(min=1, help="Frames per feature row (16).")]
 RgbWeights = Annotated[str | None, typer.Option(help="RGB I3D checkpoint: path or registry name.")]
 FlowWeights = Annotated[str | None, typer.Option(help="Flow I3D checkpoint: path or registry name.")]
 PrecisionOption = Annotated[
@@ -61,18 +100,26 @@ ShardOption = Annotated[
 MergeReport = Annotated[
     bool, typer.Option("--merge-report", help="Extract nothing: list the videos without intact features in DATA_DIR.")
 ]
-Videos = Annotated[list[Path], typer.Argument(help="Video files and/or folders (searched recursively).")]
 
 
 @app.command("extract")
 def extract_cli(
-    videos: Videos,
+    videos: Annotated[
+        list[Path] | None, typer.Argument(help="Video files and/or folders (searched recursively).")
+    ] = None,
     data: Data = Path("data"),
-    fps: Fps = DEFAULTS.decode.fps,
-    short_side: ShortSide = DEFAULTS.decode.short_side,
-    crop: Crop = DEFAULTS.decode.crop,
-    flow: FlowPresetOption = DEFAULTS.flow.preset,
-    chunk: Chunk = DEFAULTS.features.chunk,
+    recipe: RecipeOption = None,
+    list_recipes: ListRecipes = False,
+    fps: Fps = None,
+    short_side: ShortSide = None,
+    crop: Crop = None,
+    resize: Resize = None,
+    flow: FlowPresetOption = None,
+    flow_bound: FlowBound = None,
+    chunk: Chunk = None,
+    stride: Stride = None,
+    crops: CropsOption = None,
+    rows: Rows = None,
     rgb_weights: RgbWeights = None,
     flow_weights: FlowWeights = None,
     device: Device = "auto",
@@ -87,12 +134,20 @@ def extract_cli(
     merge_report: MergeReport = False,
 ):
     """Decode -> optical flow (--flow; TV-L1 by default) -> two-stream I3D: one (T, 2048) .npy + provenance
-    .json per video."""
+    .json per video. --recipe starts from the settings a public feature release was made with."""
+    from ..errors import WtalError
     from ..features.extract import ExtractJob
+    from ..features.recipes import recipes_markdown, resolve
 
-    extraction = DEFAULTS.replace(
-        fps=fps, short_side=short_side, crop=crop, preset=flow, chunk=chunk, rgb_weights=rgb_weights,
-        flow_weights=flow_weights, precision=precision, batch_size=batch_size,
+    if list_recipes:
+        print(recipes_markdown(), end="")
+        return
+    if not videos:
+        raise WtalError("no videos given", "pass video files or folders (or --list-recipes)")
+    extraction = resolve(
+        recipe, fps=fps, short_side=short_side, crop=crop, resize=_size(resize), preset=flow, bound=flow_bound,
+        chunk=chunk, stride=stride, crops=crops, rows=rows, rgb_weights=rgb_weights, flow_weights=flow_weights,
+        precision=precision, batch_size=batch_size,
     )  # fmt: skip
     found = _videos(videos, data, shard, merge_report)
     model = _extractor(extraction, "cpu" if scheduler else device, scheduler)  # on a cluster: checks the weights
@@ -129,6 +184,19 @@ def run_extraction(
     with connect(scheduler) as client:
         cluster_job = ClusterJob.probe(client, job, device=device, split_frames=split)
         return extract_on_cluster(client, [video.resolve() for video in videos], cluster_job, on_result)
+
+
+def _size(text: str | None) -> tuple[int, int] | None:
+    """``"340x256"`` -> (340, 256)."""
+    if text is None:
+        return None
+    from ..errors import WtalError
+
+    width, _, height = text.lower().partition("x")
+    try:
+        return int(width), int(height)
+    except ValueError:
+        raise WtalError(f"--resize {text!r} is not WIDTHxHEIGHT", "e.g. --resize 340x256") from None
 
 
 def _summarize(outcomes: list[ExtractOutcome]) -> None:
@@ -262,3 +330,29 @@ def negatives_cli(
         f"{len(made)} pseudo videos ({sum(r.rows for r in made)} rows) in {DataLayout(data).negatives_dir}, "
         f"{len(results) - len(made)} videos skipped"
     )
+
+
+@features_app.command("compare")
+def compare_features_cli(
+    first: Annotated[Path, typer.Argument(help="Features folder A (<video>.npy, e.g. yours: DATA_DIR/features).")],
+    second: Annotated[
+        Path, typer.Argument(help="Features folder B (e.g. a public release imported with wtal import).")
+    ],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Also write the table as Markdown here.")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write every number as JSON here.")] = None,
+):
+    """How two feature sets of the same videos differ: row alignment (rate and shift), cosine per stream, the
+    recorded settings that differ, and a verdict per video naming the likeliest cause."""
+    from ..cache import atomic_write_text, check_output_file
+    from ..data.compare import compare_folders, markdown, to_json
+
+    for path, option in ((out, "--out"), (json_out, "--json")):
+        if path is not None:
+            check_output_file(path, option)  # before the work: a bad path fails in a second, not after it
+    found = compare_folders(first, second)
+    table = markdown(found, first, second)
+    console.print(table, markup=False, end="")
+    for path, text in ((out, table), (json_out, to_json(found))):
+        if path is not None:
+            atomic_write_text(path, text)
+            console.print(f"wrote {path}")

@@ -100,6 +100,9 @@ class VideoTiming:
     duration: float  # seconds
     frame_count: int  # frames of the video (localization grids at frame resolution)
     frames_per_step: float  # video frames from one row's start to the next
+    # seconds a row's window reaches past its step when rows overlap, halved: row k's window is centred at
+    # k * seconds_per_row + offset + seconds_per_row / 2 (0 for rows that do not overlap)
+    offset: float = 0.0
 
     @classmethod
     def of(cls, rows: int, timing: FeatureTiming, duration: float, frame_rate: float) -> VideoTiming:
@@ -107,8 +110,9 @@ class VideoTiming:
         frames = max(1, round(duration * frame_rate))
         if timing.whole_video:
             return cls(rows, duration / rows, duration, frames, frames / rows)
-        assert timing.stride is not None
-        return cls(rows, timing.seconds_per_step(), duration, frames, float(timing.stride))
+        assert timing.stride is not None and timing.frames_per_row is not None and timing.fps is not None
+        offset = max(0, timing.frames_per_row - timing.stride) / 2 / timing.fps
+        return cls(rows, timing.seconds_per_step(), duration, frames, float(timing.stride), offset)
 
     def to_array(self) -> np.ndarray:
         """As one float array (the raw-scores file), fields in order."""
@@ -116,17 +120,18 @@ class VideoTiming:
 
     @classmethod
     def from_array(cls, values: np.ndarray) -> VideoTiming:
-        rows, seconds_per_row, duration, frames, per_step = values.tolist()
-        return cls(int(rows), seconds_per_row, duration, int(frames), per_step)
+        rows, seconds_per_row, duration, frames, per_step, *offset = values.tolist()  # files of 0.2: no offset
+        return cls(int(rows), seconds_per_row, duration, int(frames), per_step, *offset)
 
 
 def own_timing(features_path: Path) -> FeatureTiming | None:
     """A feature file's timing as its own record gives it (``wtal extract``, ``wtal import``), or None."""
     provenance = Provenance.read(features_path)
     if provenance.extraction is not None:
-        extraction = provenance.extraction
-        chunk = extraction.features.chunk
-        return FeatureTiming(extraction.decode.fps, chunk, chunk)
+        features = provenance.extraction.features
+        if features.rows is not None:  # resampled to a fixed number of rows over the whole video
+            return FeatureTiming()
+        return FeatureTiming(provenance.extraction.decode.fps, features.chunk, features.step)
     if provenance.timing is not None:
         return FeatureTiming.from_dict(provenance.timing, features_path.with_suffix(".json"))
     return None

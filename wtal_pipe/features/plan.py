@@ -49,10 +49,12 @@ class StageKeys:
     @classmethod
     def derive(cls, fingerprint: str, extraction: ExtractionConfig, features: FeatureIdentity) -> StageKeys:
         # "decode" salts the frames key: the stage's first name, kept so that existing caches stay valid
-        frames = stage_key("decode", fingerprint, extraction.decode)
+        frames = stage_key("decode", fingerprint, extraction.decode.identity())
         flow = stage_key("flow", frames, extraction.flow)
         weights = {"rgb": features.rgb, "flow": features.flow}
-        return cls(frames, flow, stage_key("features", flow, extraction.features.chunk, features.precision, weights))
+        layout = extraction.features.layout()  # stride, crops, rows: in the key only when not the default
+        config = [extraction.features.chunk, features.precision, weights, *([layout] if layout else [])]
+        return cls(frames, flow, stage_key("features", flow, *config))
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from ..video import decode, flow
 from .plan import CacheEntry, VideoPlan
 from .provenance import FlowRecord, FramesRecord, Provenance, extracted_record
 from .stream import frame_blocks, prefetch, stream_features
-from .two_stream import I3DPair, ProgressFn, features_from_arrays
+from .two_stream import I3DPair, ProgressFn, features_from_arrays, pooled_rows
 
 Status = Literal["done", "cached", "failed"]  # of one video
 
@@ -57,7 +57,7 @@ def ensure_frames(plan: VideoPlan, progress: ProgressFn | None = None) -> tuple[
     info, stats = decode.probe(plan.video), decode.DecodeStats()
     with atomic_path(entry.data) as tmp:
         with open(tmp, "wb") as fh:
-            writer = NpyStreamWriter(fh, (config.crop, config.crop, 3), np.uint8)
+            writer = NpyStreamWriter(fh, (*config.frame_size, 3), np.uint8)
             for frame in decode.iter_frames(plan.video, config, stats):
                 writer.append(frame.rgb)
                 if progress and frame.index % 25 == 0:
@@ -165,8 +165,7 @@ def features_from_caches(plan: VideoPlan, frames_path: Path, model: I3DPair, pro
         np.load(frames_path, mmap_mode="r"),
         np.load(plan.flow.data, mmap_mode="r"),
         model,
-        chunk=features.chunk,
-        batch_size=features.batch_size,
+        config=features,
         progress=progress,
     )
 
@@ -190,10 +189,9 @@ def stream_stages(
         info, stats = decode.probe(plan.video), decode.DecodeStats()
         expected = round((info.duration or 0) * extraction.decode.fps)
         blocks = frame_blocks((frame.rgb for frame in decode.iter_frames(plan.video, extraction.decode, stats)), block)
-    crop = extraction.decode.crop
     with atomic_path(plan.flow.data) as tmp, closing(prefetch(blocks)) as queued:  # closing: the decoder stops now
         with open(tmp, "wb") as fh:
-            writer = NpyStreamWriter(fh, (crop, crop, 2), np.uint8)
+            writer = NpyStreamWriter(fh, (*extraction.decode.frame_size, 2), np.uint8)
             rows = stream_features(
                 queued,
                 model,
@@ -254,13 +252,15 @@ def run_plan(
     same_key = Provenance.read(features.data).keys.get("features") == plan.keys.features
     if plan.reuses("features") and same_key and reusable(features.data, features.record):
         return "cached"
-    flow_cached = flow_is_cached(plan)
-    if plan.extraction.flow.on_device and not flow_cached:
+    flow_cached, layout = flow_is_cached(plan), plan.extraction.features
+    if plan.extraction.flow.on_device and not flow_cached and not layout.layout():  # the streamed route: default rows
         rows, frames = stream_stages(plan, model, progress, allow_partial)
     else:
         frames_path, frames = checked_frames(plan, progress, allow_partial)
         if not flow_cached:
             write_flow(plan, frames_path, workers=workers, device=str(model.device), progress=progress)
         rows = features_from_caches(plan, frames_path, model, progress)
+    if layout.rows is not None:
+        rows = pooled_rows(rows, layout.rows, chunk=layout.chunk, step=layout.step, fps=plan.extraction.decode.fps)
     write_features(plan, rows, frames, model)
     return "done"

@@ -67,13 +67,16 @@ def normalize(signal: np.ndarray, mode: str) -> np.ndarray:
 @dataclass(frozen=True)
 class GridTime:
     """Grid index -> seconds as ``index / divisor * scale``, the arithmetic of the official code (segment
-    ends that differ in the last bit flip NMS decisions at exactly the threshold)."""
+    ends that differ in the last bit flip NMS decisions at exactly the threshold), plus ``offset`` for rows
+    that overlap (``VideoTiming.offset``; 0 leaves the official arithmetic untouched)."""
 
     divisor: float
     scale: float
+    offset: float = 0.0
 
     def __call__(self, index: np.ndarray) -> np.ndarray:
-        return np.asarray(index, np.float64) / self.divisor * self.scale
+        seconds = np.asarray(index, np.float64) / self.divisor * self.scale
+        return seconds + self.offset if self.offset else seconds
 
 
 def resample(signal: np.ndarray, config: LocalizationSettings, timing: VideoTiming) -> tuple[np.ndarray, GridTime]:
@@ -95,18 +98,19 @@ def resample(signal: np.ndarray, config: LocalizationSettings, timing: VideoTimi
     factor = max(1, round(per_row)) if config.upsample == "frames" else int(config.upsample)
     if config.resample == "centres":  # BackTAL: index / frame_num * duration
         n = max(1, timing.frame_count) if config.upsample == "frames" else factor * t_in
-        span = timing.duration if config.upsample == "frames" else timing.rows * timing.seconds_per_row
+        whole = config.upsample == "frames"  # the grid spans the video itself: overlapping rows need no offset
+        span = timing.duration if whole else timing.rows * timing.seconds_per_row
         columns = [
             cv2.resize(np.ascontiguousarray(signal[:, k][None], np.float32), (n, 1), interpolation=cv2.INTER_LINEAR)[0]
             for k in range(signal.shape[1])
         ]
-        return np.stack(columns, axis=1).astype(np.float64), GridTime(n, span)
+        return np.stack(columns, axis=1).astype(np.float64), GridTime(n, span, 0.0 if whole else timing.offset)
     if config.resample == "starts-extrapolated":  # BaS-Net/UM: index * (16 v_len) / (scale T_in fps)
         knots, points = np.arange(t_in), np.arange(0, t_in, 1 / factor)
-        time = GridTime(1.0, (per_row * timing.rows) / (factor * t_in * fps))
+        time = GridTime(1.0, (per_row * timing.rows) / (factor * t_in * fps), timing.offset)
     else:  # CMCS: frame index / fps
         knots, points = np.arange(t_in) * factor, np.arange(factor * (t_in - 1) + 1)
-        time = GridTime(fps * factor / per_row * t_in / timing.rows, 1.0)
+        time = GridTime(fps * factor / per_row * t_in / timing.rows, 1.0, timing.offset)
     if t_in == 1:  # a single row has no slope (the official code cannot interpolate it)
         return np.repeat(np.asarray(signal, np.float64), points.size, axis=0), time
     fill = "extrapolate" if config.resample == "starts-extrapolated" else np.nan

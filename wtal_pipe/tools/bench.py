@@ -83,6 +83,7 @@ class Sizes:
     thumos_train: bool
     localize_videos: int
     localize_dim: int  # feature width (and hidden width) of the localize section's models
+    recipe_seconds: float = 4.0  # the clip each extraction recipe runs on (ten crops cost 40x the default's I3D)
     scale_videos: tuple[int, int] = (1_500, 15_000)  # ActivityNet 1.3 has ~15,000 videos
     scale_dim: int = 2048
     scale_steps: int = 100
@@ -95,14 +96,14 @@ class Sizes:
                 clip_seconds=1.0, source=(160, 120), flow_crop=64, flow_pairs=4, torch_batches=(1, 2), i3d_crop=64,
                 i3d_batch=1, i3d_batches=1, end_to_end_crop=64, memory_seconds=(1.0, 3.0), memory_crop=32,
                 memory_flow="dis", train_steps=2, thumos_train=False, localize_videos=8, localize_dim=64,
-                scale_videos=(30, 300), scale_dim=16, scale_steps=3,
+                scale_videos=(30, 300), scale_dim=16, scale_steps=3, recipe_seconds=1.0,
             )  # fmt: skip
         if gpu:
             return cls(
                 clip_seconds=30.0, source=(640, 360), flow_crop=224, flow_pairs=256, torch_batches=(8, 32, 64, 128),
                 i3d_crop=224, i3d_batch=32, i3d_batches=8, end_to_end_crop=224, memory_seconds=(60.0, 600.0),
                 memory_crop=224, memory_flow="tvl1-torch", train_steps=20, thumos_train=True, localize_videos=210,
-                localize_dim=2048,
+                localize_dim=2048, recipe_seconds=30.0,
             )  # fmt: skip
         return cls(
             clip_seconds=20.0, source=(640, 360), flow_crop=224, flow_pairs=60, torch_batches=(1, 4), i3d_crop=224,
@@ -349,6 +350,41 @@ def bench_end_to_end(clip: Path, sizes: Sizes, device: str, workdir: Path) -> Se
         )
         real_time = sizes.clip_seconds / seconds
         section.measures.append(Measure(f"x real time, {preset}", real_time, "x", sizes.clip_seconds / naive[0]))
+    return section
+
+
+def bench_recipes(sizes: Sizes, device: str, workdir: Path, quick: bool) -> Section:
+    """Each extraction recipe (``wtal extract --recipe``) end to end on one clip: what matching a release
+    costs per video-minute. ``quick`` shrinks every recipe to 64x64 frames, one crop and DIS flow (a smoke
+    test of the section, not a measurement of the recipes)."""
+    from ..features.extract import ExtractJob, extract_video
+    from ..features.recipes import RECIPES
+    from ..features.two_stream import I3DPair
+    from ..video.flow import default_workers
+
+    toy = {"short_side": 64, "crop": 64, "resize": None, "crops": "center", "preset": "dis"} if quick else {}
+    section = Section(
+        "Extraction recipes",
+        f"{sizes.recipe_seconds:g} s generated 30 fps clip, each recipe's own settings (TV-L1 flow in "
+        f"{default_workers()} workers), random I3D weights"
+        + ("; toy sizes: 64x64 frames, one crop, DIS flow" if quick else ""),
+    )
+    clip = generated_clip(workdir / "recipes.mp4", sizes.recipe_seconds, sizes.source)
+    model = I3DPair.load(FeatureConfig(), device)
+    for name, recipe in RECIPES.items():
+        extraction = recipe.extraction().replace(**toy)
+        job = ExtractJob.of(workdir / f"recipe-{name}", extraction, workers=default_workers())
+        with timer() as took:
+            outcome = extract_video(clip, job, model)
+        if outcome.features is None:
+            raise WtalError(f"benchmark extraction with recipe {name} failed: {outcome.error}")
+        rows = np.load(outcome.features).shape[0]
+        per_minute = took[0] / (sizes.recipe_seconds / 60)
+        section.measures.append(
+            Measure(
+                f"seconds per video-minute, {name} ({rows} row{'' if rows == 1 else 's'})", per_minute, "s", None, False
+            )
+        )
     return section
 
 
@@ -689,6 +725,7 @@ def run_benchmarks(
             "flow": lambda: bench_flow(decoded_frames(clip, sizes.flow_crop), sizes, resolved),
             "i3d": lambda: bench_i3d(sizes, resolved),
             "end-to-end": lambda: bench_end_to_end(clip, sizes, resolved, workdir),
+            "recipes": lambda: bench_recipes(sizes, resolved, workdir, quick),
             "memory": lambda: bench_memory(sizes, resolved, workdir),
             "train": lambda: bench_training(sizes, resolved, workdir),
             "localize": lambda: bench_localize(sizes, resolved, gt, durations),

@@ -132,21 +132,22 @@ class BatchSampler:
             video, rows = entry.video, entry.video.load()
             sample, source = training_input(rows, self.training.train_sampling, self.num_segments, self.rng)
             features.append(sample)
-            seconds_per_row = video.timing(rows.shape[0]).seconds_per_row
+            timing = video.timing(rows.shape[0])
             clicks.append(
                 click_mask(
-                    video.clicks,
+                    video.clicks - timing.offset,  # overlapping rows: a row's own stretch starts offset later
                     length=rows.shape[0],
-                    seconds_per_row=seconds_per_row,
+                    seconds_per_row=timing.seconds_per_row,
                     duration=video.duration,
                     source_rows=source,
                     num_segments=self.num_segments,
                 )
             )
             if self.pseudo is not None:
-                times = row_times(
-                    source, seconds_per_row=seconds_per_row, duration=video.duration, num_segments=self.num_segments
-                )
+                times = timing.offset + row_times(
+                    source, seconds_per_row=timing.seconds_per_row, duration=video.duration,
+                    num_segments=self.num_segments,
+                )  # fmt: skip
                 pseudo.append(self.pseudo.targets(video.vid, times, len(entry.labels)))
         return Batch(
             features=torch.from_numpy(np.stack(features)),

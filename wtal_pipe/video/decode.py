@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -26,20 +26,37 @@ from ..errors import VideoError, WtalError
 class DecodeConfig:
     fps: float = 25.0  # output frame rate; frames are picked by timestamp, not by index
     short_side: int = 256  # bilinear resize so the shorter side has this many pixels
-    crop: int = 224  # then a centre square crop of this size
+    crop: int | None = 224  # then a centre square crop of this size (None: the resized frame, with resize)
+    resize: tuple[int, int] | None = None  # (width, height) to resize to, instead of short_side (340x256 releases)
 
     def __post_init__(self) -> None:
         if not math.isfinite(self.fps) or self.fps <= 0:
             raise WtalError(f"fps must be a positive number, got {self.fps}", "pass e.g. --fps 25")
-        if self.crop < 1 or self.short_side < 1:
+        if self.resize is not None:
+            object.__setattr__(self, "resize", tuple(int(v) for v in self.resize))  # JSON gives a list
+        sides = self.resize or (self.short_side, self.short_side)
+        if min(*sides, self.crop or 1) < 1:
             raise WtalError(
-                f"crop {self.crop} and short side {self.short_side} must be at least 1 pixel",
+                f"crop {self.crop}, short side {self.short_side} and resize {self.resize} must be at least 1 pixel",
                 "pass e.g. --short-side 256 --crop 224",
             )
-        if self.crop > self.short_side:
-            raise WtalError(
-                f"crop {self.crop} is larger than short side {self.short_side}", "use --crop <= --short-side"
-            )
+        if self.crop is None and self.resize is None:
+            raise WtalError("no crop needs --resize WxH (every frame of a video the same size)", "add --resize 340x256")
+        if self.crop is not None and self.crop > min(sides):
+            raise WtalError(f"crop {self.crop} is larger than the resized frame {sides}", "use a smaller --crop")
+
+    @property
+    def frame_size(self) -> tuple[int, int]:
+        """(height, width) of every decoded frame."""
+        if self.crop is not None:
+            return self.crop, self.crop
+        assert self.resize is not None
+        return self.resize[1], self.resize[0]
+
+    def identity(self) -> dict:
+        """What keys the frames cache: every setting, the newer ones only when set (older caches stay valid)."""
+        values = asdict(self)
+        return values if self.resize is not None else {k: v for k, v in values.items() if k != "resize"}
 
 
 _PTS_TOLERANCE = 1e-4  # seconds; absorbs time-base rounding (e.g. 1001/30000)
@@ -132,14 +149,20 @@ def probe(path: str | Path) -> VideoInfo:
         container.close()
 
 
-def resize_and_crop(rgb: np.ndarray, short_side: int, crop: int) -> np.ndarray:
-    """Bilinear resize to the given short side, then a centre ``crop`` x ``crop`` square."""
+def resize_and_crop(rgb: np.ndarray, config: DecodeConfig) -> np.ndarray:
+    """Bilinear resize (to the short side, or to ``resize`` exactly), then a centre ``crop`` square if set."""
     import cv2  # here, so the settings above load without OpenCV (wtal --help)
 
     height, width = rgb.shape[:2]
-    scale = short_side / min(height, width)
-    new_w, new_h = max(crop, round(width * scale)), max(crop, round(height * scale))
+    crop = config.crop
+    if config.resize is not None:
+        new_w, new_h = config.resize
+    else:
+        scale = config.short_side / min(height, width)
+        new_w, new_h = max(crop or 1, round(width * scale)), max(crop or 1, round(height * scale))
     resized = cv2.resize(rgb, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    if crop is None:
+        return resized
     top, left = (new_h - crop) // 2, (new_w - crop) // 2
     return resized[top : top + crop, left : left + crop]
 
@@ -172,7 +195,7 @@ def iter_frames(
         nonlocal emitted
         assert held is not None  # called once a frame is on screen
         while float(emitted / step) < limit - _PTS_TOLERANCE:
-            rgb = resize_and_crop(upright(held[1]), config.short_side, config.crop)
+            rgb = resize_and_crop(upright(held[1]), config)
             yield Frame(emitted, float(emitted / step), held[0], rgb)
             emitted += 1
 
