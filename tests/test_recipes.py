@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from wtal_pipe.data.compare import compare_folders
-from wtal_pipe.data.timing import FeatureTiming, VideoTiming
+from wtal_pipe.data.timing import FeatureTiming, VideoTiming, declared_timing
 from wtal_pipe.features.config import ExtractionConfig, FeatureConfig
 from wtal_pipe.features.extract import ExtractJob, extract_all
 from wtal_pipe.features.recipes import RECIPES, recipes_markdown, resolve
@@ -124,6 +124,8 @@ def test_strided_extraction_end_to_end(make_clip, run_cli, tmp_path):
     assert rows.shape == ((50 - 16) // 4 + 1, 2048)
     record = json.loads((tmp_path / "data/features/v.json").read_text())
     assert record["extraction"]["features"]["stride"] == 4 and record["seconds_per_row"] == pytest.approx(0.16)
+    timing = VideoTiming.of(len(rows), declared_timing(tmp_path / "data/features/v.npy"), 2.0, 25.0)
+    assert timing.seconds_per_row == pytest.approx(0.16) and timing.offset == pytest.approx((16 - 4) / 2 / 25)
     code, out, err = run_cli("extract", tmp_path / "v.mp4", "--data", tmp_path / "data", *SMALL, "--rows", "5")
     assert code == 0, err
     assert np.load(tmp_path / "data/features/v.npy").shape == (5, 2048)  # the frames and flow came from the cache
