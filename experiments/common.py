@@ -29,8 +29,9 @@ def commit() -> str:
     return (head or "unknown") + ("+dirty" if dirty.stdout.strip() else "")
 
 
-def record(name: str, values: dict[str, Any]) -> dict[str, Any]:
-    """The results record of experiment ``name`` as run now (by the command line that is running)."""
+def record(name: str, values: dict[str, Any], measured: str | None = None) -> dict[str, Any]:
+    """The results record of experiment ``name`` as run now (by the command line that is running); ``measured``
+    is the commit taken when a long experiment started (the code that ran), else the commit now."""
     from wtal_pipe.tools.bench import machine
 
     about = machine()
@@ -39,7 +40,7 @@ def record(name: str, values: dict[str, Any]) -> dict[str, Any]:
     return {
         "name": name,
         "command": " ".join(["python", shown, *sys.argv[1:]]),
-        "commit": commit(),
+        "commit": measured or commit(),
         "date": about.pop("date"),
         "machine": about,
         "values": values,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import DOCUMENTS, ROOT, block_pattern, load
+from common import DOCUMENTS, RESULTS, ROOT, block_pattern, load
 
 #: the experiments whose results render into blocks, each a module here with NAME and render(results)
 EXPERIMENTS = ("own_videos", "demo", "test_suite", "cpu_small", "recipes_cost")
@@ -26,7 +26,9 @@ def rendered() -> dict[str, str]:
     blocks: dict[str, str] = {}
     for module_name in EXPERIMENTS:
         module = importlib.import_module(module_name)
-        for name, text in module.render(load(module.NAME)).items():
+        names = getattr(module, "NAMES", None)  # a block drawn from several results files (one per method)
+        results = {n: load(n) for n in names if (RESULTS / f"{n}.json").exists()} if names else load(module.NAME)
+        for name, text in module.render(results).items():
             if name in blocks:
                 raise SystemExit(f"block {name!r} is rendered twice ({module_name})")
             blocks[name] = text if text.endswith("\n") else text + "\n"

@@ -1,0 +1,181 @@
+"""Parity over whole training runs: the authors' training code and ``wtal train``, the same settings and seeds, on
+the THUMOS-shaped benchmark at 256-d, each final step scored by the same test code (the authors' weights through
+``wtal import checkpoint``, whose detections equal their test code's: tests/test_parity.py).
+
+    python experiments/parity.py --method um --official ~/src/WTAL-Uncertainty-Modeling [--work DIR]
+
+The protocol is fixed here before any run: seeds 1-5 a side, the settings of ``PROTOCOL``, average mAP over tIoU
+0.1:0.7, and the difference (ours - authors') reported with its 95% Welch interval. ``--official`` is the user's
+own clone of the repository ``experiments/official/common.py`` names for the method, at its commit; the driver
+copies it to a temporary folder and patches only what it lists. Writes results/parity_<method>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent / "official"))
+
+from common import ROOT, commit, machine_line, record, save
+
+SEEDS = (1, 2, 3, 4, 5)  # fixed before running: 5 a side for every method
+METHODS = ("um", "cmcs", "basnet", "backtal")
+#: per method: wtal's settings (the official ones but for these) and, in words, what both sides ran
+PROTOCOL: dict[str, dict[str, Any]] = {
+    "um": {
+        "ours": {"hidden_dim": 512, "iterations": 1000, "lr": 1e-3},
+        "words": "hidden 512, 1000 steps, lr 1e-3, batch 16; margin 50 (theirs given 50, ours scaled from 100 by "
+        "sqrt(512/2048))",
+    },
+    "cmcs": {
+        "ours": {"iterations": 800, "lr": 1e-3},
+        "words": "800 steps, lr 1e-3, 24 videos per step, late fusion",
+    },
+    "basnet": {
+        "ours": {"hidden_dim": 128, "iterations": 600, "lr": 1e-3},
+        "words": "hidden 128, 600 steps, lr 1e-3, batch 16",
+    },
+    "backtal": {
+        "ours": {"hidden_dim": 128, "epochs": 20, "lr": 1e-3},
+        "words": "hidden 128, 20 epochs (260 steps), lr 1e-3, batch 16, the same simulated clicks",
+    },
+}
+FEATURE_DIM, FEATURE_SEED, CLICK_SEED = 256, 0, 0
+
+
+def name(method: str) -> str:
+    return f"parity_{method}"
+
+
+NAMES = tuple(name(m) for m in METHODS)
+
+
+def welch(a: list[float], b: list[float]) -> dict[str, float]:
+    """mean(b) - mean(a) with its 95% Welch interval (sample sds), and the t statistic."""
+    from scipy import stats
+
+    ma, mb = sum(a) / len(a), sum(b) / len(b)
+    va = sum((x - ma) ** 2 for x in a) / (len(a) - 1)
+    vb = sum((x - mb) ** 2 for x in b) / (len(b) - 1)
+    se = math.sqrt(va / len(a) + vb / len(b))
+    df = se**4 / ((va / len(a)) ** 2 / (len(a) - 1) + (vb / len(b)) ** 2 / (len(b) - 1)) if se else float("inf")
+    half = float(stats.t.ppf(0.975, df)) * se
+    return {"difference": mb - ma, "low": mb - ma - half, "high": mb - ma + half, "t": (mb - ma) / se if se else 0.0}
+
+
+def _stats(values: list[float]) -> str:
+    mean = sum(values) / len(values)
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+    return f"{mean:.2f} +- {sd:.2f} ({', '.join(f'{v:.2f}' for v in values)})"
+
+
+def render(results: dict[str, dict[str, Any]]) -> dict[str, str]:
+    lines = [
+        "| method (settings, both sides) | authors' code | `wtal train` | difference, 95% interval (Welch) |",
+        "|---|---|---|---|",
+    ]
+    notes = []
+    for method in METHODS:
+        result = results.get(name(method))
+        if result is None:
+            continue
+        v = result["values"]
+        authors, ours = [v["official"][str(s)] for s in SEEDS], [v["ours"][str(s)] for s in SEEDS]
+        w = welch(authors, ours)
+        lines.append(
+            f"| {method} ({PROTOCOL[method]['words']}) | {_stats(authors)} | {_stats(ours)} | "
+            f"{w['difference']:+.2f} [{w['low']:+.2f}, {w['high']:+.2f}] |"
+        )
+        notes.append(f"{method}: {v['official_repository']}@{v['official_commit'][:7]}; {machine_line(result)}")
+    text = "\n".join(lines) + "\n\nAverage mAP 0.1:0.7 in %, seeds 1-5 a side, final step. " + "; ".join(notes) + "."
+    return {"parity": text}
+
+
+def _score(run: Path, data: Path) -> float:
+    from wtal_pipe.data.annotations import load_annotations
+    from wtal_pipe.evaluation.evaluate import THUMOS_TIOU, evaluate
+    from wtal_pipe.inference.pipeline import localize_dataset
+    from wtal_pipe.run import load_run
+
+    model, meta = load_run(run, "cpu")
+    detections = localize_dataset(model, meta, data, "test")
+    return 100 * evaluate(load_annotations(data / "annotations.json"), detections, "test", THUMOS_TIOU).average_map
+
+
+def _data(work: Path, method: str) -> Path:
+    """The THUMOS-shaped benchmark at 256-d (its features seed fixed), with simulated clicks for BackTAL."""
+    import json
+
+    import numpy as np
+
+    from wtal_pipe.data.clicks import simulate_clicks
+    from wtal_pipe.tools.shaped import ShapedFeatures, write_shaped_dataset
+
+    data = work / "data"
+    fixtures = ROOT / "tests" / "fixtures"
+    if not (data / "annotations.json").exists():
+        write_shaped_dataset(
+            fixtures / "thumos14_gt.json", fixtures / "thumos14_gt_fps_duration.json", data,
+            ShapedFeatures(dim=FEATURE_DIM), seed=FEATURE_SEED,
+        )  # fmt: skip
+    if method == "backtal" and not (data / "clicks.json").exists():
+        database = json.loads((data / "annotations.json").read_text())["database"]
+        rng = np.random.default_rng(CLICK_SEED)
+        clicks = {}
+        for vid, video in sorted(database.items()):
+            if video["subset"] == "train":
+                segments = [(a["segment"][0], a["segment"][1], 0) for a in video["annotations"]]
+                clicks[vid] = simulate_clicks(segments, video["duration"], 25.0, rng).tolist()
+        (data / "clicks.json").write_text(json.dumps(clicks))
+    return data
+
+
+def main() -> None:
+    import importlib
+
+    from authors import OFFICIAL, checked_commit
+
+    from wtal_pipe.run import import_checkpoint
+    from wtal_pipe.training.train import TrainOptions, train
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--method", choices=METHODS, required=True)
+    parser.add_argument("--official", type=Path, required=True, help="your clone of the authors' repository")
+    parser.add_argument("--work", type=Path, default=Path("parity_work"), help="data and runs (reused)")
+    args = parser.parse_args()
+    method, work = args.method, args.work.resolve()
+    measured = commit()  # the code that runs; later edits to the tree do not change what this run measured
+    data = _data(work, method)
+    driver = importlib.import_module({"um": "pilhyeon", "basnet": "pilhyeon"}.get(method, method))
+    values: dict[str, Any] = {
+        "protocol": PROTOCOL[method]["ours"],
+        "official_repository": OFFICIAL[method].repository,
+        "official_commit": checked_commit(args.official.resolve(), method),
+        "official": {},
+        "ours": {},
+    }
+    for seed in SEEDS:
+        files = driver.train_for_parity(
+            method, args.official.resolve(), data, work / "official" / method, seed, PROTOCOL[method]["ours"]
+        )
+        run = work / "runs" / f"official_{method}_{seed}"
+        import_checkpoint(files, method, data, run, force=True)
+        values["official"][str(seed)] = _score(run, data)
+        ours = work / "runs" / f"ours_{method}_{seed}"
+        options = TrainOptions(method, data, ours, seed=seed, preset="thumos14", device="cpu",
+                               overrides=PROTOCOL[method]["ours"])  # fmt: skip
+        train(options)
+        values["ours"][str(seed)] = _score(ours, data)
+        print(
+            f"{method} seed {seed}: authors' {values['official'][str(seed)]:.2f}, ours {values['ours'][str(seed)]:.2f}"
+        )
+    print(f"wrote {save(record(name(method), values, measured))}")
+
+
+if __name__ == "__main__":
+    main()
