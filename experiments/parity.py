@@ -6,7 +6,7 @@ the THUMOS-shaped benchmark at 256-d, each final step scored by the same test co
 
 The protocol is fixed here before any run: seeds 1-5 a side, the settings of ``PROTOCOL``, average mAP over tIoU
 0.1:0.7, and the difference (ours - authors') reported with its 95% Welch interval. ``--official`` is the user's
-own clone of the repository ``experiments/official/common.py`` names for the method, at its commit; the driver
+own clone of the repository ``experiments/official/authors.py`` names for the method, at its commit; the driver
 copies it to a temporary folder and patches only what it lists. Writes results/parity_<method>.json.
 """
 
