@@ -68,6 +68,27 @@ def test_a_diverging_run_is_warned_about_once(data, tmp_path, run_cli):
     assert code in (0, 2)  # it may also end in a NaN, which is a one-line error
 
 
+def test_one_hard_batch_is_not_divergence_but_a_sustained_rise_is():
+    """The demo's CMCS steps (two videos) jump from 0.17 to 1.8 on one hard batch; a diverging run stays up."""
+    import warnings
+
+    from wtal_pipe.training.train import LossWatch, TrainingWarning
+
+    def warned(losses: list[float]) -> list[str]:
+        watch = LossWatch("cmcs")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for step, loss in enumerate(losses, 1):
+                watch(loss, step, 1e-3)
+        return [str(w.message) for w in caught if w.category is TrainingWarning]
+
+    spiky = [0.2 if step % 17 else 1.8 for step in range(1, 400)]
+    assert warned(spiky) == []
+    rising = [1.0] * 20 + [1.0 + 5 * k for k in range(1, 15)]
+    [message] = warned(rising)
+    assert "at step 24:" in message and "(median of 5 steps)" in message and "lower --lr (now 0.001)" in message
+
+
 def test_the_weights_rule_is_said_once_and_everywhere_the_same(tmp_path, run_cli, monkeypatch, make_clip):
     monkeypatch.setenv("WTAL_MODELS_DIR", str(tmp_path / "models"))
     code, out, _ = run_cli("weights")

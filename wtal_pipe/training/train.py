@@ -458,24 +458,29 @@ class TrainingWarning(UserWarning):
 @dataclass
 class LossWatch:
     """Warns once when the loss grows far above its lowest so far: ``factor`` times it and by at least
-    ``margin`` (a loss near 0 that doubles is noise, 0.9 -> 95 is a run diverging)."""
+    ``margin`` (a loss near 0 that doubles is noise, 0.9 -> 95 is a run diverging). Both sides are medians of the
+    last ``window`` steps: one hard batch among easy ones (a step of two videos) is not a run diverging."""
 
     method: str
     factor: float = 10.0
     margin: float = 1.0
+    window: int = 5
+    recent: list[float] = dataclasses.field(default_factory=list)
     lowest: float = math.inf
     lowest_step: int = 0
     warned: bool = False
 
     def __call__(self, loss: float, step: int, lr: float) -> None:
-        if loss < self.lowest:
-            self.lowest, self.lowest_step = loss, step
-        elif not self.warned and loss > self.factor * max(self.lowest, 0.0) and loss > self.lowest + self.margin:
+        self.recent = [*self.recent[1 - self.window :], loss]
+        level = float(np.median(self.recent))
+        if level < self.lowest:
+            self.lowest, self.lowest_step = level, step
+        elif not self.warned and level > self.factor * max(self.lowest, 0.0) and level > self.lowest + self.margin:
             self.warned = True
             warnings.warn(
-                f"{self.method} at step {step}: the loss grew to {loss:.4g}, {loss / max(self.lowest, 1e-12):.0f}x "
-                f"its lowest ({self.lowest:.4g} at step {self.lowest_step}): training is diverging; lower --lr "
-                f"(now {lr:g}) or stop early",
+                f"{self.method} at step {step}: the loss grew to {level:.4g} (median of {len(self.recent)} steps), "
+                f"{level / max(self.lowest, 1e-12):.0f}x its lowest ({self.lowest:.4g} by step {self.lowest_step}): "
+                f"training is diverging; lower --lr (now {lr:g}) or stop early",
                 TrainingWarning,
                 stacklevel=2,
             )
