@@ -20,7 +20,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import machine_line, record, save
+from common import commit, machine_line, record, save
 
 NAME = "hard_negatives"
 SEEDS = (0, 1, 2)  # fixed before running
@@ -88,9 +88,10 @@ def render(result: dict[str, Any]) -> dict[str, str]:
 
 
 def main() -> None:
+    measured = commit()  # the code that runs; later edits to the tree do not change what this run measured
     with tempfile.TemporaryDirectory() as scratch:
         values = measure(Path(scratch))
-    print(f"wrote {save(record(NAME, values))}")
+    print(f"wrote {save(record(NAME, values, measured))}")
 
 
 if __name__ == "__main__":
