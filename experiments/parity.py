@@ -92,11 +92,15 @@ def render(results: dict[str, dict[str, Any]]) -> dict[str, str]:
             f"{w['difference']:+.2f} [{w['low']:+.2f}, {w['high']:+.2f}] |"
         )
         notes.append(f"{method}: {v['official_repository']}@{v['official_commit'][:7]}; {machine_line(result)}")
+    parts = []
+    if notes:
+        parts.append(
+            "\n".join(lines) + "\n\nAverage mAP 0.1:0.7 in %, seeds 1-5 a side, final step. " + "; ".join(notes) + "."
+        )
     missing = [m for m in METHODS if name(m) not in results]
-    text = "\n".join(lines) + "\n\nAverage mAP 0.1:0.7 in %, seeds 1-5 a side, final step. " + "; ".join(notes) + "."
     if missing:
-        text += f" Not measured by this script yet: {', '.join(missing)} (no results file)."
-    return {"parity": text}
+        parts.append(f"Not measured by this script yet: {', '.join(missing)} (no results file).")
+    return {"parity": "\n\n".join(parts)}
 
 
 def _score(run: Path, data: Path) -> float:
