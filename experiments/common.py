@@ -69,4 +69,5 @@ def machine_line(result: dict[str, Any]) -> str:
     m = result["machine"]
     gpu = f", {m['gpu']}" if m.get("gpu") else ", no GPU"
     where = f"{m['cpu']} ({m['vector_isa']}), {m['cores']} cores{gpu}"
-    return f"{where}; {result['date']}, commit {result['commit'][:10]}; `{result['command']}`"
+    dirty = " with uncommitted changes" if result["commit"].endswith("+dirty") else ""
+    return f"{where}; {result['date']}, commit {result['commit'][:10]}{dirty}; `{result['command']}`"
