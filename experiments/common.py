@@ -71,3 +71,14 @@ def machine_line(result: dict[str, Any]) -> str:
     where = f"{m['cpu']} ({m['vector_isa']}), {m['cores']} cores{gpu}"
     dirty = " with uncommitted changes" if result["commit"].endswith("+dirty") else ""
     return f"{where}; {result['date']}, commit {result['commit'][:10]}{dirty}; `{result['command']}`"
+
+
+def measure_and_save(name: str, measure: Callable[[Path], dict[str, Any]]) -> None:
+    """Run ``measure`` in a scratch folder and save its values as ``name``'s results, with the commit taken before
+    it ran (later edits to the tree do not change what it measured)."""
+    import tempfile
+
+    measured = commit()
+    with tempfile.TemporaryDirectory() as scratch:
+        values = measure(Path(scratch))
+    print(f"wrote {save(record(name, values, measured))}")

@@ -14,13 +14,12 @@ import dataclasses
 import statistics
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import commit, machine_line, record, save
+from common import machine_line, measure_and_save
 
 NAME = "hard_negatives"
 SEEDS = (0, 1, 2)  # fixed before running
@@ -87,12 +86,5 @@ def render(result: dict[str, Any]) -> dict[str, str]:
     return {"hard-negatives": text}
 
 
-def main() -> None:
-    measured = commit()  # the code that runs; later edits to the tree do not change what this run measured
-    with tempfile.TemporaryDirectory() as scratch:
-        values = measure(Path(scratch))
-    print(f"wrote {save(record(NAME, values, measured))}")
-
-
 if __name__ == "__main__":
-    main()
+    measure_and_save(NAME, measure)

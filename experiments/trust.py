@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import statistics
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import ROOT, commit, machine_line, record, save
+from common import ROOT, machine_line, measure_and_save
 
 NAME = "trust"
 SEEDS = (1, 2, 3)  # fixed before running
@@ -108,12 +107,5 @@ def render(result: dict[str, Any]) -> dict[str, str]:
     return {"trust": text}
 
 
-def main() -> None:
-    measured = commit()  # the code that runs; later edits to the tree do not change what this run measured
-    with tempfile.TemporaryDirectory() as scratch:
-        values = measure(Path(scratch))
-    print(f"wrote {save(record(NAME, values, measured))}")
-
-
 if __name__ == "__main__":
-    main()
+    measure_and_save(NAME, measure)

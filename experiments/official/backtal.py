@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from authors import Patch, authors_modules, working_copy
 
+from wtal_pipe.layout import DataLayout, inside
+
 NUM_SEGMENTS = 750
 #: lib/models/network.py's hidden width, each occurrence
 WIDTH_TEXTS = (
@@ -40,15 +42,17 @@ def patches(hidden: int) -> list[Patch]:
 def write_layout(data: Path, out: Path, classes: list[str]) -> int:
     """The training videos of DATA_DIR as their ``<split>/<vid>.npz`` (``feat_spa`` and ``feat_tem``: each row's
     halves, (D / 2, 750); ``cls_label``; ``point_label``: 20 on clicked rows, -100 elsewhere); returns D."""
-    database = json.loads((data / "annotations.json").read_text())["database"]
-    clicks = json.loads((data / "clicks.json").read_text())
+    layout = DataLayout(data)
+    source = layout.annotations
+    database = json.loads(source.read_text())["database"]
+    clicks = json.loads(layout.clicks().read_text())
     folder = out / "val"
     folder.mkdir(parents=True, exist_ok=True)
     width = 0
     for vid, video in sorted(database.items()):
         if video.get("subset") != "train":
             continue
-        rows = torch.from_numpy(np.load(data / "features" / f"{vid}.npy")).T[None]  # (1, D, T)
+        rows = torch.from_numpy(np.load(layout.features(vid, source))).T[None]  # (1, D, T)
         feature = F.interpolate(rows, size=NUM_SEGMENTS, mode="linear", align_corners=False)[0].numpy()
         width, half = feature.shape[0], feature.shape[0] // 2
         label = np.zeros(len(classes), np.float32)
@@ -60,8 +64,8 @@ def write_layout(data: Path, out: Path, classes: list[str]) -> int:
             classes
         )
         np.savez(
-            folder / f"{vid}.npz", feat_spa=feature[:half], feat_tem=feature[half:], cls_label=label,
-            point_label=point, vid_name=vid,
+            inside(folder, vid, ".npz", source=source), feat_spa=feature[:half], feat_tem=feature[half:],
+            cls_label=label, point_label=point, vid_name=vid,
         )  # fmt: skip
     return width
 

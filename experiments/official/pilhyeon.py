@@ -22,6 +22,8 @@ import numpy as np
 import torch
 from authors import Patch, authors_modules, stub, working_copy
 
+from wtal_pipe.layout import DataLayout, inside
+
 #: how each repository names its pieces, and its defaults (options.py) that the parity runs keep
 MODULES = {
     "um": {"model": "Model", "loss": "UM_loss", "file": "model_seed_{seed}.pkl"},
@@ -46,17 +48,19 @@ def patches(method: str, hidden: int) -> list[Patch]:
 def write_layout(data: Path, out: Path) -> int:
     """DATA_DIR (wtal's layout, THUMOS14 class names) in theirs: ``features/{train,test}/{rgb,flow}/<vid>.npy``
     (each row's first and second halves), ``split_{train,test}.txt`` and ``gt.json``; returns the row width."""
-    database = json.loads((data / "annotations.json").read_text())["database"]
+    layout = DataLayout(data)
+    source = layout.annotations
+    database = json.loads(source.read_text())["database"]
     width = 0
     for subset in ("train", "test"):
         vids = sorted(vid for vid, video in database.items() if video.get("subset") == subset)
         for vid in vids:
-            rows = np.load(data / "features" / f"{vid}.npy")
+            rows = np.load(layout.features(vid, source))
             width, half = rows.shape[1], rows.shape[1] // 2
             for stream, part in (("rgb", rows[:, :half]), ("flow", rows[:, half:])):
                 folder = out / "features" / subset / stream
                 folder.mkdir(parents=True, exist_ok=True)
-                np.save(folder / f"{vid}.npy", np.ascontiguousarray(part))
+                np.save(inside(folder, vid, ".npy", source=source), np.ascontiguousarray(part))
         (out / f"split_{subset}.txt").write_text("".join(f"{vid}\n" for vid in vids))
     (out / "gt.json").write_text(json.dumps({"database": database}))
     return width
