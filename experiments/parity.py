@@ -34,7 +34,7 @@ PROTOCOL: dict[str, dict[str, Any]] = {
     },
     "cmcs": {
         "ours": {"iterations": 800, "lr": 1e-3},
-        "words": "800 steps, lr 1e-3, 24 videos per step, late fusion",
+        "words": "800 steps, lr 1e-3, 24 videos per step, late fusion, no hard negatives (none in this data)",
     },
     "basnet": {
         "ours": {"hidden_dim": 128, "iterations": 600, "lr": 1e-3},

@@ -1,0 +1,150 @@
+"""CMCS trained by its authors' code (Finspire13/CMCS-Temporal-Action-Localization): their ``train.py`` run as a
+script (its training loop lives under ``__main__``), with their ``utils.get_dataset``, ``SingleVideoDataset`` and
+``BackboneNet``, from a config written as their ``configs/thumos-I3D.json`` with the parity settings.
+
+The data is written in their layout: ``<vid>-rgb.npz`` / ``<vid>-flow.npz`` (``feature``: (1, T, D / 2), each
+row's halves; ``frame_cnt``) for the training videos, read as their THUMOS14 "val" subset. Our rows are already
+16 frames apart, so ``sample_rate`` and ``base_sample_rate`` are both 16 (their temporal augmentation then keeps
+the one sequence). The THUMOS-shaped data has no static frames, so the hard-negative folder is empty on both
+sides: their network keeps its background class (``with_bg``), as ours does, and no background video trains it.
+
+Patches, each for a run without MATLAB, CUDA or TensorBoard: ``train.py``'s module-level ``device`` is the CPU;
+``utils.py``'s ActivityNet class maps (pickled
+``misc/*.npy``, never loaded here) become empty; its THUMOS14 meta reader (a MATLAB ``.mat`` and per-class text
+files) is replaced by one reading DATA_DIR's annotations, the rest of ``get_dataset`` runs as written; the third
+model (``both``, early fusion) is not trained - late fusion averages the ``rgb`` and ``flow`` models, as their
+published I3D numbers do. MATLAB's recognition mAP, logged once at step 0 on the training set, is stubbed to 0.
+Their script seeds nothing; the driver seeds ``random``, NumPy and torch with the run's seed before it starts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import runpy
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from authors import Patch, authors_modules, stub, working_copy
+
+from wtal_pipe.layout import DataLayout, inside
+
+ROWS_APART = 16  # frames between feature rows: sample_rate and base_sample_rate of their config
+NAMING = "parity"
+MAPS = ("old_cls_names", "old_cls_indices", "new_cls_names", "new_cls_indices")
+ANET_MAPS = [f"np.load('misc/{kind}_anet{version}.npy').item()" for kind in MAPS for version in ("12", "13")]
+PATCHES: list[Patch] = [("utils.py", text, "{}") for text in ANET_MAPS] + [
+    ("train.py", "device = torch.device('cuda')", "device = torch.device('cpu')"),
+    (
+        "train.py",
+        "        train(train_train_loader, train_test_loader, test_test_loader, 'both',\n              naming)\n",
+        "",
+    ),
+]
+
+
+def write_layout(data: Path, out: Path) -> tuple[int, dict[str, dict[str, Any]]]:
+    """The training videos of DATA_DIR as their feature files under ``out``; returns the half width and, per
+    video, what their THUMOS14 meta reader would return (duration, frame rate, labels, annotations by class)."""
+    layout = DataLayout(data)
+    source = layout.annotations
+    database = json.loads(source.read_text())["database"]
+    classes = sorted({a["label"] for v in database.values() for a in v["annotations"]})
+    meta: dict[str, dict[str, Any]] = {}
+    half = 0
+    for vid, video in sorted(database.items()):
+        if video.get("subset") != "train":
+            continue
+        rows = np.load(layout.features(vid, source)).astype(np.float32)
+        half = rows.shape[1] // 2
+        for stream, part in (("rgb", rows[:, :half]), ("flow", rows[:, half:])):
+            folder = out / stream
+            folder.mkdir(parents=True, exist_ok=True)
+            np.savez(inside(folder, f"{vid}-{stream}", ".npz", source=source),
+                     feature=part[None], frame_cnt=np.int64(len(rows) * ROWS_APART))  # fmt: skip
+        entry: dict[str, Any] = {"duration": video["duration"], "frame_rate": 25.0, "labels": [], "annotations": {}}
+        for annotation in video["annotations"]:
+            label = classes.index(annotation["label"])  # their thumos14 indices: the class names sorted
+            if label not in entry["labels"]:
+                entry["labels"].append(label)
+                entry["annotations"][label] = []
+            entry["annotations"][label].append(list(annotation["segment"]))
+        meta[vid] = entry
+    (out / "meta.json").write_text(json.dumps(meta))
+    (out / "no_static").mkdir(exist_ok=True)
+    return half, meta
+
+
+def config(shipped: Path, layout: Path, half: int, steps: int, lr: float) -> dict[str, Any]:
+    """Their ``configs/thumos-I3D.json`` with the parity settings and this layout's folders; nothing else changed."""
+    settings = json.loads(shipped.read_text())
+    settings.update(
+        experiment_naming=NAMING, sample_rate=ROWS_APART, train_run_num=1, feature_dim=half, learning_rate=lr,
+        max_step_num=steps, check_points=[steps], log_freq=steps + 1,
+    )  # fmt: skip
+    settings["base_sample_rate"]["thumos14"]["i3d"] = ROWS_APART
+    settings["file_paths"]["thumos14"]["val"].update(
+        bg_mask_dir=str(layout / "no_static"),
+        feature_dir={"i3d-oversample": {"rgb": str(layout / "rgb"), "flow": str(layout / "flow")}},
+    )
+    return settings
+
+
+@contextlib.contextmanager
+def _inside(folder: Path, argv: list[str]) -> Iterator[None]:
+    """Their script writes ``models/`` and ``logs/`` under the working folder and parses ``sys.argv``."""
+    saved_cwd, saved_argv = os.getcwd(), sys.argv
+    folder.mkdir(parents=True, exist_ok=True)
+    os.chdir(folder)
+    sys.argv = argv
+    try:
+        yield
+    finally:
+        os.chdir(saved_cwd)
+        sys.argv = saved_argv
+
+
+def train_official(checkout: Path, layout: Path, out: Path, *, seed: int, steps: int, lr: float) -> list[Path]:
+    """Their ``train.py`` for ``steps`` steps; returns the ``rgb`` and ``flow`` state dicts it saves."""
+    half = np.load(next((layout / "rgb").glob("*.npz")))["feature"].shape[2]
+    meta = json.loads((layout / "meta.json").read_text())
+    copy = working_copy(checkout, "cmcs", PATCHES)
+    (copy / "parity.json").write_text(json.dumps(config(copy / "configs" / "thumos-I3D.json", layout, half, steps, lr)))
+    engine = type("Engine", (), {"addpath": lambda self, p: None, "TH14evalRecog_clspr": lambda self, *a: 0.0})
+    matlab = stub("matlab", double=list, engine=stub("matlab.engine", start_matlab=engine))
+    vision = stub("torchvision", models=stub("torchvision.models"))
+    logger = type("Logger", (), {"__init__": lambda self, *a: None, "scalar_summary": lambda self, *a: None})
+    stubs = {"matlab": matlab, "matlab.engine": matlab.engine, "torchvision": vision,
+             "torchvision.models": vision.models, "logger": stub("logger", Logger=logger)}  # fmt: skip
+    run = out / f"seed_{seed}"
+    with authors_modules(copy, stubs=stubs) as code:
+        utils = code.load("utils")
+        utils.__dict__["__get_thumos14_meta"] = lambda meta_file, anno_dir: {
+            vid: {**entry, "annotations": {int(k): v for k, v in entry["annotations"].items()}}
+            for vid, entry in meta.items()
+        }
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)
+        argv = ["train.py", "--config-file", str(copy / "parity.json"), "--train-subset-name", "val",
+                "--test-subset-name", "test", "--no-test-log"]  # fmt: skip
+        with _inside(run, argv):
+            runpy.run_path(str(copy / "train.py"), run_name="__main__")
+    saved = run / "models" / f"{NAMING}-run-0"
+    return [saved / f"model-{stream}-{steps}" for stream in ("rgb", "flow")]
+
+
+def train_for_parity(
+    method: str, checkout: Path, data: Path, out: Path, seed: int, settings: dict[str, Any]
+) -> list[Path]:
+    """One parity run with wtal's ``settings`` (iterations, lr) on DATA_DIR: the rgb and flow models."""
+    layout = out / "layout"
+    if not (layout / "meta.json").exists():
+        write_layout(data, layout)
+    return train_official(checkout, layout, out, seed=seed, steps=settings["iterations"], lr=settings["lr"])
