@@ -8,13 +8,13 @@ row's halves; ``frame_cnt``) for the training videos, read as their THUMOS14 "va
 the one sequence). The THUMOS-shaped data has no static frames, so the hard-negative folder is empty on both
 sides: their network keeps its background class (``with_bg``), as ours does, and no background video trains it.
 
-Patches, each for a run without MATLAB, CUDA or TensorBoard: ``train.py``'s module-level ``device`` is the CPU;
-``utils.py``'s ActivityNet class maps (pickled
-``misc/*.npy``, never loaded here) become empty; its THUMOS14 meta reader (a MATLAB ``.mat`` and per-class text
-files) is replaced by one reading DATA_DIR's annotations, the rest of ``get_dataset`` runs as written; the third
-model (``both``, early fusion) is not trained - late fusion averages the ``rgb`` and ``flow`` models, as their
-published I3D numbers do. MATLAB's recognition mAP, logged once at step 0 on the training set, is stubbed to 0.
-Their script seeds nothing; the driver seeds ``random``, NumPy and torch with the run's seed before it starts.
+Patches, each for a run without MATLAB, CUDA or TensorBoard: ``train.py``'s and ``test.py``'s module-level
+``device`` is the CPU; ``utils.py``'s ActivityNet class maps (pickled ``misc/*.npy``, never loaded here) become
+empty; its THUMOS14 meta reader (a MATLAB ``.mat`` and per-class text files) is replaced by one reading DATA_DIR's
+annotations, the rest of ``get_dataset`` runs as written; the third model (``both``, early fusion) is not trained -
+late fusion averages the ``rgb`` and ``flow`` models, as their published I3D numbers do. MATLAB's recognition and
+detection mAP (logged once at step 0 on the training set; ``detect.py``'s summary) are stubbed to 0. Their script
+seeds nothing; the driver seeds ``random``, NumPy and torch with the run's seed before it starts.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import os
 import random
 import runpy
 import sys
+import types
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,12 +36,19 @@ from authors import Patch, authors_modules, stub, working_copy
 
 from wtal_pipe.layout import DataLayout, inside
 
+#: configs/thumos-I3D.json: BackboneNet's layers and dropout, the diversity weight and the weight decay
+MODEL = {
+    "dropout_rate": 0.5, "cls_branch_num": 4, "base_layer_params": [[32, 1]], "cls_layer_params": [[16, 3]],
+    "att_layer_params": [[16, 1]],
+}  # fmt: skip
+DIVERSITY_WEIGHT, WEIGHT_DECAY = 0.2, 1e-3
 ROWS_APART = 16  # frames between feature rows: sample_rate and base_sample_rate of their config
 NAMING = "parity"
 MAPS = ("old_cls_names", "old_cls_indices", "new_cls_names", "new_cls_indices")
 ANET_MAPS = [f"np.load('misc/{kind}_anet{version}.npy').item()" for kind in MAPS for version in ("12", "13")]
 PATCHES: list[Patch] = [("utils.py", text, "{}") for text in ANET_MAPS] + [
     ("train.py", "device = torch.device('cuda')", "device = torch.device('cpu')"),
+    ("test.py", "device = torch.device('cuda')", "device = torch.device('cpu')"),
     (
         "train.py",
         "        train(train_train_loader, train_test_loader, test_test_loader, 'both',\n              naming)\n",
@@ -81,24 +89,26 @@ def write_layout(data: Path, out: Path) -> tuple[int, dict[str, dict[str, Any]]]
     return half, meta
 
 
-def config(shipped: Path, layout: Path, half: int, steps: int, lr: float) -> dict[str, Any]:
-    """Their ``configs/thumos-I3D.json`` with the parity settings and this layout's folders; nothing else changed."""
+def config(shipped: Path, subset: str, folder: Path, half: int, steps: int, lr: float) -> dict[str, Any]:
+    """Their ``configs/thumos-I3D.json`` with the parity settings and ``subset``'s feature folders under ``folder``
+    (its empty ``no_static`` the hard-negative folder); nothing else changed."""
     settings = json.loads(shipped.read_text())
     settings.update(
         experiment_naming=NAMING, sample_rate=ROWS_APART, train_run_num=1, feature_dim=half, learning_rate=lr,
         max_step_num=steps, check_points=[steps], log_freq=steps + 1,
     )  # fmt: skip
     settings["base_sample_rate"]["thumos14"]["i3d"] = ROWS_APART
-    settings["file_paths"]["thumos14"]["val"].update(
-        bg_mask_dir=str(layout / "no_static"),
-        feature_dir={"i3d-oversample": {"rgb": str(layout / "rgb"), "flow": str(layout / "flow")}},
+    streams = {"rgb": str(folder / "rgb"), "flow": str(folder / "flow")}
+    settings["file_paths"]["thumos14"][subset].update(
+        bg_mask_dir=str(folder / "no_static"), feature_dir={"i3d-oversample": streams, "i3d-resize": streams}
     )
     return settings
 
 
 @contextlib.contextmanager
 def _inside(folder: Path, argv: list[str]) -> Iterator[None]:
-    """Their script writes ``models/`` and ``logs/`` under the working folder and parses ``sys.argv``."""
+    """Their scripts write ``models/``, ``logs/``, ``cas-features/`` and ``outputs/`` under the working folder and
+    parse ``sys.argv``."""
     saved_cwd, saved_argv = os.getcwd(), sys.argv
     folder.mkdir(parents=True, exist_ok=True)
     os.chdir(folder)
@@ -110,32 +120,52 @@ def _inside(folder: Path, argv: list[str]) -> Iterator[None]:
         sys.argv = saved_argv
 
 
-def train_official(checkout: Path, layout: Path, out: Path, *, seed: int, steps: int, lr: float) -> list[Path]:
-    """Their ``train.py`` for ``steps`` steps; returns the ``rgb`` and ``flow`` state dicts it saves."""
-    half = np.load(next((layout / "rgb").glob("*.npz")))["feature"].shape[2]
-    meta = json.loads((layout / "meta.json").read_text())
-    copy = working_copy(checkout, "cmcs", PATCHES)
-    (copy / "parity.json").write_text(json.dumps(config(copy / "configs" / "thumos-I3D.json", layout, half, steps, lr)))
-    engine = type("Engine", (), {"addpath": lambda self, p: None, "TH14evalRecog_clspr": lambda self, *a: 0.0})
+def _stubs() -> dict[str, types.ModuleType]:
+    """MATLAB (its evaluation kit scores 0), torchvision (imported, unused) and the TensorBoard logger."""
+    engine = type("Engine", (), {"addpath": lambda self, path: None, "TH14evalRecog_clspr": lambda self, *a: 0.0,
+                                 "TH14evalDet": lambda self, *a: [0.0]})  # fmt: skip
     matlab = stub("matlab", double=list, engine=stub("matlab.engine", start_matlab=engine))
     vision = stub("torchvision", models=stub("torchvision.models"))
     logger = type("Logger", (), {"__init__": lambda self, *a: None, "scalar_summary": lambda self, *a: None})
-    stubs = {"matlab": matlab, "matlab.engine": matlab.engine, "torchvision": vision,
-             "torchvision.models": vision.models, "logger": stub("logger", Logger=logger)}  # fmt: skip
-    run = out / f"seed_{seed}"
-    with authors_modules(copy, stubs=stubs) as code:
+    return {"matlab": matlab, "matlab.engine": matlab.engine, "torchvision": vision,
+            "torchvision.models": vision.models, "logger": stub("logger", Logger=logger)}  # fmt: skip
+
+
+def run_script(
+    copy: Path,
+    script: str,
+    arguments: list[str],
+    folder: Path,
+    meta: dict[str, dict[str, Any]],
+    seed: int | None = None,
+) -> dict[str, Any]:
+    """Their ``script`` run as ``__main__`` in ``folder`` with ``arguments``, its THUMOS14 meta reader returning
+    ``meta`` (as written by ``write_layout``), after seeding ``random``, NumPy and torch when ``seed`` is given;
+    returns the script's globals."""
+    with authors_modules(copy, stubs=_stubs()) as code:
         utils = code.load("utils")
         utils.__dict__["__get_thumos14_meta"] = lambda meta_file, anno_dir: {
             vid: {**entry, "annotations": {int(k): v for k, v in entry["annotations"].items()}}
             for vid, entry in meta.items()
         }
-        random.seed(seed)
-        np.random.seed(seed)
-        torch.manual_seed(seed)
-        argv = ["train.py", "--config-file", str(copy / "parity.json"), "--train-subset-name", "val",
-                "--test-subset-name", "test", "--no-test-log"]  # fmt: skip
-        with _inside(run, argv):
-            runpy.run_path(str(copy / "train.py"), run_name="__main__")
+        if seed is not None:
+            random.seed(seed)
+            np.random.seed(seed)
+            torch.manual_seed(seed)
+        with _inside(folder, [script, *arguments]):
+            return runpy.run_path(str(copy / script), run_name="__main__")
+
+
+def train_official(checkout: Path, layout: Path, out: Path, *, seed: int, steps: int, lr: float) -> list[Path]:
+    """Their ``train.py`` for ``steps`` steps; returns the ``rgb`` and ``flow`` state dicts it saves."""
+    half = np.load(next((layout / "rgb").glob("*.npz")))["feature"].shape[2]
+    copy = working_copy(checkout, "cmcs", PATCHES)
+    settings = config(copy / "configs" / "thumos-I3D.json", "val", layout, half, steps, lr)
+    (copy / "parity.json").write_text(json.dumps(settings))
+    arguments = ["--config-file", str(copy / "parity.json"), "--train-subset-name", "val", "--test-subset-name",
+                 "test", "--no-test-log"]  # fmt: skip
+    run = out / f"seed_{seed}"
+    run_script(copy, "train.py", arguments, run, json.loads((layout / "meta.json").read_text()), seed)
     saved = run / "models" / f"{NAMING}-run-0"
     return [saved / f"model-{stream}-{steps}" for stream in ("rgb", "flow")]
 
