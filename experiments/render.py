@@ -18,7 +18,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import DOCUMENTS, RESULTS, ROOT, block_pattern, load
 
 #: the experiments whose results render into blocks, each a module here with NAME and render(results)
-EXPERIMENTS = ("own_videos", "demo", "test_suite", "cpu_small", "recipes_cost", "hard_negatives", "parity", "trust")
+EXPERIMENTS = (
+    "own_videos",
+    "demo",
+    "test_suite",
+    "cpu_small",
+    "recipes_cost",
+    "hard_negatives",
+    "parity",
+    "trust",
+    "refine",
+)
 
 
 def rendered() -> dict[str, str]:

@@ -126,7 +126,7 @@ class BaSNet(Method):
     training_defaults = TrainingSettings(batch_order="fresh")
     has_foreground = True
     localization_defaults = LocalizationSettings(binarize_class_score=True)  # official test.py scores with 1
-    addon_defaults = AddonSettings(pseudo_label_target="foreground")  # the filter; on the CAS they hurt (README)
+    addon_defaults = AddonSettings(pseudo_label_target="foreground")  # a pilot's choice, unmeasured (docs/methods.md)
     settings: BaSNetNetwork
 
     def __init__(self, feature_dim: int, num_classes: int, config: MethodConfig):

@@ -152,7 +152,9 @@ class CMCS(Method):
         clip_to_duration=True,
         eval_tiou="0.1:0.5:0.1",
     )
-    addon_defaults = AddonSettings(pseudo_label_target="cas-with-background")  # helped more than the CAS (README)
+    addon_defaults = AddonSettings(
+        pseudo_label_target="cas-with-background"
+    )  # held-out videos chose it (docs/methods.md)
     negatives_by_default = True
     presets: ClassVar[Presets] = {
         "activitynet1.2": activitynet(20000),
