@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import os
 import shutil
 import subprocess
 import sys
@@ -111,3 +112,18 @@ def stub(name: str, **attributes: object) -> types.ModuleType:
     module = types.ModuleType(name)
     module.__dict__.update(attributes)
     return module
+
+
+@contextlib.contextmanager
+def run_as_script(folder: Path, argv: list[str]) -> Iterator[None]:
+    """``folder`` (made if missing) the working folder and ``argv`` the command line, as for one of their scripts,
+    which write their outputs under the working folder and parse ``sys.argv``."""
+    saved_cwd, saved_argv = os.getcwd(), sys.argv
+    folder.mkdir(parents=True, exist_ok=True)
+    os.chdir(folder)
+    sys.argv = argv
+    try:
+        yield
+    finally:
+        os.chdir(saved_cwd)
+        sys.argv = saved_argv

@@ -19,20 +19,16 @@ seeds nothing; the driver seeds ``random``, NumPy and torch with the run's seed 
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import random
 import runpy
-import sys
 import types
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from authors import Patch, authors_modules, stub, working_copy
+from authors import Patch, authors_modules, run_as_script, stub, working_copy
 
 from wtal_pipe.layout import DataLayout, inside
 
@@ -105,21 +101,6 @@ def config(shipped: Path, subset: str, folder: Path, half: int, steps: int, lr: 
     return settings
 
 
-@contextlib.contextmanager
-def _inside(folder: Path, argv: list[str]) -> Iterator[None]:
-    """Their scripts write ``models/``, ``logs/``, ``cas-features/`` and ``outputs/`` under the working folder and
-    parse ``sys.argv``."""
-    saved_cwd, saved_argv = os.getcwd(), sys.argv
-    folder.mkdir(parents=True, exist_ok=True)
-    os.chdir(folder)
-    sys.argv = argv
-    try:
-        yield
-    finally:
-        os.chdir(saved_cwd)
-        sys.argv = saved_argv
-
-
 def _stubs() -> dict[str, types.ModuleType]:
     """MATLAB (its evaluation kit scores 0), torchvision (imported, unused) and the TensorBoard logger."""
     engine = type("Engine", (), {"addpath": lambda self, path: None, "TH14evalRecog_clspr": lambda self, *a: 0.0,
@@ -152,7 +133,7 @@ def run_script(
             random.seed(seed)
             np.random.seed(seed)
             torch.manual_seed(seed)
-        with _inside(folder, [script, *arguments]):
+        with run_as_script(folder, [script, *arguments]):
             return runpy.run_path(str(copy / script), run_name="__main__")
 
 

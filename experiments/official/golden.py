@@ -23,7 +23,7 @@ import cmcs
 import numpy as np
 import torch
 import torch.nn.functional as F
-from authors import OFFICIAL, authors_modules, stub, working_copy
+from authors import OFFICIAL, authors_modules, run_as_script, stub, working_copy
 
 from tests import official
 from tests.test_parity import (
@@ -116,7 +116,7 @@ def pilhyeon(method: str, checkout: Path, scratch: Path) -> dict[str, Any]:
         _, terms = criterion(*inputs, _multi_hot(TRAIN_LABELS))
         loss = {name: weight * terms[key].item() for name, (key, weight) in TERMS[method].items()}
         paths = {f"--{kind}_path": str(scratch / kind) for kind in ("model", "output", "log")}
-        with cmcs._inside(scratch, ["main.py", "--data_path", str(data), *sum(paths.items(), ())]):
+        with run_as_script(scratch, ["main.py", "--data_path", str(data), *sum(paths.items(), ())]):
             settings = config.Config(options.parse_args())
         extra = {"len_feature": D} if method == "basnet" else {"supervision": "weak"}
         dataset = features.ThumosFeature(data_path=str(data), mode="test", modal="all", feature_fps=25,
