@@ -16,7 +16,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import ROOT, machine_line, record, save
+from common import ROOT, commit, machine_line, record, save
 
 NAME = "bench"
 GT = ROOT / "tests" / "fixtures" / "thumos14_gt_fps_duration.json"  # real THUMOS14 durations for "localize"
@@ -94,9 +94,10 @@ def main() -> None:
     parser.add_argument("--scale", action="store_true", help="also the ActivityNet-scale section")
     args = parser.parse_args()
     sections = [*DEFAULT_SECTIONS, *(["scale"] if args.scale else [])]
+    measured = commit()  # the code that runs; later edits to the tree do not change what this run measured
     command = f"wtal bench {' '.join(sections)} --device {args.device} --gt {GT.relative_to(ROOT)}"
     results = run_benchmarks(None, device=args.device, gt=GT, only=sections)
-    print(f"wrote {save(record(NAME, {'command': command, **results}))}")
+    print(f"wrote {save(record(NAME, {'command': command, **results}, measured))}")
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ EXPERIMENTS = (
     "parity",
     "trust",
     "refine",
+    "bench",
 )
 
 

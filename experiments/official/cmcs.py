@@ -53,15 +53,14 @@ PATCHES: list[Patch] = [("utils.py", text, "{}") for text in ANET_MAPS] + [
 ]
 
 
-def write_layout(data: Path, out: Path) -> tuple[int, dict[str, dict[str, Any]]]:
-    """The training videos of DATA_DIR as their feature files under ``out``; returns the half width and, per
-    video, what their THUMOS14 meta reader would return (duration, frame rate, labels, annotations by class)."""
+def write_layout(data: Path, out: Path) -> None:
+    """The training videos of DATA_DIR as their feature files under ``out``, and ``meta.json``: per video, what
+    their THUMOS14 meta reader would return (duration, frame rate, labels, annotations by class)."""
     layout = DataLayout(data)
     source = layout.annotations
     database = json.loads(source.read_text())["database"]
     classes = sorted({a["label"] for v in database.values() for a in v["annotations"]})
     meta: dict[str, dict[str, Any]] = {}
-    half = 0
     for vid, video in sorted(database.items()):
         if video.get("subset") != "train":
             continue
@@ -82,7 +81,6 @@ def write_layout(data: Path, out: Path) -> tuple[int, dict[str, dict[str, Any]]]
         meta[vid] = entry
     (out / "meta.json").write_text(json.dumps(meta))
     (out / "no_static").mkdir(exist_ok=True)
-    return half, meta
 
 
 def config(shipped: Path, subset: str, folder: Path, half: int, steps: int, lr: float) -> dict[str, Any]:
