@@ -82,3 +82,10 @@ def measure_and_save(name: str, measure: Callable[[Path], dict[str, Any]]) -> No
     with tempfile.TemporaryDirectory() as scratch:
         values = measure(Path(scratch))
     print(f"wrote {save(record(name, values, measured))}")
+
+
+def mean_sd(values: list[float], digits: int = 2) -> str:
+    """``mean +- sd`` with the sample sd, as every table here reports spread."""
+    import statistics
+
+    return f"{statistics.mean(values):.{digits}f} +- {statistics.stdev(values):.{digits}f}"

@@ -11,7 +11,6 @@ Writes experiments/results/hard_negatives.json; ``render.py`` puts the table in 
 from __future__ import annotations
 
 import dataclasses
-import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import machine_line, measure_and_save
+from common import machine_line, mean_sd, measure_and_save
 
 NAME = "hard_negatives"
 SEEDS = (0, 1, 2)  # fixed before running
@@ -66,10 +65,6 @@ def measure(root: Path) -> dict[str, Any]:
     return values
 
 
-def _mean_sd(values: list[float]) -> str:
-    return f"{statistics.mean(values):.1f} +- {statistics.stdev(values):.1f}"
-
-
 def render(result: dict[str, Any]) -> dict[str, str]:
     v = result["values"]
     lines = [
@@ -81,7 +76,7 @@ def render(result: dict[str, Any]) -> dict[str, str]:
         at_05, average = [r[0] for r in runs], [r[1] for r in runs]
         rows = f"; {entry['negative_rows']} rows" if entry["negative_rows"] else ""
         each = ", ".join(f"{x:.1f}" for x in at_05)
-        lines.append(f"| {WORDS[rule]}{rows} | {_mean_sd(at_05)} ({each}) | {_mean_sd(average)} |")
+        lines.append(f"| {WORDS[rule]}{rows} | {mean_sd(at_05, 1)} ({each}) | {mean_sd(average, 1)} |")
     text = "\n".join(lines) + f"\n\nMean +- sample sd over the seeds; {machine_line(result)}."
     return {"hard-negatives": text}
 

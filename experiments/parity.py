@@ -21,7 +21,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent / "official"))
 
-from common import ROOT, commit, machine_line, record, save
+from common import ROOT, commit, machine_line, mean_sd, record, save
 
 SEEDS = (1, 2, 3, 4, 5)  # fixed before running: 5 a side for every method
 METHODS = ("um", "cmcs", "basnet", "backtal")
@@ -69,9 +69,7 @@ def welch(a: list[float], b: list[float]) -> dict[str, float]:
 
 
 def _stats(values: list[float]) -> str:
-    mean = sum(values) / len(values)
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
-    return f"{mean:.2f} +- {sd:.2f} ({', '.join(f'{v:.2f}' for v in values)})"
+    return f"{mean_sd(values)} ({', '.join(f'{v:.2f}' for v in values)})"
 
 
 def render(results: dict[str, dict[str, Any]]) -> dict[str, str]:

@@ -27,7 +27,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import ROOT, machine_line, measure_and_save
+from common import ROOT, machine_line, mean_sd, measure_and_save
 
 NAME = "refine"
 SELECTION_SEED, SEEDS = 0, (1, 2, 3)  # fixed before running; the selection seed is never reported
@@ -134,10 +134,6 @@ def measure(root: Path) -> dict[str, Any]:
     return values
 
 
-def _mean_sd(values: list[float]) -> str:
-    return f"{statistics.mean(values):.2f} +- {statistics.stdev(values):.2f}"
-
-
 def render(result: dict[str, Any]) -> dict[str, str]:
     v = result["values"]
     seeds = [str(s) for s in v["seeds"]]
@@ -153,8 +149,8 @@ def render(result: dict[str, Any]) -> dict[str, str]:
         gain = statistics.mean(test["refined-2"]) - statistics.mean(test["control-2"])
         lines.append(
             f"| {method} | {chosen['pseudo_label_target']}, lr {chosen['lr']:g}, {chosen['iterations']} steps a round "
-            f"| {_mean_sd(test['base'])} | {_mean_sd(test['refined-1'])} | {_mean_sd(test['control-1'])} | "
-            f"{_mean_sd(test['refined-2'])} | {_mean_sd(test['control-2'])} | {gain:+.2f} |"
+            f"| {mean_sd(test['base'])} | {mean_sd(test['refined-1'])} | {mean_sd(test['control-1'])} | "
+            f"{mean_sd(test['refined-2'])} | {mean_sd(test['control-2'])} | {gain:+.2f} |"
         )
     grids = "; ".join(
         f"{method}: " + ", ".join(

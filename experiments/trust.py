@@ -18,7 +18,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import ROOT, machine_line, measure_and_save
+from common import ROOT, machine_line, mean_sd, measure_and_save
 
 NAME = "trust"
 SEEDS = (1, 2, 3)  # fixed before running
@@ -80,10 +80,6 @@ def measure(root: Path) -> dict[str, Any]:
     return values
 
 
-def _mean_sd(values: list[float]) -> str:
-    return f"{statistics.mean(values):.2f} +- {statistics.stdev(values):.2f}"
-
-
 def render(result: dict[str, Any]) -> dict[str, str]:
     v = result["values"]
     lines = [
@@ -96,8 +92,7 @@ def render(result: dict[str, Any]) -> dict[str, str]:
         optimism = statistics.mean(on_test) - statistics.mean(final)
         settings = ", ".join(f"{k} {x:g}" for k, x in v["settings"][method].items())
         lines.append(
-            f"| {method} ({settings}) | {_mean_sd(final)} | {_mean_sd(on_test)} | {optimism:+.2f} | "
-            f"{_mean_sd(on_val)} |"
+            f"| {method} ({settings}) | {mean_sd(final)} | {mean_sd(on_test)} | {optimism:+.2f} | {mean_sd(on_val)} |"
         )
     text = (
         "\n".join(lines) + f"\n\nAverage mAP 0.1:0.7 on test, %, mean +- sample sd over seeds "
