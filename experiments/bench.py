@@ -74,7 +74,7 @@ def summary(values: dict[str, Any]) -> str:
 def render(result: dict[str, Any]) -> dict[str, str]:
     """The report ``wtal bench --out`` writes, less its title, and the record's commit and command (BENCHMARKS.md);
     its summary (docs/benchmarks.md)."""
-    from wtal_pipe.tools.bench import Measure, Section, markdown
+    from wtal_pipe.tools.bench_report import Measure, Section, markdown
 
     v = result["values"]
     sections = [

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(1, str(ROOT))  # this checkout's wtal_pipe, installed or not (render.py needs no install)
 RESULTS = ROOT / "experiments" / "results"
 DOCUMENTS = (ROOT / "README.md", ROOT / "BENCHMARKS.md", *sorted((ROOT / "docs").glob("*.md")))
 Renderer = Callable[[dict[str, Any]], dict[str, str]]  # a results record -> {block name: its Markdown}
@@ -89,3 +90,24 @@ def mean_sd(values: list[float], digits: int = 2) -> str:
     import statistics
 
     return f"{statistics.mean(values):.{digits}f} +- {statistics.stdev(values):.{digits}f}"
+
+
+def thumos_shaped(folder: Path, dim: int, seed: int = 0) -> Path:
+    """The THUMOS-shaped benchmark (real THUMOS14 timing, ``dim``-d planted features) written to ``folder``."""
+    from wtal_pipe.tools.shaped import ShapedFeatures, write_shaped_dataset
+
+    fixtures = ROOT / "tests" / "fixtures"
+    write_shaped_dataset(
+        fixtures / "thumos14_gt.json", fixtures / "thumos14_gt_fps_duration.json", folder, ShapedFeatures(dim=dim),
+        seed=seed,
+    )  # fmt: skip
+    return folder
+
+
+def test_average_maps(runs: list[Path], data: Path, checkpoint: str = "final") -> list[float]:
+    """Average mAP 0.1:0.7 in % of each run (in ``runs``' order) on DATA_DIR's test subset, at ``checkpoint``."""
+    from wtal_pipe.evaluation.report import score_runs
+
+    groups, _ = score_runs(runs, data, "test", checkpoint, "0.1:0.7:0.1")  # type: ignore[arg-type]
+    by_path = {run.path.resolve(): 100 * run.result.average_map for group in groups for run in group.runs}
+    return [round(by_path[r.resolve()], 2) for r in runs]

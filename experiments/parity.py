@@ -21,7 +21,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent / "official"))
 
-from common import ROOT, commit, machine_line, mean_sd, record, save
+from common import commit, machine_line, mean_sd, record, save, thumos_shaped
 
 SEEDS = (1, 2, 3, 4, 5)  # fixed before running: 5 a side for every method
 METHODS = ("um", "cmcs", "basnet", "backtal")
@@ -119,15 +119,10 @@ def _data(work: Path, method: str) -> Path:
     import numpy as np
 
     from wtal_pipe.data.clicks import simulate_clicks
-    from wtal_pipe.tools.shaped import ShapedFeatures, write_shaped_dataset
 
     data = work / "data"
-    fixtures = ROOT / "tests" / "fixtures"
     if not (data / "annotations.json").exists():
-        write_shaped_dataset(
-            fixtures / "thumos14_gt.json", fixtures / "thumos14_gt_fps_duration.json", data,
-            ShapedFeatures(dim=FEATURE_DIM), seed=FEATURE_SEED,
-        )  # fmt: skip
+        thumos_shaped(data, FEATURE_DIM, FEATURE_SEED)
     if method == "backtal" and not (data / "clicks.json").exists():
         database = json.loads((data / "annotations.json").read_text())["database"]
         rng = np.random.default_rng(CLICK_SEED)

@@ -27,7 +27,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import ROOT, machine_line, mean_sd, measure_and_save
+from common import machine_line, mean_sd, measure_and_save, test_average_maps, thumos_shaped
 
 NAME = "refine"
 SELECTION_SEED, SEEDS = 0, (1, 2, 3)  # fixed before running; the selection seed is never reported
@@ -69,27 +69,13 @@ def _validation(run: Path) -> float:
     return round(100 * json.loads(lines[-1])["average_mAP"], 2)
 
 
-def _tests(runs: list[Path], data: Path) -> list[float]:
-    from wtal_pipe.evaluation.report import score_runs
-
-    groups, _ = score_runs(runs, data, "test", "final", "0.1:0.7:0.1")
-    by_path = {run.path.resolve(): 100 * run.result.average_map for group in groups for run in group.runs}
-    return [round(by_path[r.resolve()], 2) for r in runs]
-
-
 def measure(root: Path) -> dict[str, Any]:
     from wtal_pipe.methods import get_method
-    from wtal_pipe.tools.shaped import ShapedFeatures, write_shaped_dataset
     from wtal_pipe.training.refine import ROUNDS as ROUND_FOLDER
     from wtal_pipe.training.refine import RefineOptions, refine
     from wtal_pipe.training.train import TrainOptions, train
 
-    data = root / "data"
-    fixtures = ROOT / "tests" / "fixtures"
-    write_shaped_dataset(
-        fixtures / "thumos14_gt.json", fixtures / "thumos14_gt_fps_duration.json", data,
-        ShapedFeatures(dim=FEATURE_DIM), seed=0,
-    )  # fmt: skip
+    data = thumos_shaped(root / "data", FEATURE_DIM)
 
     def base(method: str, seed: int) -> Path:
         out = root / method / f"seed-{seed}" / "base"
@@ -127,7 +113,8 @@ def measure(root: Path) -> dict[str, Any]:
             "grid": candidates,
             "chosen": setting,
             "test": {
-                kind: dict(zip(map(str, SEEDS), _tests(paths, data), strict=True)) for kind, paths in runs.items()
+                kind: dict(zip(map(str, SEEDS), test_average_maps(paths, data), strict=True))
+                for kind, paths in runs.items()
             },
         }
         print(method, json.dumps(values["methods"][method]))

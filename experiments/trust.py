@@ -18,7 +18,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import ROOT, machine_line, mean_sd, measure_and_save
+from common import machine_line, mean_sd, measure_and_save, test_average_maps, thumos_shaped
 
 NAME = "trust"
 SEEDS = (1, 2, 3)  # fixed before running
@@ -38,26 +38,11 @@ COLUMNS = {
 }
 
 
-def _averages(runs: list[Path], data: Path, checkpoint: str) -> list[float]:
-    """Average mAP 0.1:0.7 in % of each run (in ``runs``' order) on the test subset."""
-    from wtal_pipe.evaluation.report import score_runs
-
-    groups, _ = score_runs(runs, data, "test", checkpoint, "0.1:0.7:0.1")  # type: ignore[arg-type]
-    by_path = {run.path.resolve(): 100 * run.result.average_map for group in groups for run in group.runs}
-    return [round(by_path[r.resolve()], 2) for r in runs]
-
-
 def measure(root: Path) -> dict[str, Any]:
     from wtal_pipe.methods import get_method
-    from wtal_pipe.tools.shaped import ShapedFeatures, write_shaped_dataset
     from wtal_pipe.training.train import TrainOptions, train
 
-    data = root / "data"
-    fixtures = ROOT / "tests" / "fixtures"
-    write_shaped_dataset(
-        fixtures / "thumos14_gt.json", fixtures / "thumos14_gt_fps_duration.json", data,
-        ShapedFeatures(dim=FEATURE_DIM), seed=0,
-    )  # fmt: skip
+    data = thumos_shaped(root / "data", FEATURE_DIM)
     values: dict[str, Any] = {"seeds": list(SEEDS), "feature_dim": FEATURE_DIM, "settings": SETTINGS, "methods": {}}
     for method, settings in SETTINGS.items():
         runs: dict[str, list[Path]] = {"val": [], "testsel": []}
@@ -73,7 +58,7 @@ def measure(root: Path) -> dict[str, Any]:
                 )  # fmt: skip
                 runs[kind].append(out)
         values["methods"][method] = {
-            column: dict(zip(map(str, SEEDS), _averages(runs[kind], data, step), strict=True))
+            column: dict(zip(map(str, SEEDS), test_average_maps(runs[kind], data, step), strict=True))
             for column, (kind, step) in COLUMNS.items()
         }
         print(method, values["methods"][method])
