@@ -53,6 +53,16 @@ PATCHES: list[Patch] = [("utils.py", text, "{}") for text in ANET_MAPS] + [
 ]
 
 
+def write_features(out: Path, vid: str, rows: np.ndarray, frame_cnt: int, source: Path | None = None) -> None:
+    """One video's rows as their ``rgb/<vid>-rgb.npz`` and ``flow/<vid>-flow.npz`` under ``out`` (``feature``:
+    (1, T, D / 2), each row's halves; ``frame_cnt``); ``vid`` may not leave ``out`` (``source`` names its file)."""
+    half = rows.shape[1] // 2
+    for stream, part in (("rgb", rows[:, :half]), ("flow", rows[:, half:])):
+        (out / stream).mkdir(parents=True, exist_ok=True)
+        path = inside(out / stream, f"{vid}-{stream}", ".npz", source=source)
+        np.savez(path, feature=part[None], frame_cnt=np.int64(frame_cnt))
+
+
 def write_layout(data: Path, out: Path) -> None:
     """The training videos of DATA_DIR as their feature files under ``out``, and ``meta.json``: per video, what
     their THUMOS14 meta reader would return (duration, frame rate, labels, annotations by class)."""
@@ -65,12 +75,7 @@ def write_layout(data: Path, out: Path) -> None:
         if video.get("subset") != "train":
             continue
         rows = np.load(layout.features(vid, source)).astype(np.float32)
-        half = rows.shape[1] // 2
-        for stream, part in (("rgb", rows[:, :half]), ("flow", rows[:, half:])):
-            folder = out / stream
-            folder.mkdir(parents=True, exist_ok=True)
-            np.savez(inside(folder, f"{vid}-{stream}", ".npz", source=source),
-                     feature=part[None], frame_cnt=np.int64(len(rows) * ROWS_APART))  # fmt: skip
+        write_features(out, vid, rows, len(rows) * ROWS_APART, source)
         entry: dict[str, Any] = {"duration": video["duration"], "frame_rate": 25.0, "labels": [], "annotations": {}}
         for annotation in video["annotations"]:
             label = classes.index(annotation["label"])  # their thumos14 indices: the class names sorted
@@ -99,7 +104,7 @@ def config(shipped: Path, subset: str, folder: Path, half: int, steps: int, lr: 
     return settings
 
 
-def _stubs() -> dict[str, types.ModuleType]:
+def authors_stubs() -> dict[str, types.ModuleType]:
     """MATLAB (its evaluation kit scores 0), torchvision (imported, unused) and the TensorBoard logger."""
     engine = type("Engine", (), {"addpath": lambda self, path: None, "TH14evalRecog_clspr": lambda self, *a: 0.0,
                                  "TH14evalDet": lambda self, *a: [0.0]})  # fmt: skip
@@ -121,7 +126,7 @@ def run_script(
     """Their ``script`` run as ``__main__`` in ``folder`` with ``arguments``, its THUMOS14 meta reader returning
     ``meta`` (as written by ``write_layout``), after seeding ``random``, NumPy and torch when ``seed`` is given;
     returns the script's globals."""
-    with authors_modules(copy, stubs=_stubs()) as code:
+    with authors_modules(copy, stubs=authors_stubs()) as code:
         utils = code.load("utils")
         utils.__dict__["__get_thumos14_meta"] = lambda meta_file, anno_dir: {
             vid: {**entry, "annotations": {int(k): v for k, v in entry["annotations"].items()}}

@@ -196,7 +196,7 @@ def cmcs_entry(checkout: Path, scratch: Path) -> dict[str, Any]:
     then their ``test.py`` writes each video's CAS file and ``detect.py`` detects on the late-fusion ones."""
     states = [official.seeded_state(official.layout("cmcs", D // 2, C), WEIGHT_SEEDS["cmcs"] + s, C) for s in (0, 1)]
     copy = working_copy(checkout, "cmcs", cmcs.PATCHES)
-    with authors_modules(copy, stubs=cmcs._stubs()) as code:
+    with authors_modules(copy, stubs=cmcs.authors_stubs()) as code:
         model_module, train_module = code.load("model"), code.load("train")
         nets = [model_module.BackboneNet(in_features=D // 2, class_num=C + 1, **cmcs.MODEL) for _ in states]
         for net, state in zip(nets, states, strict=True):
@@ -217,15 +217,10 @@ def cmcs_entry(checkout: Path, scratch: Path) -> dict[str, Any]:
         scale = {"cls": weight, "diversity": weight * diversity, "norm": weight * diversity}
         loss = {name: sum(scale[name] * terms[name] for terms in raw) for name in scale}  # the two networks' sum
     vids = [f"video_test_{i}" for i in range(len(TEST_ROWS))]
+    frame_counts = [rows * cmcs.ROWS_APART + 5 for rows in TEST_ROWS]
     meta: dict[str, dict[str, Any]] = {}
-    for i, vid in enumerate(vids):
-        rows = _test_video(i)
-        frame_cnt = len(rows) * cmcs.ROWS_APART + 5
-        for stream, part in (("rgb", rows[:, : D // 2]), ("flow", rows[:, D // 2 :])):
-            (scratch / "data" / stream).mkdir(parents=True, exist_ok=True)
-            np.savez(
-                scratch / "data" / stream / f"{vid}-{stream}.npz", feature=part[None], frame_cnt=np.int64(frame_cnt)
-            )
+    for i, (vid, frame_cnt) in enumerate(zip(vids, frame_counts, strict=True)):
+        cmcs.write_features(scratch / "data", vid, _test_video(i), frame_cnt)
         meta[vid] = {"duration": frame_cnt / CMCS_FPS, "frame_rate": CMCS_FPS, "labels": [], "annotations": {}}
     (scratch / "data" / "no_static").mkdir()
     settings = cmcs.config(copy / "configs" / "thumos-I3D.json", "test", scratch / "data", D // 2, 1, 0.0)
@@ -247,7 +242,6 @@ def cmcs_entry(checkout: Path, scratch: Path) -> dict[str, Any]:
         cas = np.load(scratch / "run" / "cas-features" / f"{cmcs.NAMING}-run-0-1-late-fusion" / f"{vid}.npz")
         video_scores = F.softmax(torch.from_numpy(cas["global_score"]), dim=0)[:C].tolist()
         found = [_detection(index[old_names[int(d[3])]], d[4], d[1], d[2]) for d in detected if d[0] == vid]
-        frame_cnt = TEST_ROWS[i] * cmcs.ROWS_APART + 5
-        videos.append({"rows": TEST_ROWS[i], "frame_cnt": frame_cnt, "fps": CMCS_FPS, "video_scores": video_scores,
-                       "detections": found})  # fmt: skip
+        videos.append({"rows": TEST_ROWS[i], "frame_cnt": frame_counts[i], "fps": CMCS_FPS,
+                       "video_scores": video_scores, "detections": found})  # fmt: skip
     return _entry(loss, videos)
