@@ -72,7 +72,36 @@ def layout(method: str, dim: int, classes: int, hidden: int = 2048) -> list[tupl
             ("att_head.weight", (1, 16)),
             ("att_head.bias", (1,)),
         ]
+    if method == "case":  # WTALModel: its widths are fixed at 512 and 16 prototypes (``hidden`` is not used)
+        half = dim // 2
+        keys = []
+        for stream in ("rgb", "flow"):
+            keys += [
+                (f"cas_module_{stream}.0.weight", (512, half, 1)),
+                (f"cas_module_{stream}.0.bias", (512,)),
+                (f"cas_module_{stream}.2.weight", (classes, 512, 1)),
+                (f"cas_module_{stream}.2.bias", (classes,)),
+            ]
+        keys += [(f"base_module_{stream}.0.{kind}", (512, half, 1)[: 3 if kind == "weight" else 1])
+                 for stream in ("rgb", "flow") for kind in ("weight", "bias")]  # fmt: skip
+        keys += [(f"att_module_{stream}.{kind}", (1, 512, 1)[: 3 if kind == "weight" else 1])
+                 for stream in ("rgb", "flow") for kind in ("weight", "bias")]  # fmt: skip
+        return [*keys, ("clu_head_flow.prototypes.weight", (16, 512)), ("clu_head_rgb.prototypes.weight", (16, 512))]
     raise ValueError(method)
+
+
+def cluster_table(seed: int | None, clusters: int = 16) -> torch.Tensor:
+    """CASE's ``cls_gt`` (each cluster's foreground and background probability): uniform 1 / clusters as its
+    training starts (``seed`` None), else seeded rows of a softmax."""
+    if seed is None:
+        return torch.ones(clusters, 2) / clusters
+    logits = torch.from_numpy(np.random.default_rng(seed).standard_normal((clusters, 2)).astype(np.float32) * 2)
+    return logits.softmax(dim=1)
+
+
+def official_files(method: str, state: dict, table_seed: int | None = None) -> list[dict]:
+    """What ``wtal import checkpoint`` takes for ``method``: the state dict, and for CASE its ``cls_gt.npy``."""
+    return [state, {"cls_gt": cluster_table(table_seed)}] if method == "case" else [state]
 
 
 def seeded_state(keys: list[tuple[str, tuple[int, ...]]], seed: int, classes: int, classifier_scale: float = 12.0):

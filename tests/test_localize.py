@@ -20,13 +20,13 @@ TIMING = VideoTiming(rows=50, seconds_per_row=0.64, duration=32.0, frame_count=8
 def test_runs_nms_and_dilation():
     assert runs(np.array([0, 1, 1, 0, 1], bool)) == [(1, 2), (4, 4)]
     segments = np.array([[0, 10], [1, 10], [20, 30]], float)
-    assert list(nms(segments, np.array([0.9, 0.8, 0.7]), 0.5)) == [0, 2]
+    assert list(nms(segments, np.array([0.9, 0.8, 0.7]), 0.5)[0]) == [0, 2]
     # "+1" overlap (the official NMS): segments 0.5 s apart overlap by 0.5 of a union of 5.5
     apart = np.array([[0, 2], [2.5, 4.5]], float)
-    assert list(nms(apart, np.array([0.9, 0.8]), 0.05)) == [0, 1]
-    assert list(nms(apart, np.array([0.9, 0.8]), 0.05, plus_one=True)) == [0]
+    assert list(nms(apart, np.array([0.9, 0.8]), 0.05)[0]) == [0, 1]
+    assert list(nms(apart, np.array([0.9, 0.8]), 0.05, plus_one=True)[0]) == [0]
     # a kept proposal survives while its tIoU stays strictly below the threshold
-    assert list(nms(np.array([[0, 10], [5, 15]], float), np.array([1.0, 0.5]), 1 / 3)) == [0]
+    assert list(nms(np.array([[0, 10], [5, 15]], float), np.array([1.0, 0.5]), 1 / 3)[0]) == [0]
     mask = np.zeros((1, 40), bool)
     mask[0, 20] = True
     np.testing.assert_array_equal(np.flatnonzero(dilate(mask, 20)[0]), np.arange(10, 30))  # 10 before, 9 after

@@ -24,7 +24,8 @@ from . import official
 GOLDEN = json.loads((Path(__file__).parent / "fixtures" / "official_parity.json").read_text())
 D, C = 32, 20
 #: the inputs the authors' code was given for GOLDEN (experiments/official/golden.py gives them the same)
-WEIGHT_SEEDS = {"basnet": 0, "um": 1, "backtal": 2, "cmcs": 3}  # CMCS: its rgb network; flow: the next seed
+WEIGHT_SEEDS = {"basnet": 0, "um": 1, "backtal": 2, "cmcs": 3, "case": 4}  # CMCS: its rgb network; flow: the next
+CASE_TABLE_SEED = 6  # CASE's cls_gt (cluster_table) for both the loss and the test videos
 TRAIN_FEATURES, TEST_FEATURES, TORCH_SEED = 100, 200, 7  # planted_features seeds: + batch row / + video index
 CMCS_TRAIN_ROWS, CMCS_TRAIN_LABEL, CMCS_TRAIN_WEIGHT = 400, 5, 0.5  # one copy of a video labelled 5 and 11
 
@@ -404,3 +405,23 @@ def test_import_refuses_what_does_not_fit(planted_data, tmp_path, run_cli):
     )
     assert code == 2 and "cmcs takes 1 or 2 official checkpoint file(s), got 3" in err
     assert not (tmp_path / "r").exists()
+
+
+def test_case_reproduces_the_official_numbers():
+    """CASE: the loss terms and the cluster table (cls_gt) their training step computes from a seeded table, and
+    the detections of their inference (with the table inference is given) on two held-out videos."""
+    spec = GOLDEN["case"]
+    state = official.seeded_state(official.layout("case", D, C), WEIGHT_SEEDS["case"], C)
+    model = ours("case", official.official_files("case", state, CASE_TABLE_SEED))
+    x = torch.from_numpy(np.stack([official.planted_features(TRAIN_FEATURES + b, 750, D, C) for b in range(2)]))
+    terms = model.loss(model.train()(x), batch(x, spec["train_labels"]))
+    for name, value in spec["loss"].items():
+        assert close(value, terms[name].item()), name
+    assert close(spec["cls_gt"], model.cls_gt)  # the table training leaves for inference
+    model = ours("case", official.official_files("case", state, CASE_TABLE_SEED))
+    for i, video in enumerate(spec["videos"]):
+        scores = infer(model, official.planted_features(TEST_FEATURES + i, video["rows"], D, C))
+        found = localize(
+            scores, model.config.localization, VideoTiming(video["rows"], 0.64, video["rows"] * 0.64, 0, 16)
+        )
+        assert len(found) == len(video["detections"]) > 0 and same_detections(video["detections"], found)

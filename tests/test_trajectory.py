@@ -36,6 +36,7 @@ SETUPS: dict[str, tuple[dict, int]] = {
     "basnet": ({"num_segments": 32, "batch_size": 4, "lr": 1e-3}, 30),
     "backtal": ({"num_segments": 32, "batch_size": 4, "lr": 1e-3}, 20),
     "cmcs": ({"fusion": "early", "accumulate": 3, "lr": 1e-3}, 20),  # one BackboneNet, as the official code
+    "case": ({"num_segments": 32, "batch_size": 4, "lr": 1e-3}, 30),  # its official widths (512, 16 clusters)
 }
 
 
@@ -51,9 +52,9 @@ def trajectory_inputs(method: str, root: Path) -> tuple[Method, list[list[Batch]
     if cls.uses_clicks:
         for video in dataset.videos:
             video.clicks = simulate_clicks(video.segments, video.duration, video.frame_rate, rng)
-    hidden = {} if method == "cmcs" else {"hidden": HIDDEN}
+    hidden = {} if method in ("cmcs", "case") else {"hidden": HIDDEN}  # their widths are fixed
     state = official.seeded_state(official.layout(method, D, C, **hidden), WEIGHTS_SEED, C, classifier_scale=1.0)
-    model = cls.from_official([state], **settings)
+    model = cls.from_official(official.official_files(method, state), **settings)
     config = model.config
     sampler = BatchSampler(training_entries(dataset.videos, config.training.single_label_copies), config, rng)
     return model, [[sampler.draw() for _ in range(config.training.accumulate)] for _ in range(steps)]

@@ -354,12 +354,11 @@ def import_checkpoint(
     from .data.annotations import load_annotations, read_classes
     from .data.dataset import read_feature_rows
     from .layout import DataLayout
-    from .state_files import unwrap_state_dict
+    from .state_files import load_state_file
 
     cls = get_method(method)
     target, replaced = run_target(run_dir, force, kind="imported")
-    fix = "pass the .pkl/.pth the official code saved"
-    states = [unwrap_state_dict(load_trusted_types(Path(f), fix), Path(f)) for f in files]
+    states = [load_state_file(Path(f), cls.official_hint) for f in files]
     for path, state in zip(files, states, strict=True):
         broken = next((k for k, v in state.items() if v.is_floating_point() and not bool(v.isfinite().all())), None)
         if broken:
@@ -367,7 +366,7 @@ def import_checkpoint(
     try:
         model = cls.from_official(states)
     except ValueError as exc:
-        raise DataError(str(exc), f"pass a checkpoint written by the official {method} code", files[0]) from exc
+        raise DataError(str(exc), cls.official_hint, files[0]) from exc
     layout = DataLayout(Path(data_dir))
     classes = read_classes(layout, load_annotations(layout.annotations), layout.annotations)
     if len(classes) != model.num_classes:

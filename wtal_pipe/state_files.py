@@ -7,9 +7,26 @@ import pickle
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from .errors import DataError
+
+
+def load_state_file(path: Path, fix: str) -> dict[str, torch.Tensor]:
+    """The tensors an official file holds: a checkpoint's state dict, or (``.npy``, e.g. CASE's ``cls_gt.npy``)
+    one array named after the file; NumPy's pickled object arrays are refused like pickled objects."""
+    if path.suffix != ".npy":
+        return unwrap_state_dict(load_trusted_types(path, fix), path)
+    if not path.exists():
+        raise DataError("file not found", fix, path)
+    try:
+        array = np.load(path, allow_pickle=False)
+    except ValueError as exc:
+        raise DataError(f"not a plain NumPy array ({str(exc).splitlines()[0]})", fix, path) from exc
+    if array.dtype.kind not in "fiu":
+        raise DataError(f"holds {array.dtype} values, not numbers", fix, path)
+    return {path.stem: torch.from_numpy(np.ascontiguousarray(array))}
 
 
 def load_trusted_types(path: Path, fix: str) -> Any:

@@ -38,6 +38,7 @@ OFFICIAL: dict[str, Official] = {
     "basnet": Official("Pilhyeon/BaSNet-pytorch", "c8c6bbd"),
     "backtal": Official("VividLe/BackTAL", "17161fc"),
     "cmcs": Official("Finspire13/CMCS-Temporal-Action-Localization", "d03f480"),
+    "case": Official("Qinying-Liu/CASE", "b7c34da"),
 }
 
 Patch = tuple[str, str, str]  # (file in the checkout, text, replacement)
@@ -102,8 +103,10 @@ def authors_modules(
         torch.Tensor.cuda, torch.nn.Module.cuda = saved  # type: ignore[method-assign]
         sys.path[:] = saved_path
         for name in set(sys.modules) - before:  # theirs and the stubs; libraries they pulled in stay loaded
-            origin = getattr(sys.modules[name], "__file__", None) or ""
-            if name in (stubs or {}) or origin.startswith(str(copy)):
+            module = sys.modules[name]
+            # a folder without __init__.py (CASE's utils/, config/) is a namespace package: no __file__, a __path__
+            origin = getattr(module, "__file__", None) or next(iter(getattr(module, "__path__", None) or []), "")
+            if name in (stubs or {}) or str(origin).startswith(str(copy)):
                 del sys.modules[name]
 
 

@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository: tests/ defines the inputs
 
 import backtal
+import case
 import cmcs
 import pilhyeon
 from authors import authors_modules, stub, working_copy
@@ -50,6 +51,7 @@ TERMS: dict[str, dict[str, tuple[str, float]]] = {
     "backtal": {"base": ("loss_base", 1.0), "supp": ("loss_supp", 1.0), "filter_l1": ("loss_norm", 0.0001)},
     "cmcs": {"cls": ("cls", 1.0), "diversity": ("div", 1.0), "norm": ("norm", 1.0)},
 }
+METHODS = (*TERMS, "case")  # CASE's terms are named in case.py
 
 
 class _Logger:
@@ -68,6 +70,8 @@ def trajectory(method: str, checkout: Path, root: Path) -> list[dict[str, Any]]:
         return backtal_trajectory(checkout, root)
     if method == "cmcs":
         return cmcs_trajectory(checkout, root)
+    if method == "case":
+        return case_trajectory(checkout, root)
     from tests import official
     from tests.test_trajectory import HIDDEN, SETUPS, TORCH_SEED, WEIGHTS_SEED, C, D, fingerprint, trajectory_inputs
 
@@ -216,6 +220,32 @@ def cmcs_trajectory(checkout: Path, root: Path) -> list[dict[str, Any]]:
     return steps
 
 
+def case_trajectory(checkout: Path, root: Path) -> list[dict[str, Any]]:
+    """CASE's steps: their ``Trainer.train`` over the steps' batches, from the uniform ``cls_gt`` it starts
+    with; each step read from its loss terms and from the weights after their Adam's step."""
+    from tests import official
+    from tests.test_trajectory import SETUPS, TORCH_SEED, WEIGHTS_SEED, C, D, fingerprint, trajectory_inputs
+
+    ours, batches = trajectory_inputs("case", root)
+    settings, _ = SETUPS["case"]
+    state = official.seeded_state(official.layout("case", D, C), WEIGHTS_SEED, C, classifier_scale=1.0)
+    steps: list[dict[str, Any]] = []
+    with case.modules(checkout) as code:
+        config = case.their_config(code, root / "official", root, len_feature=D, num_classes=C,
+                                   num_segments=settings["num_segments"], num_workers=0)  # fmt: skip
+        net = case.new_network(code, config, state)
+        optimizer = case.their_optimizer(net, settings["lr"])
+
+        def read(terms: dict[str, float], total: float, trainer: Any) -> None:
+            with torch.random.fork_rng():  # building our model draws its initial weights: keep their stream
+                weights = type(ours).from_official([net.state_dict(), {"cls_gt": trainer.cls_gt}], **settings)
+            steps.append({"loss": total, "terms": terms, "params": fingerprint(weights)})
+
+        torch.manual_seed(TORCH_SEED)
+        case.run_steps(code, config, net, [(batch.features, batch.labels) for [batch] in batches], optimizer, read)
+    return steps
+
+
 def main() -> int:
     import tempfile
 
@@ -224,13 +254,13 @@ def main() -> int:
     from wtal_pipe.cache import atomic_write_text
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for method in TERMS:
+    for method in METHODS:
         parser.add_argument(f"--official-{method}", type=Path, help=f"your clone of the {method} repository")
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 naming each entry that differs")
     args = parser.parse_args()
     fixtures = {path: json.loads(path.read_text()) for path in (TRAJECTORY, PARITY)}
     differing = []
-    for method in TERMS:
+    for method in METHODS:
         checkout = getattr(args, f"official_{method}")
         if checkout is None:
             continue
@@ -240,7 +270,7 @@ def main() -> int:
                     made = {"steps": trajectory(method, checkout.resolve(), Path(scratch))}
                 else:
                     made = golden.entry(method, checkout.resolve(), Path(scratch))
-            if made != fixtures[path][method]:
+            if made != fixtures[path].get(method):
                 differing.append(f"{path.name} {method}")
             fixtures[path][method] = made
     for name in differing:

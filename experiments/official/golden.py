@@ -19,6 +19,7 @@ import types
 from pathlib import Path
 from typing import Any
 
+import case
 import cmcs
 import numpy as np
 import torch
@@ -27,6 +28,7 @@ from authors import OFFICIAL, authors_modules, run_as_script, stub, working_copy
 
 from tests import official
 from tests.test_parity import (
+    CASE_TABLE_SEED,
     CMCS_TRAIN_LABEL,
     CMCS_TRAIN_ROWS,
     CMCS_TRAIN_WEIGHT,
@@ -188,6 +190,8 @@ def entry(method: str, checkout: Path, scratch: Path) -> dict[str, Any]:
         return backtal(checkout, scratch)
     if method == "cmcs":
         return cmcs_entry(checkout, scratch)
+    if method == "case":
+        return case_entry(checkout, scratch)
     return pilhyeon(method, checkout, scratch)
 
 
@@ -245,3 +249,31 @@ def cmcs_entry(checkout: Path, scratch: Path) -> dict[str, Any]:
         videos.append({"rows": TEST_ROWS[i], "frame_cnt": frame_counts[i], "fps": CMCS_FPS,
                        "video_scores": video_scores, "detections": found})  # fmt: skip
     return _entry(loss, videos)
+
+
+def case_entry(checkout: Path, scratch: Path) -> dict[str, Any]:
+    """CASE: the loss terms and the ``cls_gt`` that their ``Trainer.train`` computes on the train batch (starting
+    from the seeded table, no step taken), then their ``inference`` over the two videos with that seeded table."""
+    state = official.seeded_state(official.layout("case", D, C), WEIGHT_SEEDS["case"], C)
+    table = official.cluster_table(CASE_TABLE_SEED)
+    data = scratch / "data"
+    vids = {f"video_test_{i}": _test_video(i) for i in range(len(TEST_ROWS))}
+    case.write_test_videos(data, vids, ROW_SECONDS)
+    found: dict[str, Any] = {}
+    with case.modules(checkout) as code:
+        config = case.their_config(code, scratch, data, len_feature=D, num_classes=C, num_workers=0)
+        net = case.new_network(code, config, state)
+        torch.manual_seed(TORCH_SEED)
+
+        def keep(terms: dict[str, float], total: float, trainer: Any) -> None:
+            found.update(loss=terms, cls_gt=trainer.cls_gt.tolist())
+
+        case.run_steps(code, config, net, [(_train_batch(), _multi_hot(TRAIN_LABELS))], None, keep, cls_gt=table)
+        written = case.infer(code, config, net.eval(), table, data)
+        index = case.class_index(code)
+    videos = [
+        {"rows": rows, "detections": [_detection(index[d["label"]], d["score"], *d["segment"])
+                                      for d in written.get(vid, [])]}
+        for vid, rows in zip(vids, TEST_ROWS, strict=True)
+    ]  # fmt: skip
+    return _entry(found["loss"], videos, cls_gt=found["cls_gt"])

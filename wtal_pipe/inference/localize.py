@@ -53,9 +53,12 @@ def normalize(signal: np.ndarray, mode: str) -> np.ndarray:
 
     ``relu-minmax``: the official BaS-Net/BackTAL ``minmax_norm``: min and max clipped at 0 from
     below, a non-positive range replaced by 1, the result not clipped; ``relu-minmax-clip``: the same,
-    clipped to [0, 1] (UM); ``minmax``: a true min-max (CMCS ``normalize``).
+    clipped to [0, 1] (UM); ``minmax``: a true min-max (CMCS ``normalize``); ``none``: as it is (CASE
+    localizes a mean of probabilities).
     """
     signal = np.asarray(signal)
+    if mode == "none":
+        return signal
     low, high = signal.min(axis=0, keepdims=True), signal.max(axis=0, keepdims=True)
     if mode != "minmax":
         low, high = np.maximum(low, 0), np.maximum(high, 0)
@@ -192,23 +195,31 @@ def proposals(
     return start, end, inner - outer
 
 
-def nms(segments: np.ndarray, scores: np.ndarray, threshold: float, plus_one: bool = False) -> np.ndarray:
-    """Indices kept by greedy 1-D NMS on [start, end] seconds: a proposal survives while its tIoU with
-    every kept one is below ``threshold``. ``plus_one`` adds 1 to lengths and overlaps (the official
-    code, written for frame indices)."""
+def nms(
+    segments: np.ndarray, scores: np.ndarray, threshold: float, plus_one: bool = False, soft_alpha: float | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Indices kept by greedy 1-D NMS on [start, end] seconds, and their scores: a proposal survives while its
+    tIoU with every kept one is below ``threshold``. ``plus_one`` adds 1 to lengths and overlaps (the official
+    code, written for frame indices). ``soft_alpha`` (CASE's ``basnet_nms`` with ``soft_nms``): each proposal a
+    kept one suppresses is kept too, after all survivors, its score x exp(-tIoU^2 / alpha)."""
     extra = 1.0 if plus_one else 0.0
     lengths = segments[:, 1] - segments[:, 0] + extra
     order = scores.argsort()[::-1]
-    keep = []
+    keep, kept_scores, suppressed, decayed = [], [], [], []
     while order.size:
         i, rest = order[0], order[1:]
         keep.append(i)
+        kept_scores.append(scores[i])
         inter = np.maximum(
             0.0, np.minimum(segments[i, 1], segments[rest, 1]) - np.maximum(segments[i, 0], segments[rest, 0]) + extra
         )
         iou = inter / np.maximum(lengths[i] + lengths[rest] - inter, 1e-12)
+        if soft_alpha is not None:
+            hit = iou >= threshold
+            suppressed += rest[hit].tolist()
+            decayed += (scores[rest[hit]] * np.exp(-np.square(iou[hit]) / soft_alpha)).tolist()
         order = rest[iou < threshold]
-    return np.asarray(keep, np.int64)
+    return np.asarray(keep + suppressed, np.int64), np.asarray(kept_scores + decayed, np.float64)
 
 
 def selected_classes(video_scores: np.ndarray, config: LocalizationSettings) -> np.ndarray:
@@ -276,10 +287,13 @@ def localize(
         if config.whole_video_score is not None:  # BackTAL on ActivityNet; NMS keeps one of its official copies
             segments = np.concatenate([segments, [[0.0, timing.duration]]])
             score = np.append(score, config.whole_video_score)
-        keep = (
-            np.arange(score.size)
+        keep, kept_score = (
+            (np.arange(score.size), score)
             if config.nms_threshold is None
-            else nms(segments, score, config.nms_threshold, config.nms_plus_one)
+            else nms(segments, score, config.nms_threshold, config.nms_plus_one, config.soft_nms_alpha)
         )
-        detections += [Detection(int(c), float(score[i]), float(segments[i, 0]), float(segments[i, 1])) for i in keep]
+        detections += [
+            Detection(int(c), float(s), float(segments[i, 0]), float(segments[i, 1]))
+            for i, s in zip(keep, kept_score, strict=True)
+        ]
     return detections

@@ -208,6 +208,8 @@ class Method(nn.Module):
 
     #: how many official checkpoint files make one model (CMCS: 1 early fusion, 2 late fusion)
     official_files: ClassVar[tuple[int, ...]] = (1,)
+    #: what to pass ``wtal import checkpoint`` (the fix when the files do not fit)
+    official_hint: ClassVar[str] = "pass the .pkl/.pth the official code saved"
 
     @classmethod
     def convert_official(cls, states: list[dict[str, torch.Tensor]]) -> tuple[dict[str, torch.Tensor], int, int, dict]:

@@ -2,5 +2,5 @@
 
 from typing import Literal, get_args
 
-MethodName = Literal["basnet", "um", "cmcs", "backtal"]
+MethodName = Literal["basnet", "um", "cmcs", "backtal", "case"]
 METHOD_NAMES: tuple[str, ...] = get_args(MethodName)

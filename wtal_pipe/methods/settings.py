@@ -167,6 +167,7 @@ class TrainingSettings(Settings):
     train_sampling: TrainSampling = "random"  # random: one random row per span (BaS-Net/UM); interpolate; whole
     batch_size: Count = 16  # videos per forward pass
     batch_order: Literal["epochs", "fresh"] = "epochs"  # how videos are drawn into batches (train.BatchSampler)
+    drop_last: bool = False  # an epoch's last, short batch is skipped (PyTorch's drop_last: CASE)
     accumulate: Count = 1  # forward passes per optimizer step
     gradient_accumulation: Literal["mean", "sum"] = "mean"  # sum: gradients of the accumulated passes add up
     single_label_copies: bool = False  # a video with L labels trains as L one-label copies weighted 1/L
@@ -220,7 +221,7 @@ class LocalizationSettings(Settings):
     test_sampling: TestSampling = "uniform"  # uniform to num_segments; uniform-if-longer; interpolate; whole
     class_threshold: Annotated[float, AtLeast(0), Below(1)] = 0.25  # video score a class needs
     argmax_fallback: bool = False  # localize the top class when none passes the threshold (UM)
-    cas_normalization: Literal["relu-minmax", "relu-minmax-clip", "minmax"] = "relu-minmax"  # per class over time
+    cas_normalization: Literal["relu-minmax", "relu-minmax-clip", "minmax", "none"] = "relu-minmax"  # per class
     resample: Literal["starts-extrapolated", "starts-inclusive", "centres"] = "starts-extrapolated"  # grid geometry
     upsample: Count | Literal["frames"] = 24  # grid points per input row, or one per video frame
     cas_thresholds: Annotated[tuple[float, ...], NonEmpty(), AtLeast(0)] = steps(0.0, 0.25, 0.025)
@@ -244,6 +245,8 @@ class LocalizationSettings(Settings):
     whole_video_score: float | None = None  # a class with proposals also proposes the whole video at this score
     nms_threshold: Annotated[float, Above(0)] | None = 0.7  # per-class NMS tIoU; None keeps every proposal
     nms_plus_one: bool = True  # the official NMS adds 1 to lengths and overlaps (meant for frame indices)
+    # soft-NMS (CASE): what NMS would drop is kept with its score x exp(-tIoU^2 / alpha); None drops it
+    soft_nms_alpha: Annotated[float, Above(0)] | None = None
     clip_to_duration: bool = False  # clip segments to [0, duration] (CMCS)
     eval_tiou: str = "0.1:0.9:0.1"  # the tIoU range the paper reports (wtal test's default)
 

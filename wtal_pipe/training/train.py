@@ -27,7 +27,7 @@ from ..layout import DataLayout
 from ..methods import get_method
 from ..methods.base import Batch, Method, MethodOutput
 from ..methods.presets import DEFAULT_PRESET, benchmark, preset_settings
-from ..methods.settings import MethodConfig
+from ..methods.settings import MethodConfig, TrainingSettings
 from ..run import Run, RunMeta, finished_as_asked, load_run, run_meta, run_target, save_checkpoint
 from .monitor import HeldOut, Monitor, choose_held_out, tensorboard_writer
 from .pseudo import PseudoLabels, row_times
@@ -118,11 +118,16 @@ class BatchSampler:
 
     def _draw(self) -> list[int]:
         """The entry indices of the next batch."""
-        if not self.order or (self.training.batch_order == "fresh" and self.epochs > 1):
+        size = self.training.batch_size
+        short = len(self.order) < size <= len(self.entries)
+        if (
+            not self.order
+            or (self.training.batch_order == "fresh" and self.epochs > 1)
+            or (self.training.drop_last and short)
+        ):
             self.order = list(self.rng.permutation(len(self.entries)))
             self.epochs += 1
-        size = min(self.training.batch_size, len(self.order))
-        return [self.order.pop() for _ in range(size)]
+        return [self.order.pop() for _ in range(min(size, len(self.order)))]
 
     def draw(self) -> Batch:
         """The next batch (an endless supply: the trainer asks for as many as its steps need)."""
@@ -306,13 +311,20 @@ def start_from(model: Method, trained: Method, run_dir: Path) -> None:
     model.load_state_dict(theirs, strict=False)
 
 
+def full_batches(training: TrainingSettings, entries: int) -> int:
+    """Whole batches in an epoch of ``entries`` (at least one: a set smaller than a batch is one batch)."""
+    return max(1, entries // training.batch_size)
+
+
 def with_epochs(config: MethodConfig, entries: int) -> MethodConfig:
     """``config`` whose step count is its ``epochs`` passes over ``entries`` training samples (a pass has
-    ``ceil(entries / batch_size)`` batches, the last one short, as PyTorch's DataLoader), when epochs are set."""
+    ``ceil(entries / batch_size)`` batches, the last one short, as PyTorch's DataLoader; ``floor`` with
+    ``drop_last``), when epochs are set."""
     training = config.training
     if training.epochs is None:
         return config
-    batches = training.epochs * math.ceil(entries / training.batch_size)
+    per_epoch = full_batches(training, entries) if training.drop_last else math.ceil(entries / training.batch_size)
+    batches = training.epochs * per_epoch
     steps = math.ceil(batches / training.accumulate)
     return dataclasses.replace(config, training=training.replace(iterations=steps))
 
