@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from wtal_pipe.data.timing import VideoTiming
 from wtal_pipe.inference.localize import VideoScores, dilate, localize, nms, normalize, outer_bounds, resample
@@ -27,6 +28,11 @@ def test_runs_nms_and_dilation():
     assert list(nms(apart, np.array([0.9, 0.8]), 0.05, plus_one=True)[0]) == [0]
     # a kept proposal survives while its tIoU stays strictly below the threshold
     assert list(nms(np.array([[0, 10], [5, 15]], float), np.array([1.0, 0.5]), 1 / 3)[0]) == [0]
+    # soft-NMS (CASE): what NMS drops stays, after the survivors, its score decayed by its tIoU with the keeper
+    segments = np.array([[0, 10], [0, 8], [20, 30], [1, 10]], float)
+    kept, scores = nms(segments, np.array([0.9, 0.8, 0.7, 0.6]), 0.4, soft_alpha=0.35)
+    assert list(kept) == [0, 2, 1, 3]
+    assert scores == pytest.approx([0.9, 0.7, 0.8 * np.exp(-(0.8**2) / 0.35), 0.6 * np.exp(-(0.9**2) / 0.35)])
     mask = np.zeros((1, 40), bool)
     mask[0, 20] = True
     np.testing.assert_array_equal(np.flatnonzero(dilate(mask, 20)[0]), np.arange(10, 30))  # 10 before, 9 after
@@ -109,6 +115,11 @@ def test_each_method_localizes_with_its_official_defaults():
     assert cmcs.nms_threshold is None and cmcs.mask_dilation == 20 and cmcs.thresholds_relative_to_mean
     assert backtal.resample == "centres" and backtal.upsample == "frames" and backtal.nms_threshold == 0.55
     assert (basnet.eval_tiou, um.eval_tiou, cmcs.eval_tiou) == ("0.1:0.9:0.1", "0.1:0.7:0.1", "0.1:0.5:0.1")
+    case = get_method("case").localization_defaults  # inference_case.py, as its positional arguments land
+    assert case.cas_normalization == "none" and not case.contrast_on_thresholded and case.argmax_fallback
+    assert (case.outer_ratio, case.class_score_weight) == (0.15, 0.2)  # the config's gamma lands as the outer ratio
+    assert (case.nms_threshold, case.soft_nms_alpha) == (0.4, 0.35)
+    assert case.cas_thresholds == pytest.approx(np.arange(0.1, 1.0, 0.1)) and case.test_sampling == "uniform"
 
 
 @pytest.fixture(scope="module")
@@ -248,3 +259,37 @@ def test_without_nms_every_proposal_is_kept():
     with_nms = localize(scores, LocalizationSettings(upsample=1, nms_plus_one=False), TIMING)
     without = localize(scores, LocalizationSettings(upsample=1, nms_threshold=None), TIMING)
     assert len(without) == 10 and len(with_nms) < len(without)  # one proposal per threshold 0:0.025:0.225
+
+
+@pytest.mark.slow
+def test_case_trains_on_the_demo_data_then_tests_and_localizes_a_raw_clip(demo, tmp_path, run_cli):
+    """CASE end to end on the demo's clips: wtal train, wtal test, and wtal localize on a raw clip, which extracts it
+    again through the run's cache and must give the detections wtal test gave that video. (How well CASE localizes
+    at this size is not the point: at 12 training clips its attention often settles on the camera's pans.)"""
+    out, _, _ = demo
+    data, run = out / "data", tmp_path / "case"
+    code, _, err = run_cli(
+        "train", "--method", "case", "--data", data, "--out", run, "--iters", "100", "--lr", "1e-3",
+        "--batch-size", "4", "--set", "normalize_features=true", "--device", "cpu",
+    )  # fmt: skip
+    assert code == 0, err
+    state = torch.load(run / "checkpoint.pt", weights_only=True)["state_dict"]
+    table = state["cls_gt"]  # the cluster table inference needs, saved with the weights
+    assert table.shape == (16, 2) and torch.allclose(table.sum(1), torch.ones(16), atol=1e-4)
+    assert not torch.allclose(table, torch.full((16, 2), 1 / 16))  # training moved it from where it starts
+    code, stdout, err = run_cli("test", "--run", run, "--data", data, "--out", tmp_path / "d.json")
+    assert code == 0, err
+    assert "0.70" in stdout and "0.80" not in stdout  # CASE reports tIoU 0.1:0.7
+    tested = json.loads((tmp_path / "d.json").read_text())["results"]
+    database = json.loads((data / "annotations.json").read_text())["database"]
+    vid = next(v for v, e in database.items() if e["subset"] == "test")
+    [clip] = (out / "videos").glob(f"{vid}.*")
+    code, stdout, err = run_cli("localize", clip, "--run", run, "--out", tmp_path / "clip.json", "--device", "cpu")
+    assert code == 0, err
+    found = json.loads((tmp_path / "clip.json").read_text())["results"][vid]
+    assert len(found) == len(tested[vid]) > 0
+    key = lambda d: (d["label"], round(d["segment"][0], 2), round(d["segment"][1], 2))  # noqa: E731
+    for mine, theirs in zip(sorted(found, key=key), sorted(tested[vid], key=key), strict=True):
+        assert mine["label"] == theirs["label"] and abs(mine["score"] - theirs["score"]) <= 1e-4
+        assert np.allclose(mine["segment"], theirs["segment"], atol=0.01)
+        assert 0 <= mine["segment"][0] < mine["segment"][1] <= database[vid]["duration"] + 0.64

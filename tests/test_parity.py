@@ -425,3 +425,43 @@ def test_case_reproduces_the_official_numbers():
             scores, model.config.localization, VideoTiming(video["rows"], 0.64, video["rows"] * 0.64, 0, 16)
         )
         assert len(found) == len(video["detections"]) > 0 and same_detections(video["detections"], found)
+
+
+def test_import_case_weights_and_cluster_table(planted_data, tmp_path, run_cli):
+    """CASE's two files (best_model.pkl, cls_gt.npy, either order) -> a run whose detections are the official
+    ones (the transcription-free check: the same model built from the same files); a pickled or missing table
+    is refused in one line naming the file."""
+    state = official.seeded_state(official.layout("case", D, 3), 5, 3)
+    torch.save(state, tmp_path / "best_model.pkl")  # what their evaluate() saves, beside the table
+    table = official.cluster_table(9)
+    np.save(tmp_path / "cls_gt.npy", table.numpy())
+    code, _, err = run_cli(
+        "import", "checkpoint", tmp_path / "cls_gt.npy", tmp_path / "best_model.pkl", "--method", "case",
+        "--data", planted_data, "--out", tmp_path / "run",
+    )  # fmt: skip
+    assert code == 0, err
+    saved = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["state_dict"]
+    assert torch.equal(saved["cls_gt"], table) and saved["rgb.cas.0.weight"].shape == (512, D // 2, 1)
+    code, out, err = run_cli("test", "--run", tmp_path / "run", "--data", planted_data, "--out", tmp_path / "d.json")
+    assert code == 0, err
+    assert "0.70" in out and "0.80" not in out  # CASE reports tIoU 0.1:0.7
+    found = json.loads((tmp_path / "d.json").read_text())["results"]
+    assert sum(map(len, found.values())) > 0
+    model = ours("case", [state, {"cls_gt": table}])
+    for vid in found:
+        feat = np.load(planted_data / "features" / f"{vid}.npy")
+        scores = infer(model, feat)
+        timing = VideoTiming(feat.shape[0], 0.64, feat.shape[0] * 0.64, 0, 16)
+        names = ["action_0", "action_1", "action_2"]
+        theirs = [(names.index(d["label"]), d["score"], *d["segment"]) for d in found[vid]]
+        assert same_detections(localize(scores, model.config.localization, timing), theirs, seconds=0.001, score=1e-5)
+    np.save(tmp_path / "pickled.npy", np.array([{"cls_gt": 1}], dtype=object), allow_pickle=True)
+    for files, message in (
+        ([tmp_path / "best_model.pkl"], "case takes 2 official checkpoint file(s), got 1"),
+        ([tmp_path / "best_model.pkl", tmp_path / "pickled.npy"], "pickled.npy: not a plain NumPy array"),
+    ):
+        code, _, err = run_cli(
+            "import", "checkpoint", *files, "--method", "case", "--data", planted_data, "--out", tmp_path / "r"
+        )
+        assert code == 2 and message in err and "cls_gt.npy" in err and err.count("\n") == 1, err
+    assert not (tmp_path / "r").exists()

@@ -174,8 +174,8 @@ def test_sampled_rows_follow_the_official_distribution(length, segments):
     assert np.all(np.diff(ours, axis=1) >= 0)  # in time order
 
 
-def _drawn(batch_order: str, videos: int, batch_size: int, steps: int) -> list[list[int]]:
-    config = get_method("um").configure({"batch_size": batch_size, "batch_order": batch_order})
+def _drawn(batch_order: str, videos: int, batch_size: int, steps: int, drop_last: bool = False) -> list[list[int]]:
+    config = get_method("um").configure({"batch_size": batch_size, "batch_order": batch_order, "drop_last": drop_last})
     sampler = BatchSampler([object()] * videos, config, np.random.default_rng(0))  # type: ignore[list-item]
     return [sampler._draw() for _ in range(steps)]
 
@@ -185,6 +185,19 @@ def test_epochs_draw_each_video_once_and_end_on_a_short_batch():
     assert [len(b) for b in batches] == [16] * 12 + [8] + [16] * 12 + [8]
     for epoch in (batches[:13], batches[13:]):
         assert sorted(i for b in epoch for i in b) == list(range(200))
+
+
+def test_drop_last_skips_the_short_batch_and_counts_whole_batches_as_case_does():
+    from wtal_pipe.training.train import with_epochs
+
+    batches = _drawn("epochs", videos=200, batch_size=16, steps=24, drop_last=True)  # CASE: 12 whole batches
+    assert [len(b) for b in batches] == [16] * 24
+    for epoch in (batches[:12], batches[12:]):
+        assert len({i for b in epoch for i in b}) == 192  # each epoch: 192 different videos, 8 left out
+    assert [len(b) for b in _drawn("epochs", videos=6, batch_size=16, steps=3, drop_last=True)] == [6, 6, 6]
+    case = get_method("case")
+    assert with_epochs(case.defaults(), 200).training.iterations == 300 * 12  # the official 3600 steps
+    assert with_epochs(case.configure({"epochs": 2}), 6).training.iterations == 2  # fewer videos than a batch
 
 
 def test_fresh_batches_after_the_first_epoch_as_basnet_draws_them():

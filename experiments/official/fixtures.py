@@ -4,7 +4,7 @@ code on the inputs ``tests/test_parity.py`` names: ``golden.py``) from your own 
 
     python experiments/official/fixtures.py --official-um ~/src/WTAL-Uncertainty-Modeling \\
         --official-basnet ~/src/BaSNet-pytorch --official-backtal ~/src/BackTAL \\
-        --official-cmcs ~/src/CMCS-Temporal-Action-Localization [--check]
+        --official-cmcs ~/src/CMCS-Temporal-Action-Localization --official-case ~/src/CASE [--check]
 
 Each named method's entry is recomputed and written back (the others are kept as they are); ``--check`` writes
 nothing and exits 1 naming each entry that differs. Patches, as PROVENANCE.md lists them: the hidden width 2048

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Literal
 
 import torch
 import torch.nn.functional as F
@@ -46,8 +46,6 @@ from .settings import (
     LocalizationSettings,
     MethodConfig,
     NetworkSettings,
-    Presets,
-    Sourced,
     TrainingSettings,
     steps,
 )
@@ -149,10 +147,8 @@ class CASE(Method):
     cas_kind = "probabilities"
     official_files = (2,)
     official_hint = "pass best_model.pkl and cls_gt.npy from the official output folder"
-    presets: ClassVar[Presets] = {
-        name: {"num_segments": Sourced(50, "no CASE source (its ActivityNet code was never released): BaS-Net/UM's")}
-        for name in ("activitynet1.2", "activitynet1.3")
-    }
+    # ActivityNet: no preset values - its ActivityNet settings were never released (the paper reports results),
+    # so every one is the THUMOS14 value, marked so by wtal presets
     settings: CASENetwork
     cls_gt: torch.Tensor
 

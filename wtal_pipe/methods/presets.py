@@ -110,8 +110,10 @@ def preset_rows(method: type[Method]) -> list[tuple[str, list[str], str]]:
     settings = dict.fromkeys([*shown, *(key for values in changed.values() for key in values)])
     rows = []
     for setting in settings:
-        if setting == "iterations" and all("epochs" in values for values in changed.values()):
-            continue  # the preset counts epochs instead
+        if setting == "iterations" and (
+            defaults.training.epochs is not None or all("epochs" in values for values in changed.values())
+        ):
+            continue  # the method (CASE) or every preset counts epochs instead
         default = defaults.values().get(setting)
         cells, sources = [_shown(default)], []
         for values in changed.values():

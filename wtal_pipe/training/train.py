@@ -24,7 +24,7 @@ from ..data.sampling import click_mask, training_input
 from ..device import resolve_device
 from ..errors import DataError, WtalError
 from ..layout import DataLayout
-from ..methods import get_method
+from ..methods import get_method, list_methods
 from ..methods.base import Batch, Method, MethodOutput
 from ..methods.presets import DEFAULT_PRESET, benchmark, preset_settings
 from ..methods.settings import MethodConfig, TrainingSettings
@@ -63,9 +63,10 @@ def _use_negatives(options: TrainOptions, method: type[Method]) -> bool:
     if options.negatives is None:
         return method.negatives_by_default and exists
     if options.negatives and not method.has_background_class:
+        able = [name for name in list_methods() if get_method(name).has_background_class]
         raise WtalError(
             f"{options.method} has no background class, so it cannot train on hard negatives",
-            "drop --negatives or use basnet, cmcs or backtal",
+            f"drop --negatives or use {', '.join(able)}",
         )
     return options.negatives
 
