@@ -261,3 +261,16 @@ def test_a_filter_collapse_is_seen_through_stray_rows():
     assert "near 1 almost everywhere" in filter_collapse(torch.tensor(saturated))
     healthy = np.where(rng.random((16, 750)) < 0.16, 0.95, 0.01)  # a trained BaS-Net: ~16% of rows foreground
     assert filter_collapse(torch.tensor(healthy)) is None
+
+
+def test_a_saturated_case_attention_is_reported(tmp_path):
+    from wtal_pipe.training.train import TrainingWarning
+
+    model, batches = trajectory_inputs("case", tmp_path)
+    with torch.no_grad():  # every row's attention near 1 in both streams: sigmoid(20)
+        for stream in (model.rgb, model.flow):
+            stream.attention.bias.fill_(20.0)
+    with pytest.warns(TrainingWarning, match=r"case at step 1: the attention is near 1 on almost every row"):
+        Trainer(model, torch.device("cpu")).step(batches[0])
+    healthy, batches = trajectory_inputs("case", tmp_path)
+    assert healthy.collapse(healthy.train()(batches[0][0].features)) is None

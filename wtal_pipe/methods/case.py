@@ -227,6 +227,19 @@ class CASE(Method):
             "cluster_classification": s.cluster_class_weight * classification,
         }
 
+    def collapse(self, outputs: MethodOutput) -> str | None:
+        """The fused attention near 0 or near 1 on 99% of the batch's rows: its foreground targets then pick rows
+        at random, the clusters cannot be told apart, and the localized signal is flat."""
+        assert outputs.foreground is not None
+        flat = outputs.foreground.detach().float().flatten()
+        low, high = (float(q) for q in torch.quantile(flat, torch.tensor([0.01, 0.99], device=flat.device)))
+        if high < 0.05 or low > 0.95:
+            return (
+                f"the attention is near {0 if high < 0.05 else 1} on almost every row (1st-99th percentile "
+                f"{low:.4f}-{high:.4f}): it no longer separates foreground from background (lower --lr)"
+            )
+        return None
+
     def _prior(self, place: torch.Tensor) -> torch.Tensor:
         """(N, clusters): a Gaussian in the distance between a row's place in the attention order (as a share of
         N) and each cluster's background probability, normalized to sum 1."""
