@@ -42,7 +42,11 @@ def import_clicks_cli(
 @import_app.command("checkpoint")
 def import_checkpoint_cli(
     files: Annotated[
-        list[Path], typer.Argument(help="State dict(s) saved by the official code (CMCS late fusion: RGB, then flow).")
+        list[Path],
+        typer.Argument(
+            help="State dict(s) saved by the official code (CMCS late fusion: RGB, then flow; CASE: best_model.pkl "
+            "and cls_gt.npy)."
+        ),
     ],
     method: Method,
     data: Data = Path("data"),
