@@ -72,6 +72,8 @@ def measure(work: Path) -> dict[str, Any]:
         "settings": settings,
         "training": {},
         "localization": {},
+        "refine": {},
+        "refine_settings": REFINE,
     }
     runs: dict[str, list[Path]] = {}
     for variant, changes in TRAINING.items():
