@@ -29,6 +29,7 @@ EXPERIMENTS = (
     "trust",
     "refine",
     "bench",
+    "case_choices",
 )
 
 

@@ -40,6 +40,7 @@ from .base import Batch, Method, MethodOutput, typed
 from .registry import register_method
 from .settings import (
     Above,
+    AddonSettings,
     AtLeast,
     AtMost,
     Count,
@@ -142,6 +143,8 @@ class CASE(Method):
         soft_nms_alpha=0.35,
         eval_tiou="0.1:0.7:0.1",
     )
+    # wtal refine's target: the fused attention, chosen on held-out videos over the CAS (experiments/case_choices.py)
+    addon_defaults = AddonSettings(pseudo_label_target="foreground")
     has_background_class = False
     has_foreground = True  # the streams' attention
     cas_kind = "probabilities"
