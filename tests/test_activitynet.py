@@ -73,7 +73,9 @@ def test_thumos14_is_the_official_default_and_user_settings_win():
         assert preset_settings(cls, "thumos14", {}) == {}
     backtal = get_method("backtal")
     mine = preset_settings(backtal, "activitynet1.2", {"lr": 1e-3, "iterations": 7})
-    assert mine["lr"] == 1e-3 and mine["iterations"] == 7 and "epochs" not in mine  # a step count beats epochs
+    assert mine["lr"] == 1e-3 and mine["iterations"] == 7 and mine["epochs"] is None  # a step count beats epochs
+    case = get_method("case")  # ... also a method's own epochs
+    assert case.configure(preset_settings(case, "thumos14", {"iterations": 7})).training.epochs is None
     assert PRESET_NAMES == ("thumos14", "activitynet1.2", "activitynet1.3", "cpu-small")
 
 

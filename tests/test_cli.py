@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from wtal_pipe import __version__
+from wtal_pipe.methods import list_methods
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -76,11 +77,12 @@ def test_bench_quick_measures_every_section_next_to_its_baseline(tmp_path, run_c
     flow = {m["what"]: m for m in sections["Optical flow"]["measures"]}
     assert flow["tvl1, 1 worker(s)"]["naive"] > 0 and any(w.startswith("tvl1-torch on cpu") for w in flow)
     assert "identical to the naive script" in sections["End to end"]["setup"]
-    assert len(sections["Memory"]["measures"]) == 2 and len(sections["Training"]["measures"]) == 8
+    methods = len(list_methods())
+    assert len(sections["Memory"]["measures"]) == 2 and len(sections["Training"]["measures"]) == 2 * methods
     evaluation_shares = [m for m in sections["Training"]["measures"] if m["unit"] == "%"]
-    assert len(evaluation_shares) == 4 and all(m["value"] > 0 for m in evaluation_shares)
+    assert len(evaluation_shares) == methods and all(m["value"] > 0 for m in evaluation_shares)
     detections = [m for m in sections["Localize and evaluate"]["measures"] if "localize (" in m["what"]]
-    assert len(detections) == 4 and all(" 0 detections" not in m["what"] for m in detections)
+    assert len(detections) == methods and all(" 0 detections" not in m["what"] for m in detections)
     assert "## End to end" in report and "| speed-up |" in report
     recipes = [m["what"] for m in sections["Extraction recipes"]["measures"]]  # 1 s at 30 fps, each recipe's rows
     assert [w.rsplit(", ", 1)[1] for w in recipes] == [

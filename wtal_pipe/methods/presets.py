@@ -94,10 +94,10 @@ def preset_values(method: type[Method], name: str) -> dict[str, Sourced]:
 
 def preset_settings(method: type[Method], name: str, overrides: dict[str, Any]) -> dict[str, Any]:
     """The settings to train with: the preset's values under the user's ``overrides``. A step count the user
-    gives wins over a preset's epochs."""
+    gives wins over epochs, a preset's or the method's own (CASE counts epochs by default)."""
     changes = {key: value.value for key, value in preset_values(method, name).items()}
     if "iterations" in overrides and "epochs" not in overrides:
-        changes.pop("epochs", None)
+        changes["epochs"] = None
     return changes | overrides
 
 

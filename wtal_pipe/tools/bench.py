@@ -453,7 +453,7 @@ def bench_training(sizes: Sizes, device: str, workdir: Path) -> Section:
     section = Section(
         "Training",
         f"`wtal train` on 32 random-feature videos of 750 rows, {sizes.train_steps} steps after one warm-up "
-        "step; a step is one optimizer step at the method's official batch (BaS-Net, UM, BackTAL 16 videos; "
+        "step; a step is one optimizer step at the method's official batch (BaS-Net, UM, BackTAL, CASE 16 videos; "
         "CMCS 24 whole videos); held-out evaluation: once after the last step, on 40 more such videos "
         "(forward, localization, mAP and loss terms), as a share of 100 steps",
     )
