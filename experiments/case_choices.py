@@ -18,14 +18,13 @@ experiments/results/case_choices.json.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import commit, machine_line, mean_sd, record, save, thumos_shaped
+from common import commit, held_out_average_map, machine_line, mean_sd, record, save, test_average_map, thumos_shaped
 from parity import FEATURE_DIM, FEATURE_SEED, PROTOCOL
 
 NAME = "case_choices"
@@ -38,24 +37,6 @@ LOCALIZATION = {
     "as the config meant (outer 0.25, class score 0.15)": {"outer_ratio": 0.25, "class_score_weight": 0.15},
     "plain NMS (no soft-NMS)": {"soft_nms_alpha": None},
 }
-
-
-def _validation(run: Path) -> float:
-    from wtal_pipe.run import Run
-
-    return round(100 * json.loads(Run(run).metrics.read_text().splitlines()[-1])["average_mAP"], 2)
-
-
-def _test(run: Path, data: Path, overrides: dict[str, Any]) -> float:
-    from wtal_pipe.data.annotations import load_annotations
-    from wtal_pipe.evaluation.evaluate import THUMOS_TIOU, evaluate
-    from wtal_pipe.inference.pipeline import localize_dataset
-    from wtal_pipe.run import load_run
-
-    model, meta = load_run(run, "cpu", overrides, checkpoint="final")
-    detections = localize_dataset(model, meta, data, "test")
-    result = evaluate(load_annotations(data / "annotations.json"), detections, "test", THUMOS_TIOU)
-    return round(100 * result.average_map, 2)
 
 
 def measure(work: Path) -> dict[str, Any]:
@@ -85,12 +66,14 @@ def measure(work: Path) -> dict[str, Any]:
                                    overrides={**settings, **changes}))  # fmt: skip
             runs[variant].append(out)
         values["training"][variant] = {
-            "validation": [_validation(r) for r in runs[variant]],
-            "test": [_test(r, data, {}) for r in runs[variant]],
+            "validation": [held_out_average_map(r) for r in runs[variant]],
+            "test": [round(test_average_map(r, data, checkpoint="final"), 2) for r in runs[variant]],
         }
         print(variant, values["training"][variant])
     for variant, changes in LOCALIZATION.items():
-        values["localization"][variant] = [_test(r, data, changes) for r in runs["official (argsort)"]]
+        values["localization"][variant] = [
+            round(test_average_map(r, data, changes, checkpoint="final"), 2) for r in runs["official (argsort)"]
+        ]
         print(variant, values["localization"][variant])
     for target in (*TARGETS, "control"):
         changes = {"pseudo_label_target": target} if target != "control" else {"pseudo_label_weight": 0.0}
@@ -101,8 +84,8 @@ def measure(work: Path) -> dict[str, Any]:
                 refine(RefineOptions(run, data, out, rounds=1, device="cpu", overrides={**REFINE, **changes}))
             refined.append(out)
         values["refine"][target] = {
-            "validation": [_validation(out / ROUNDS / "round-1") for out in refined],
-            "test": [_test(out, data, {}) for out in refined],
+            "validation": [held_out_average_map(out / ROUNDS / "round-1") for out in refined],
+            "test": [round(test_average_map(out, data, checkpoint="final"), 2) for out in refined],
         }
         print("refine", target, values["refine"][target])
     values["refine_chosen"] = max(TARGETS, key=lambda t: sum(values["refine"][t]["validation"]))

@@ -111,3 +111,26 @@ def test_average_maps(runs: list[Path], data: Path, checkpoint: str = "final") -
     groups, _ = score_runs(runs, data, "test", checkpoint, "0.1:0.7:0.1")  # type: ignore[arg-type]
     by_path = {run.path.resolve(): 100 * run.result.average_map for group in groups for run in group.runs}
     return [round(by_path[r.resolve()], 2) for r in runs]
+
+
+def test_average_map(
+    run: Path, data: Path, overrides: dict[str, Any] | None = None, checkpoint: str | None = None
+) -> float:
+    """Average mAP 0.1:0.7 in % of one run on DATA_DIR's test subset, with localization ``overrides`` (a run's
+    re-tuned test settings) at ``checkpoint`` (``load_run``'s default when None)."""
+    from wtal_pipe.data.annotations import load_annotations
+    from wtal_pipe.evaluation.evaluate import THUMOS_TIOU, evaluate
+    from wtal_pipe.inference.pipeline import localize_dataset
+    from wtal_pipe.run import load_run
+
+    model, meta = load_run(run, "cpu", overrides, checkpoint=checkpoint)  # type: ignore[arg-type]
+    detections = localize_dataset(model, meta, data, "test")
+    return 100 * evaluate(load_annotations(data / "annotations.json"), detections, "test", THUMOS_TIOU).average_map
+
+
+def held_out_average_map(run: Path) -> float:
+    """Average mAP in % on the run's held-out videos at its final step (the last line of its metrics; a refined
+    run's are in its rounds' folders)."""
+    from wtal_pipe.run import Run
+
+    return round(100 * json.loads(Run(run).metrics.read_text().splitlines()[-1])["average_mAP"], 2)

@@ -21,7 +21,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent / "official"))
 
-from common import commit, machine_line, mean_sd, record, save, thumos_shaped
+from common import commit, machine_line, mean_sd, record, save, test_average_map, thumos_shaped
 
 SEEDS = (1, 2, 3, 4, 5)  # fixed before running: 5 a side for every method
 METHODS = ("um", "cmcs", "basnet", "backtal", "case")
@@ -137,17 +137,6 @@ def _methods_table(results: dict[str, dict[str, Any]]) -> str:
     )
 
 
-def _score(run: Path, data: Path) -> float:
-    from wtal_pipe.data.annotations import load_annotations
-    from wtal_pipe.evaluation.evaluate import THUMOS_TIOU, evaluate
-    from wtal_pipe.inference.pipeline import localize_dataset
-    from wtal_pipe.run import load_run
-
-    model, meta = load_run(run, "cpu")
-    detections = localize_dataset(model, meta, data, "test")
-    return 100 * evaluate(load_annotations(data / "annotations.json"), detections, "test", THUMOS_TIOU).average_map
-
-
 def _data(work: Path, method: str) -> Path:
     """The THUMOS-shaped benchmark at 256-d (its features seed fixed), with simulated clicks for BackTAL."""
     import json
@@ -201,12 +190,12 @@ def main() -> None:
         )
         run = work / "runs" / f"official_{method}_{seed}"
         import_checkpoint(files, method, data, run, force=True)
-        values["official"][str(seed)] = _score(run, data)
+        values["official"][str(seed)] = test_average_map(run, data)
         ours = work / "runs" / f"ours_{method}_{seed}"
         options = TrainOptions(method, data, ours, seed=seed, preset="thumos14", device="cpu",
                                overrides=PROTOCOL[method]["ours"])  # fmt: skip
         train(options)
-        values["ours"][str(seed)] = _score(ours, data)
+        values["ours"][str(seed)] = test_average_map(ours, data)
         print(
             f"{method} seed {seed}: authors' {values['official'][str(seed)]:.2f}, ours {values['ours'][str(seed)]:.2f}"
         )

@@ -27,7 +27,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import machine_line, mean_sd, measure_and_save, test_average_maps, thumos_shaped
+from common import held_out_average_map, machine_line, mean_sd, measure_and_save, test_average_maps, thumos_shaped
 
 NAME = "refine"
 SELECTION_SEED, SEEDS = 0, (1, 2, 3)  # fixed before running; the selection seed is never reported
@@ -60,15 +60,6 @@ def grid(method: str) -> list[dict[str, Any]]:
     ]
 
 
-def _validation(run: Path) -> float:
-    """Average mAP in % on the run's held-out videos at its final step (the last line of its metrics; a refined
-    run's are in its rounds' folders)."""
-    from wtal_pipe.run import Run
-
-    lines = Run(run).metrics.read_text().splitlines()
-    return round(100 * json.loads(lines[-1])["average_mAP"], 2)
-
-
 def measure(root: Path) -> dict[str, Any]:
     from wtal_pipe.methods import get_method
     from wtal_pipe.training.refine import ROUNDS as ROUND_FOLDER
@@ -97,7 +88,7 @@ def measure(root: Path) -> dict[str, Any]:
         candidates = []
         for number, setting in enumerate(grid(method)):
             out = refined(pilot, f"grid-{number}", 1, setting)
-            candidates.append({**setting, "validation": _validation(out / ROUND_FOLDER / "round-1")})
+            candidates.append({**setting, "validation": held_out_average_map(out / ROUND_FOLDER / "round-1")})
         chosen = max(candidates, key=lambda c: c["validation"])
         setting = {k: chosen[k] for k in ("pseudo_label_target", "lr", "iterations")}
         runs: dict[str, list[Path]] = {"base": [], "refined-1": [], "refined-2": [], "control-1": [], "control-2": []}
@@ -109,7 +100,7 @@ def measure(root: Path) -> dict[str, Any]:
                 runs[f"{kind}-1"].append(out / ROUND_FOLDER / "round-1")
                 runs[f"{kind}-2"].append(out)
         values["methods"][method] = {
-            "base_validation": _validation(pilot),
+            "base_validation": held_out_average_map(pilot),
             "grid": candidates,
             "chosen": setting,
             "test": {

@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from authors import authors_modules, run_as_script, stub, working_copy
 
+from wtal_pipe.layout import inside
+
 #: their loss terms (local variables of Trainer.train, with the weights main_case.py gives them) -> ours; the video
 #: term is rebuilt from their criterion's two outputs, since ``cost = vid_loss; cost += ...`` adds to it in place
 TERMS = {
@@ -81,8 +83,10 @@ def run_steps(
     losses = code.load("utils.loss")
     video: list[torch.Tensor] = []  # their criterion's outputs this step (flow, then rgb)
 
+    theirs = losses.CrossEntropyLoss()
+
     def criterion(logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
-        value = losses.CrossEntropyLoss()(logits, label)
+        value = theirs(logits, label)
         video.append(value.detach().clone())
         return value
 
@@ -187,7 +191,7 @@ def write_test_videos(folder: Path, videos: dict[str, np.ndarray], seconds_per_r
         half = rows.shape[1] // 2
         for stream, part in (("rgb", rows[:, :half]), ("flow", rows[:, half:])):
             (folder / "features" / "test" / stream).mkdir(parents=True, exist_ok=True)
-            np.save(folder / "features" / "test" / stream / f"{vid}.npy", np.ascontiguousarray(part))
+            np.save(inside(folder / "features" / "test" / stream, vid, ".npy"), np.ascontiguousarray(part))
     (folder / "split_test.txt").write_text("".join(f"{vid}\n" for vid in videos))
     database = {vid: {"subset": "test", "duration": len(rows) * seconds_per_row, "annotations": []}
                 for vid, rows in videos.items()}  # fmt: skip
